@@ -1,0 +1,1 @@
+//! Online forecasters (placeholder: filled by the forecasting issue).

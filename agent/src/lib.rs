@@ -1,0 +1,21 @@
+//! Shadow's agent: observes every cgroup from inside the kernel and forecasts
+//! what each one will need.
+//!
+//! Layout:
+//! - [`btf`]: struct member offsets from the running kernel's BTF, handed to
+//!   the BPF programs as globals (aya cannot emit CO-RE relocations).
+//! - [`cgroups`]: cgroup mounts and the cgroup id → path index.
+//! - [`probes`]: loads and attaches the BPF programs, with actionable errors.
+//! - [`collector`]: reads the per-CPU counter map each tick and turns
+//!   counters into per-interval deltas per cgroup.
+//! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
+//! - [`forecast`]: the online forecasters (pure code, time passed in).
+//! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
+
+pub mod backtest;
+pub mod btf;
+pub mod cgroups;
+pub mod collector;
+pub mod forecast;
+pub mod observe;
+pub mod probes;

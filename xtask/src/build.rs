@@ -1,0 +1,93 @@
+//! Building the BPF object and the binaries, running the agent and the tests.
+
+use std::{path::PathBuf, process::Command};
+
+use crate::{
+    cmd::{self, cargo},
+    setup,
+};
+
+/// Where `build-ebpf` leaves the object; the agent's build script embeds it.
+pub fn ebpf_object() -> PathBuf {
+    cmd::root().join("target/ebpf/bpfel-unknown-none/release/shadow-ebpf")
+}
+
+/// `cargo xtask build-ebpf`: the BPF object, with the pinned nightly and
+/// bpf-linker (installed first if missing).
+pub fn ebpf() -> anyhow::Result<()> {
+    setup::run()?;
+    let path = format!(
+        "{}:{}",
+        setup::tools_dir().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // BTF in the object gives readable verifier logs; the cfg tells
+    // aya-ebpf which architecture's pt_regs to use.
+    let flags = [
+        "--cfg=bpf_target_arch=\"x86_64\"",
+        "-Cdebuginfo=2",
+        "-Clink-arg=--btf",
+    ]
+    .join("\x1f");
+    cmd::run(
+        cargo(Some(setup::NIGHTLY))
+            .args(["build", "--release", "-p", "agent-ebpf", "--bin", "shadow-ebpf"])
+            .args(["--features", "ebpf", "--target", "bpfel-unknown-none"])
+            .args(["-Z", "build-std=core", "--target-dir", "target/ebpf"])
+            .env("CARGO_ENCODED_RUSTFLAGS", flags)
+            .env("PATH", path),
+    )?;
+    eprintln!("xtask: BPF object at {}", ebpf_object().display());
+    Ok(())
+}
+
+/// `cargo xtask build`: the BPF object, then release binaries embedding it.
+pub fn all() -> anyhow::Result<()> {
+    ebpf()?;
+    cmd::run(cargo(None).args([
+        "build",
+        "--release",
+        "-p",
+        "shadow-agent",
+        "-p",
+        "shadow-orchestrator",
+    ]))
+}
+
+/// Path of a release binary built by [`all`].
+pub fn binary(name: &str) -> PathBuf {
+    cmd::root().join("target/release").join(name)
+}
+
+/// `cargo xtask run`: the agent observing this host.
+pub fn run_agent(args: &[String]) -> anyhow::Result<()> {
+    all()?;
+    let mut agent = Command::new(binary("shadow-agent"));
+    agent.arg("observe");
+    if args.is_empty() {
+        agent.args(["--interval", "1s", "--format", "table"]);
+    }
+    cmd::run(agent.args(args))
+}
+
+/// `cargo xtask test`: every test. Lints and unit tests need no root; the
+/// integration tests in `tests/` load the real programs, so they run as
+/// root, one at a time (they create cgroups and measure the whole host).
+pub fn test() -> anyhow::Result<()> {
+    all()?;
+    cmd::run(cargo(None).args(["fmt", "--all", "--", "--check"]))?;
+    cmd::run(cargo(None).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    cmd::run(cargo(None).args(["test", "--workspace", "--exclude", "shadow-tests"]))?;
+    cmd::run(
+        cargo(None)
+            .args(["test", "--release", "-p", "shadow-tests", "--", "--test-threads=1"])
+            .env("SHADOW_AGENT_BIN", binary("shadow-agent")),
+    )
+}

@@ -1,0 +1,67 @@
+//! `cargo xtask`: everything a newcomer runs. Each command does what it needs
+//! first (`test` runs `setup` and `build-ebpf`), so one command works on a
+//! fresh machine.
+//!
+//! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
+//! object and the binaries), `cmd` (running commands with clear failures),
+//! `bench` (overhead benchmarks).
+
+mod bench;
+mod build;
+mod cmd;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Build, run and test Shadow.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: the pinned nightly with rust-src, bpf-linker
+    /// built against that nightly's LLVM, and the Debian packages tests need.
+    Setup,
+    /// Build the BPF object that the agent embeds.
+    BuildEbpf,
+    /// Build everything (BPF object, then release binaries).
+    Build,
+    /// Build, then start the agent in observe mode on this host (needs root).
+    /// Arguments after `--` go to `shadow-agent observe`.
+    /// Example: `cargo xtask run -- --cgroup /system.slice --count 5`
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: formatting, clippy, unit tests, then the privileged
+    /// integration tests against the real kernel (needs root).
+    Test,
+    /// Overhead benchmarks (needs root): ns per event per program, the
+    /// sched pipe slowdown, and the collector's cost with 10,000 cgroups.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run(),
+        Command::BuildEbpf => build::ebpf(),
+        Command::Build => build::all(),
+        Command::Run { args } => build::run_agent(&args),
+        Command::Test => build::test(),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
