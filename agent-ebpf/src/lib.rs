@@ -34,6 +34,7 @@ pub mod offsets {
 /// created. Userspace sums the CPUs and takes deltas per tick.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Counters {
     /// Nanoseconds on CPU (charged when a task is switched out).
     pub cpu_ns: u64,

@@ -16,6 +16,7 @@ pub mod backtest;
 pub mod btf;
 pub mod cgroups;
 pub mod collector;
+pub mod duration;
 pub mod forecast;
 pub mod observe;
 pub mod probes;

@@ -1,1 +1,85 @@
-fn main(){}
+//! `shadow-agent`: Shadow's per-host agent.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shadow_agent::{backtest, observe, probes};
+use tracing_subscriber::EnvFilter;
+
+/// Shadow's agent: watches every cgroup from inside the kernel (eBPF) and
+/// forecasts what each will need.
+///
+/// Examples:
+///   sudo shadow-agent observe --interval 1s --count 10 --format table
+///   sudo shadow-agent observe --cgroup /system.slice --format json
+///   sudo shadow-agent check
+///   shadow-agent backtest trace.csv
+#[derive(Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print per-cgroup CPU, run-queue, page-fault, block I/O and network
+    /// usage every interval (needs root).
+    ///
+    /// JSON: one object per cgroup per interval, with ts, cgroup, cgroup_id,
+    /// interval_ns, cpu_ns, runq_delay_ns, runq_count, page_faults,
+    /// io_read_bytes, io_write_bytes, io_ops, io_latency_ns, net_tx_bytes,
+    /// net_rx_bytes, net_tx_packets, net_rx_packets (all for that interval).
+    ///
+    /// Example: sudo shadow-agent observe --interval 1s --count 5 --cgroup /system.slice
+    Observe(observe::ObserveArgs),
+    /// Load and attach every probe, report each one's status and exit
+    /// (non-zero if a probe failed for a reason other than a missing hook).
+    ///
+    /// Example: sudo shadow-agent check
+    Check,
+    /// Evaluate forecasters on recorded traces (rolling origin).
+    ///
+    /// Example: shadow-agent backtest ../shared/data/traces/nab/*.csv --format table
+    Backtest(backtest::BacktestArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("SHADOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Observe(args) => observe::run(&args),
+        Command::Check => check(),
+        Command::Backtest(args) => backtest::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("shadow-agent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `shadow-agent check`.
+fn check() -> anyhow::Result<()> {
+    let mounts = shadow_agent::cgroups::Mounts::from_system()?;
+    let probes = probes::Probes::attach(mounts.v2.as_deref(), false)?;
+    let mut failed = 0;
+    for r in probes.reports() {
+        let status = match &r.status {
+            probes::Status::Attached => "attached".to_owned(),
+            probes::Status::Missing(why) => format!("off: {why}"),
+            probes::Status::Failed(why) => {
+                failed += 1;
+                format!("FAILED: {why}")
+            }
+        };
+        println!("{:<18} {:<26} {status}", r.program, r.measures);
+    }
+    anyhow::ensure!(failed == 0, "{failed} probe(s) failed");
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Reads the per-cgroup counters each tick and turns them into per-interval
+//! deltas, one [`Sample`] per cgroup.
+//!
+//! The map is read through [`CounterSource`] so the delta and bookkeeping
+//! logic is tested without root or a kernel.
+
+use std::collections::HashMap;
+
+use agent_ebpf::Counters;
+use aya::maps::{MapData, PerCpuHashMap};
+use serde::Serialize;
+
+use crate::cgroups::Index;
+
+/// Where per-cgroup counter totals come from.
+pub trait CounterSource {
+    /// Appends (cgroup id, counters summed over CPUs) for every entry.
+    fn read_all(&mut self, out: &mut Vec<(u64, Counters)>) -> Result<(), CollectError>;
+    /// Forgets a cgroup that no longer exists.
+    fn remove(&mut self, id: u64);
+}
+
+/// Why a tick's read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The kernel refused a map read.
+    #[error("reading the counter map failed: {0}")]
+    Map(#[from] aya::maps::MapError),
+}
+
+impl CounterSource for PerCpuHashMap<MapData, u64, Counters> {
+    fn read_all(&mut self, out: &mut Vec<(u64, Counters)>) -> Result<(), CollectError> {
+        for entry in self.iter() {
+            let (id, per_cpu) = match entry {
+                Ok(e) => e,
+                // Deleted between listing and lookup: gone, nothing to read.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            out.push((id, per_cpu.iter().fold(Counters::default(), |acc, c| add(&acc, c))));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, id: u64) {
+        // Already gone is fine: the goal is that it is gone.
+        let _ = PerCpuHashMap::remove(self, &id);
+    }
+}
+
+/// One cgroup's usage over one interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    /// End of the interval, Unix seconds.
+    pub ts: f64,
+    /// cgroup path relative to the v2 root (`?` if it vanished unseen).
+    pub cgroup: String,
+    /// v2 cgroup id (inode of its directory).
+    pub cgroup_id: u64,
+    /// Length of the interval.
+    pub interval_ns: u64,
+    /// The interval's deltas.
+    #[serde(flatten)]
+    pub usage: Counters,
+}
+
+/// Keeps the previous totals and the id → path index between ticks.
+pub struct Collector<S> {
+    source: S,
+    index: Index,
+    previous: HashMap<u64, Counters>,
+    /// Paths of cgroups seen before, kept so a cgroup's final interval is
+    /// reported under its name after its directory is gone.
+    known: HashMap<u64, String>,
+    scratch: Vec<(u64, Counters)>,
+    ticks: u64,
+    rescan_every: u64,
+}
+
+impl<S: CounterSource> Collector<S> {
+    /// `rescan_every`: ticks between full walks of the cgroup tree, which is
+    /// how removed cgroups are noticed (new ones are noticed at once).
+    pub fn new(source: S, index: Index, rescan_every: u64) -> Self {
+        Self {
+            source,
+            index,
+            previous: HashMap::new(),
+            known: HashMap::new(),
+            scratch: Vec::new(),
+            ticks: 0,
+            rescan_every: rescan_every.max(1),
+        }
+    }
+
+    /// Reads all counters and returns the deltas since the last tick.
+    /// `ts` is the wall-clock end of the interval, `interval_ns` its length.
+    pub fn tick(&mut self, ts: f64, interval_ns: u64) -> Result<Vec<Sample>, CollectError> {
+        self.ticks += 1;
+        self.scratch.clear();
+        self.source.read_all(&mut self.scratch)?;
+        let rescan_due = self.ticks % self.rescan_every == 0;
+        let unknown = self.scratch.iter().any(|(id, _)| self.index.path(*id).is_none() && !self.known.contains_key(id));
+        if rescan_due || unknown {
+            self.index.rescan();
+        }
+        let mut samples = Vec::with_capacity(self.scratch.len());
+        let mut gone = Vec::new();
+        for (id, total) in &self.scratch {
+            // First sight: the map was created empty when the agent loaded
+            // it, so everything in a new entry happened since then.
+            let delta = match self.previous.insert(*id, *total) {
+                Some(prev) => delta(&prev, total),
+                None => *total,
+            };
+            let path = match self.index.path(*id) {
+                Some(p) => {
+                    if !self.known.contains_key(id) {
+                        self.known.insert(*id, p.to_owned());
+                    }
+                    p.to_owned()
+                }
+                None => {
+                    if rescan_due || unknown {
+                        gone.push(*id);
+                    }
+                    self.known.get(id).cloned().unwrap_or_else(|| "?".to_owned())
+                }
+            };
+            samples.push(Sample { ts, cgroup: path, cgroup_id: *id, interval_ns, usage: delta });
+        }
+        for id in gone {
+            self.source.remove(id);
+            self.previous.remove(&id);
+            self.known.remove(&id);
+        }
+        Ok(samples)
+    }
+
+    /// Number of cgroups in the tree at the last scan.
+    pub fn cgroups(&self) -> usize {
+        self.index.len()
+    }
+}
+
+fn add(a: &Counters, b: &Counters) -> Counters {
+    zip(a, b, u64::wrapping_add)
+}
+
+/// Per-field difference. A field that went down means the kernel entry was
+/// deleted and recreated in between: its whole new value is the delta.
+fn delta(prev: &Counters, now: &Counters) -> Counters {
+    zip(prev, now, |p, n| if n >= p { n - p } else { n })
+}
+
+fn zip(a: &Counters, b: &Counters, f: impl Fn(u64, u64) -> u64) -> Counters {
+    Counters {
+        cpu_ns: f(a.cpu_ns, b.cpu_ns),
+        runq_delay_ns: f(a.runq_delay_ns, b.runq_delay_ns),
+        runq_count: f(a.runq_count, b.runq_count),
+        page_faults: f(a.page_faults, b.page_faults),
+        io_read_bytes: f(a.io_read_bytes, b.io_read_bytes),
+        io_write_bytes: f(a.io_write_bytes, b.io_write_bytes),
+        io_ops: f(a.io_ops, b.io_ops),
+        io_latency_ns: f(a.io_latency_ns, b.io_latency_ns),
+        net_tx_bytes: f(a.net_tx_bytes, b.net_tx_bytes),
+        net_rx_bytes: f(a.net_rx_bytes, b.net_rx_bytes),
+        net_tx_packets: f(a.net_tx_packets, b.net_tx_packets),
+        net_rx_packets: f(a.net_rx_packets, b.net_rx_packets),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake map: totals set by the test.
+    #[derive(Default)]
+    struct Fake {
+        totals: HashMap<u64, Counters>,
+        removed: Vec<u64>,
+    }
+
+    impl CounterSource for &mut Fake {
+        fn read_all(&mut self, out: &mut Vec<(u64, Counters)>) -> Result<(), CollectError> {
+            out.extend(self.totals.iter().map(|(k, v)| (*k, *v)));
+            Ok(())
+        }
+        fn remove(&mut self, id: u64) {
+            self.totals.remove(&id);
+            self.removed.push(id);
+        }
+    }
+
+    fn cpu(ns: u64) -> Counters {
+        Counters { cpu_ns: ns, ..Counters::default() }
+    }
+
+    fn tree() -> (std::path::PathBuf, u64) {
+        let dir = std::env::temp_dir().join(format!("shadow-collector-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        let id = crate::cgroups::id_of(&dir.join("a")).unwrap();
+        (dir, id)
+    }
+
+    #[test]
+    fn reports_deltas_and_handles_recreated_entries() {
+        let (dir, a) = tree();
+        let mut fake = Fake::default();
+        fake.totals.insert(a, cpu(100));
+        let mut c = Collector::new(&mut fake, Index::new(dir.clone()), 1000);
+        assert_eq!(c.tick(1.0, 1).unwrap()[0].usage.cpu_ns, 100);
+        c.source.totals.insert(a, cpu(350));
+        let s = c.tick(2.0, 1).unwrap();
+        assert_eq!((s[0].cgroup.as_str(), s[0].usage.cpu_ns), ("/a", 250));
+        // Entry deleted and recreated by the kernel side: counts restart.
+        c.source.totals.insert(a, cpu(40));
+        assert_eq!(c.tick(3.0, 1).unwrap()[0].usage.cpu_ns, 40);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn removed_cgroup_reports_its_last_interval_then_is_dropped() {
+        let (dir, a) = tree();
+        let mut fake = Fake::default();
+        fake.totals.insert(a, cpu(10));
+        let mut c = Collector::new(&mut fake, Index::new(dir.clone()), 2);
+        c.tick(1.0, 1).unwrap();
+        std::fs::remove_dir(dir.join("a")).unwrap();
+        c.source.totals.insert(a, cpu(30));
+        // Tick 2 rescans: the cgroup is gone, reported once under its name.
+        let s = c.tick(2.0, 1).unwrap();
+        assert_eq!((s[0].cgroup.as_str(), s[0].usage.cpu_ns), ("/a", 20));
+        assert_eq!(c.source.removed, vec![a]);
+        assert!(c.tick(3.0, 1).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn new_cgroup_after_start_counts_from_its_first_event() {
+        let (dir, a) = tree();
+        let mut fake = Fake::default();
+        let mut c = Collector::new(&mut fake, Index::new(dir.clone()), 1000);
+        assert!(c.tick(1.0, 1).unwrap().is_empty());
+        c.source.totals.insert(a, cpu(70));
+        assert_eq!(c.tick(2.0, 1).unwrap()[0].usage.cpu_ns, 70);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,173 @@
+//! `shadow-agent observe`: per-cgroup usage every interval, as JSON lines
+//! (for programs, one object per cgroup per interval) or a table (for people).
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+
+use crate::{
+    cgroups::{self, Index, Mounts},
+    collector::{Collector, Sample},
+    probes::Probes,
+};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per cgroup per interval.
+    Json,
+    /// A table of the busiest cgroups, refreshed every interval.
+    Table,
+}
+
+/// Arguments of `shadow-agent observe`.
+#[derive(Debug, clap::Args)]
+pub struct ObserveArgs {
+    /// Length of one interval (e.g. 500ms, 1s, 5s).
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop after this many intervals (default: until Ctrl-C or SIGTERM).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+    /// Only this cgroup (path relative to the v2 root) and its descendants.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Intervals between full walks of the cgroup tree (how soon removed
+    /// cgroups are dropped; new ones are seen at once).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub rescan_every: u64,
+    /// Rows shown by the table format.
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(text)?;
+    if d < Duration::from_millis(10) {
+        return Err("the interval must be at least 10ms".into());
+    }
+    Ok(d)
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Ctrl-C and SIGTERM end the loop after the current interval, so the
+/// programs are detached by the normal drop path.
+fn install_stop_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Runs the observe loop until `--count` intervals or a stop signal.
+pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
+    let mounts = Mounts::from_system().context("finding cgroup mounts")?;
+    let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
+    let mut probes = Probes::attach(Some(&v2_root), false)?;
+    let map = probes.counters().context("the BPF object has no counter map")?;
+    let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
+    install_stop_handlers();
+    let mut stdout = std::io::stdout().lock();
+    let mut last = Instant::now();
+    let mut deadline = last + args.interval;
+    let mut done = 0;
+    while args.count.is_none_or(|n| done < n) {
+        sleep_until(deadline);
+        let stopping = STOP.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let interval_ns = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
+        last = now;
+        deadline += args.interval;
+        let mut samples = collector.tick(unix_now(), interval_ns)?;
+        if let Some(filter) = &args.cgroup {
+            samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
+        }
+        let written = match args.format {
+            Format::Json => write_json(&mut stdout, &samples),
+            Format::Table => write_table(&mut stdout, &mut samples, args.top, collector.cgroups()),
+        };
+        if let Err(e) = written.and_then(|()| stdout.flush()) {
+            // A closed pipe (`| head`) ends the run quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("writing output");
+        }
+        done += 1;
+        if stopping {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps until `deadline`, waking early if a stop was requested.
+fn sleep_until(deadline: Instant) {
+    while !STOP.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn write_json(out: &mut impl std::io::Write, samples: &[Sample]) -> std::io::Result<()> {
+    for s in samples {
+        serde_json::to_writer(&mut *out, s)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn write_table(
+    out: &mut impl std::io::Write,
+    samples: &mut [Sample],
+    top: usize,
+    cgroups: usize,
+) -> std::io::Result<()> {
+    samples.sort_by_key(|s| std::cmp::Reverse(s.usage.cpu_ns));
+    let secs = samples.first().map_or(1.0, |s| s.interval_ns as f64 / 1e9).max(1e-9);
+    writeln!(out, "\n{} cgroups, {} active; per second:", cgroups, samples.len())?;
+    writeln!(
+        out,
+        "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}  CGROUP",
+        "CPU%", "RUNQ_MS", "FAULTS", "READ_KB", "WRITE_KB", "TX_KB", "RX_KB"
+    )?;
+    for s in samples.iter().take(top) {
+        let u = &s.usage;
+        let per_s = |v: u64| v as f64 / secs;
+        writeln!(
+            out,
+            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}  {}",
+            per_s(u.cpu_ns) / 1e7,
+            per_s(u.runq_delay_ns) / 1e6,
+            per_s(u.page_faults),
+            per_s(u.io_read_bytes) / 1024.0,
+            per_s(u.io_write_bytes) / 1024.0,
+            per_s(u.net_tx_bytes) / 1024.0,
+            per_s(u.net_rx_bytes) / 1024.0,
+            s.cgroup
+        )?;
+    }
+    Ok(())
+}

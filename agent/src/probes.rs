@@ -1,0 +1,266 @@
+//! Loads and attaches Shadow's BPF programs.
+//!
+//! A probe whose hook the kernel lacks is skipped with one warning and the
+//! others run. Everything that stops the agent as a whole (not root, no BTF,
+//! object not built, nothing attached) is a [`ProbeError`] that says what to
+//! do about it.
+
+use std::{fs::File, path::Path};
+
+use agent_ebpf::COUNTERS_MAP;
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuHashMap},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
+};
+use tracing::{info, warn};
+
+use crate::btf::{self, Btf};
+
+#[cfg(shadow_bpf_object)]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SHADOW_BPF_OBJECT"));
+#[cfg(not(shadow_bpf_object))]
+static OBJECT: &[u8] = &[];
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    /// A BTF tracepoint (`tp_btf`), by tracepoint name.
+    Tracepoint(&'static str),
+    /// A cgroup_skb program on the v2 root.
+    CgroupSkb(CgroupSkbAttachType),
+}
+
+/// One program: its name in the object, its hook, what it measures.
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    program: &'static str,
+    hook: Hook,
+    measures: &'static str,
+}
+
+const PROBES: &[Probe] = &[
+    Probe { program: "sched_switch", hook: Hook::Tracepoint("sched_switch"), measures: "CPU time, run-queue delay" },
+    Probe { program: "sched_wakeup", hook: Hook::Tracepoint("sched_wakeup"), measures: "run-queue delay" },
+    Probe { program: "sched_wakeup_new", hook: Hook::Tracepoint("sched_wakeup_new"), measures: "run-queue delay" },
+    Probe { program: "page_fault_user", hook: Hook::Tracepoint("page_fault_user"), measures: "page faults" },
+    Probe { program: "page_fault_kernel", hook: Hook::Tracepoint("page_fault_kernel"), measures: "page faults" },
+    Probe { program: "block_io_start", hook: Hook::Tracepoint("block_io_start"), measures: "block I/O" },
+    Probe { program: "block_rq_complete", hook: Hook::Tracepoint("block_rq_complete"), measures: "block I/O" },
+    Probe { program: "net_egress", hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress), measures: "network tx" },
+    Probe { program: "net_ingress", hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress), measures: "network rx" },
+];
+
+/// Why the agent cannot observe at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Loading BPF programs is privileged.
+    #[error(
+        "loading BPF programs needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run it with sudo"
+    )]
+    NotPrivileged,
+    /// The kernel has no BTF, which BTF tracepoints need.
+    #[error("this kernel exposes no BTF at {path}: Shadow's tracepoints need a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf {
+        /// The file that is missing.
+        path: &'static str,
+    },
+    /// The binary was built without its BPF object.
+    #[error("this binary was built without its BPF object: run `cargo xtask build-ebpf`, then build the agent again (or just `cargo xtask build`)")]
+    NotBuilt,
+    /// The object could not be loaded as a whole (maps, relocations).
+    #[error("loading the BPF object failed: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// Every probe failed: there is nothing to observe.
+    #[error("no probe could be attached:\n{0}")]
+    NothingAttached(String),
+}
+
+/// What happened to one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Loaded and attached.
+    Attached,
+    /// The kernel lacks the hook; the probe is off.
+    Missing(String),
+    /// The kernel refused the program or the attachment.
+    Failed(String),
+}
+
+/// One line of the probe report.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Program name.
+    pub program: &'static str,
+    /// What it measures.
+    pub measures: &'static str,
+    /// Outcome.
+    pub status: Status,
+}
+
+/// The loaded programs (detached when dropped) and what happened to each.
+pub struct Probes {
+    ebpf: Ebpf,
+    reports: Vec<Report>,
+    /// Keeps `bpf_stats` on while held (BPF_ENABLE_STATS, no sysctl change).
+    _stats: Option<std::os::fd::OwnedFd>,
+}
+
+impl Probes {
+    /// Loads the object and attaches every probe the kernel supports.
+    /// `cgroup_v2_root` is where the network programs attach (None: off).
+    pub fn attach(cgroup_v2_root: Option<&Path>, collect_stats: bool) -> Result<Self, ProbeError> {
+        check_privileges()?;
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NotBuilt);
+        }
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf { path: btf::VMLINUX_BTF })?;
+        let offsets = Btf::from_kernel().and_then(|b| b.member_offset("request", &["cmd_flags"]));
+        let cmd_flags_off = offsets.as_ref().copied().unwrap_or(0);
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&kernel_btf))
+            .override_global("RQ_CMD_FLAGS_OFF", &cmd_flags_off, true)
+            .load(OBJECT)
+            .map_err(|e| ProbeError::Load(Box::new(e)))?;
+        let stats = collect_stats
+            .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok())
+            .flatten();
+        let mut reports = Vec::new();
+        for probe in PROBES {
+            let status = if probe.measures == "block I/O" && offsets.is_err() {
+                let cause = offsets.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                Status::Missing(format!("cannot locate request.cmd_flags: {cause}"))
+            } else {
+                attach_one(&mut ebpf, probe, &kernel_btf, cgroup_v2_root)
+            };
+            match &status {
+                Status::Attached => info!(program = probe.program, "probe attached"),
+                Status::Missing(why) => {
+                    warn!(program = probe.program, measures = probe.measures, "probe off: {why}")
+                }
+                Status::Failed(why) => {
+                    warn!(program = probe.program, measures = probe.measures, "probe failed: {why}")
+                }
+            }
+            reports.push(Report { program: probe.program, measures: probe.measures, status });
+        }
+        if !reports.iter().any(|r| r.status == Status::Attached) {
+            let lines: Vec<String> = reports.iter().map(|r| format!("  {}: {:?}", r.program, r.status)).collect();
+            return Err(ProbeError::NothingAttached(lines.join("\n")));
+        }
+        Ok(Self { ebpf, reports, _stats: stats })
+    }
+
+    /// What happened to each probe.
+    pub fn reports(&self) -> &[Report] {
+        &self.reports
+    }
+
+    /// The per-cgroup counter map (one per loaded object).
+    pub fn counters(&mut self) -> Option<PerCpuHashMap<MapData, u64, agent_ebpf::Counters>> {
+        self.ebpf.take_map(COUNTERS_MAP).and_then(|m| PerCpuHashMap::try_from(m).ok())
+    }
+
+    /// (program, events, nanoseconds in the program) for each attached probe,
+    /// from the kernel's bpf_stats (zero unless stats were asked for).
+    pub fn run_stats(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut out = Vec::new();
+        for r in self.reports.iter().filter(|r| r.status == Status::Attached) {
+            let Some(info) = self.ebpf.program(r.program).and_then(|p| p.info().ok()) else {
+                continue;
+            };
+            out.push((r.program, info.run_count(), info.run_time().as_nanos() as u64));
+        }
+        out
+    }
+}
+
+fn attach_one(ebpf: &mut Ebpf, probe: &Probe, btf: &aya::Btf, v2_root: Option<&Path>) -> Status {
+    let Some(program) = ebpf.program_mut(probe.program) else {
+        return Status::Failed("program missing from the BPF object (rebuild with `cargo xtask build-ebpf`)".into());
+    };
+    let result = match probe.hook {
+        Hook::Tracepoint(tp) => match <&mut BtfTracePoint>::try_from(program) {
+            Ok(p) => p.load(tp, btf).and_then(|()| p.attach().map(drop)),
+            Err(e) => Err(e),
+        },
+        Hook::CgroupSkb(kind) => {
+            let Some(root) = v2_root else {
+                return Status::Missing("no cgroup v2 hierarchy is mounted".into());
+            };
+            let cgroup = match File::open(root) {
+                Ok(f) => f,
+                Err(e) => return Status::Failed(format!("cannot open {}: {e}", root.display())),
+            };
+            match <&mut CgroupSkb>::try_from(program) {
+                // On kernels with BPF links (5.7+) aya attaches through a
+                // link, which the kernel always adds beside other programs
+                // (BPF_F_ALLOW_MULTI) and which refuses explicit flags:
+                // `Single` here passes none and displaces nobody.
+                Ok(p) => p.load().and_then(|()| p.attach(&cgroup, kind, CgroupAttachMode::Single).map(drop)),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => Status::Attached,
+        Err(e) => classify(probe, e),
+    }
+}
+
+/// Turns aya's error into a status an operator can act on.
+fn classify(probe: &Probe, err: ProgramError) -> Status {
+    match err {
+        ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+            let Hook::Tracepoint(tp) = probe.hook else {
+                return Status::Failed(err.to_string());
+            };
+            Status::Missing(format!("this kernel has no tracepoint {tp}"))
+        }
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+            Status::Failed(format!(
+                "the kernel verifier rejected it ({io_error}); this kernel or this build is not supported, please report with this log:\n{}",
+                tail.join("\n")
+            ))
+        }
+        other => Status::Failed(chain(&other)),
+    }
+}
+
+/// Root, or the capabilities BPF loading and cgroup attachment need.
+fn check_privileges() -> Result<(), ProbeError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let needed = [CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF];
+    if needed.iter().all(|cap| effective & (1 << cap) != 0) {
+        Ok(())
+    } else {
+        Err(ProbeError::NotPrivileged)
+    }
+}
+
+/// An error and its causes on one line (aya's syscall errors keep the errno
+/// in the source).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
