@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use crate::{
     cgroups::{self, Index, Mounts},
     collector::{Collector, Sample},
-    probes::Probes,
+    probes::{Probes, Status},
 };
 
 /// Output format.
@@ -79,7 +79,19 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let mounts = Mounts::from_system().context("finding cgroup mounts")?;
     let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
     let mut probes = Probes::attach(Some(&v2_root), false)?;
-    let map = probes.counters().context("the BPF object has no counter map")?;
+    let map = probes
+        .counters()
+        .context("the BPF object has no counter map")?;
+    let attached = probes
+        .reports()
+        .iter()
+        .filter(|r| r.status == Status::Attached)
+        .count();
+    // Tells people (and tests) that measurement has started.
+    eprintln!(
+        "shadow-agent: observing, {attached}/{} probes attached",
+        probes.reports().len()
+    );
     let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
     install_stop_handlers();
     let mut stdout = std::io::stdout().lock();
@@ -128,7 +140,9 @@ fn sleep_until(deadline: Instant) {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn write_json(out: &mut impl std::io::Write, samples: &[Sample]) -> std::io::Result<()> {
@@ -146,8 +160,16 @@ fn write_table(
     cgroups: usize,
 ) -> std::io::Result<()> {
     samples.sort_by_key(|s| std::cmp::Reverse(s.usage.cpu_ns));
-    let secs = samples.first().map_or(1.0, |s| s.interval_ns as f64 / 1e9).max(1e-9);
-    writeln!(out, "\n{} cgroups, {} active; per second:", cgroups, samples.len())?;
+    let secs = samples
+        .first()
+        .map_or(1.0, |s| s.interval_ns as f64 / 1e9)
+        .max(1e-9);
+    writeln!(
+        out,
+        "\n{} cgroups, {} active; per second:",
+        cgroups,
+        samples.len()
+    )?;
     writeln!(
         out,
         "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}  CGROUP",

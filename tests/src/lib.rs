@@ -1,1 +1,298 @@
+//! Helpers for Shadow's privileged integration tests: cgroups that remove
+//! themselves, workloads started inside them, and the agent run as a real
+//! subprocess whose JSON output is collected.
+//!
+//! These tests need root and a real kernel. Run them with `cargo xtask test`,
+//! which builds the agent first and passes its path in `SHADOW_AGENT_BIN`.
+//! They never skip themselves: a missing prerequisite fails with a message.
 
+use std::{
+    collections::HashMap,
+    fs,
+    io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Fails the test unless it runs as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the integration tests load BPF programs and create cgroups: run `cargo xtask test` as root"
+    );
+}
+
+/// Mount point of a cgroup hierarchy (`cgroup2` for v2, else a v1 controller).
+pub fn mount_of(kind: &str) -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = left.split(' ').nth(4)?;
+        let mut r = right.split(' ');
+        let fstype = r.next()?;
+        let opts = r.nth(1)?;
+        let hit = if kind == "cgroup2" {
+            fstype == "cgroup2"
+        } else {
+            fstype == "cgroup" && opts.split(',').any(|o| o == kind)
+        };
+        hit.then(|| PathBuf::from(point))
+    })
+}
+
+/// A cgroup created for one test, at the same relative path in the v2
+/// hierarchy and in the v1 controllers asked for; removed on drop, even when
+/// the test fails.
+pub struct TestCgroup {
+    /// Path relative to the v2 root, as the agent reports it.
+    pub path: String,
+    dirs: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    /// Creates `/shadow-test-<name>-<pid>` in v2 and in each of `v1`.
+    pub fn new(name: &str, v1: &[&str]) -> Self {
+        require_root();
+        let path = format!("/shadow-test-{name}-{}", std::process::id());
+        let mut cg = Self {
+            path,
+            dirs: Vec::new(),
+        };
+        let v2 = mount_of("cgroup2").expect("no cgroup v2 hierarchy mounted");
+        for root in std::iter::once(v2).chain(
+            v1.iter()
+                .map(|c| mount_of(c).unwrap_or_else(|| panic!("v1 controller {c} is not mounted"))),
+        ) {
+            let dir = root.join(cg.path.trim_start_matches('/'));
+            fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            cg.dirs.push(dir);
+        }
+        cg
+    }
+
+    /// The v2 directory.
+    pub fn v2_dir(&self) -> &Path {
+        &self.dirs[0]
+    }
+
+    /// Starts `cmd` inside this cgroup (every hierarchy) before it execs.
+    pub fn spawn(&self, cmd: &mut Command) -> Child {
+        let procs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+        // SAFETY: the closure only writes to files, which is async-signal-safe
+        // enough for a freshly forked child of a test process.
+        unsafe {
+            cmd.pre_exec(move || {
+                for p in &procs {
+                    fs::write(p, "0")?;
+                }
+                Ok(())
+            });
+        }
+        cmd.stdout(Stdio::piped()).spawn().expect("spawn workload")
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            // Move stragglers out, then remove; tasks that are exiting can
+            // keep a cgroup busy for a moment.
+            let parent_procs = dir.parent().map(|p| p.join("cgroup.procs"));
+            for _ in 0..100 {
+                if let (Ok(pids), Some(parent)) =
+                    (fs::read_to_string(dir.join("cgroup.procs")), &parent_procs)
+                {
+                    for pid in pids.lines() {
+                        let _ = fs::write(parent, pid);
+                    }
+                }
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// The workload binary built with these tests (cargo puts it one folder
+/// above the test executables in `deps/`).
+pub fn workload(args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("shadow-workload");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests through cargo",
+        bin.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    cmd
+}
+
+/// Waits for a workload and parses the JSON line it printed last.
+pub fn finish(child: Child) -> Value {
+    let out = child.wait_with_output().expect("wait workload");
+    assert!(out.status.success(), "workload failed: {:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().expect("workload printed nothing"))
+        .expect("workload JSON")
+}
+
+/// Path of the agent binary (set by `cargo xtask test`).
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("SHADOW_AGENT_BIN").expect(
+            "SHADOW_AGENT_BIN is not set: run the integration tests with `cargo xtask test`",
+        ),
+    )
+}
+
+/// `shadow-agent observe` running as a subprocess, its JSON lines collected.
+pub struct Agent {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts observing `cgroup` (and below) every `interval`, and returns
+    /// once the probes are attached.
+    pub fn start(cgroup: &str, interval: &str) -> Self {
+        require_root();
+        let mut child = Command::new(agent_bin())
+            .args([
+                "observe",
+                "--format",
+                "json",
+                "--interval",
+                interval,
+                "--cgroup",
+                cgroup,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shadow-agent");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut stderr = BufReader::new(stderr);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).expect("agent stderr");
+            seen.push_str(&line);
+            if line.contains("observing") {
+                break;
+            }
+            assert!(
+                n > 0 && Instant::now() < deadline,
+                "agent did not start:\n{seen}"
+            );
+        }
+        // Keep draining stderr so the agent never blocks on it.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+                sink.lock().expect("lock").push(value);
+            }
+        });
+        Self {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Lets `settle` pass (so the last events are read), stops the agent
+    /// with SIGTERM and returns every sample it printed.
+    pub fn stop(mut self, settle: Duration) -> Vec<Value> {
+        std::thread::sleep(settle);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait agent");
+        assert!(status.success(), "agent exited with {status}");
+        if let Some(r) = self.reader.take() {
+            r.join().expect("reader");
+        }
+        std::mem::take(&mut *self.lines.lock().expect("lock"))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of `field` over the samples of cgroup `path`.
+pub fn total(samples: &[Value], path: &str, field: &str) -> u64 {
+    samples
+        .iter()
+        .filter(|s| s["cgroup"] == path)
+        .map(|s| {
+            s[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("field {field} missing in {s}"))
+        })
+        .sum()
+}
+
+/// Every field of the JSON schema, for a schema check.
+pub const FIELDS: &[&str] = &[
+    "ts",
+    "cgroup",
+    "cgroup_id",
+    "interval_ns",
+    "cpu_ns",
+    "runq_delay_ns",
+    "runq_count",
+    "page_faults",
+    "io_read_bytes",
+    "io_write_bytes",
+    "io_ops",
+    "io_latency_ns",
+    "net_tx_bytes",
+    "net_rx_bytes",
+    "net_tx_packets",
+    "net_rx_packets",
+];
+
+/// `key value` pairs of a flat-keyed cgroup file such as `cpu.stat`.
+pub fn keyed(file: &Path) -> HashMap<String, u64> {
+    fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `measured / expected`, printed so test logs carry the figure.
+pub fn ratio(what: &str, measured: u64, expected: u64) -> f64 {
+    assert!(expected > 0, "{what}: ground truth is zero");
+    let r = measured as f64 / expected as f64;
+    eprintln!("{what}: agent {measured}, kernel {expected}, ratio {r:.4}");
+    r
+}

@@ -1,0 +1,175 @@
+//! `shadow-workload`: the real workloads the integration tests run inside
+//! their cgroups. Each prints its own ground truth as one JSON line when done.
+//!
+//! Usage:
+//!   shadow-workload burn SECONDS [CPU]      spin; print /proc/self/schedstat
+//!   shadow-workload touch PAGES             fault pages in; print getrusage
+//!   shadow-workload dio-write DEV BYTES     O_DIRECT writes of 1 MiB
+//!   shadow-workload dio-read DEV BYTES      O_DIRECT reads of 1 MiB
+//!   shadow-workload tcp-recv                listen on 127.0.0.1:0, print port, count bytes
+//!   shadow-workload tcp-send PORT BYTES     send BYTES to 127.0.0.1:PORT
+
+use std::{
+    fs::OpenOptions,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    os::unix::fs::OpenOptionsExt as _,
+    time::{Duration, Instant},
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    let num = |i: usize| arg(i).parse::<u64>().unwrap_or_else(|_| usage());
+    match arg(0) {
+        "burn" => burn(
+            num(1),
+            args.get(2).map(|c| c.parse().unwrap_or_else(|_| usage())),
+        ),
+        "touch" => touch(num(1)),
+        "dio-write" => direct_io(arg(1), num(2), true),
+        "dio-read" => direct_io(arg(1), num(2), false),
+        "tcp-recv" => tcp_recv(),
+        "tcp-send" => tcp_send(num(1), num(2)),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES"
+    );
+    std::process::exit(2)
+}
+
+fn burn(seconds: u64, cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+                0,
+                "sched_setaffinity"
+            );
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut x = 0u64;
+    while Instant::now() < end {
+        for i in 0..10_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
+    let stat = std::fs::read_to_string("/proc/self/schedstat").expect("schedstat");
+    let fields: Vec<u64> = stat
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    println!(
+        r#"{{"run_ns":{},"run_delay_ns":{},"timeslices":{}}}"#,
+        fields[0], fields[1], fields[2]
+    );
+}
+
+fn touch(pages: u64) {
+    let page = 4096usize;
+    let len = pages as usize * page;
+    // SAFETY: anonymous private mapping, checked for failure, unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap");
+    for i in 0..pages as usize {
+        // SAFETY: within the mapping.
+        unsafe { (base as *mut u8).add(i * page).write_volatile(1) };
+    }
+    // SAFETY: same mapping.
+    unsafe { libc::munmap(base, len) };
+    print_rusage();
+}
+
+fn print_rusage() {
+    // SAFETY: getrusage fills the struct.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    println!(
+        r#"{{"minflt":{},"majflt":{}}}"#,
+        usage.ru_minflt, usage.ru_majflt
+    );
+}
+
+fn direct_io(dev: &str, bytes: u64, write: bool) {
+    const CHUNK: usize = 1 << 20;
+    let mut file = OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(dev)
+        .unwrap_or_else(|e| panic!("open {dev}: {e}"));
+    let layout = std::alloc::Layout::from_size_align(CHUNK, 4096).expect("layout");
+    // SAFETY: non-zero size; freed below.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    // SAFETY: ptr is valid for CHUNK bytes.
+    let buf = unsafe { std::slice::from_raw_parts_mut(ptr, CHUNK) };
+    let mut done = 0u64;
+    while done < bytes {
+        let n = if write {
+            file.write(buf)
+        } else {
+            file.read(buf)
+        }
+        .expect("direct I/O");
+        assert!(n > 0, "device too small");
+        done += n as u64;
+    }
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(ptr, layout) };
+    println!(r#"{{"bytes":{done}}}"#);
+}
+
+fn tcp_recv() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!(
+        r#"{{"port":{}}}"#,
+        listener.local_addr().expect("addr").port()
+    );
+    std::io::stdout().flush().expect("flush");
+    let (mut conn, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        match conn.read(&mut buf).expect("read") {
+            0 => break,
+            n => total += n as u64,
+        }
+    }
+    println!(r#"{{"bytes":{total}}}"#);
+}
+
+fn tcp_send(port: u64, bytes: u64) {
+    let mut conn = TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
+    let buf = vec![7u8; 1 << 16];
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = buf.len().min((bytes - sent) as usize);
+        conn.write_all(&buf[..n]).expect("write");
+        sent += n as u64;
+    }
+    conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    // Wait for the receiver to close, so every byte has crossed.
+    let _ = conn.read(&mut [0u8; 1]);
+    println!(r#"{{"bytes":{sent}}}"#);
+}
