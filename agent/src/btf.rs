@@ -23,7 +23,9 @@ const KIND_TYPE_TAG: u32 = 18;
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     /// The BTF file could not be read (no `CONFIG_DEBUG_INFO_BTF`?).
-    #[error("cannot read kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
+    #[error(
+        "cannot read kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"
+    )]
     Read {
         /// The file that was read.
         path: String,
@@ -89,7 +91,11 @@ impl Btf {
         if u16_at(0) != Some(MAGIC) {
             return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
         }
-        let field = |o| u32_at(o).map(|v| v as usize).ok_or(BtfError::Malformed("short header"));
+        let field = |o| {
+            u32_at(o)
+                .map(|v| v as usize)
+                .ok_or(BtfError::Malformed("short header"))
+        };
         let (hdr_len, type_off, type_len, str_off, str_len) =
             (field(4)?, field(8)?, field(12)?, field(16)?, field(20)?);
         let types_at = hdr_len + type_off;
@@ -102,10 +108,16 @@ impl Btf {
             return Err(BtfError::Malformed("type section out of bounds"));
         }
         // Type ids start at 1; id 0 is void.
-        let mut types = vec![Type { kind: 0, name: 0, referred: 0, members: Vec::new() }];
+        let mut types = vec![Type {
+            kind: 0,
+            name: 0,
+            referred: 0,
+            members: Vec::new(),
+        }];
         let mut at = types_at;
         while at < end {
-            let (Some(name), Some(info), Some(size_or_type)) = (u32_at(at), u32_at(at + 4), u32_at(at + 8))
+            let (Some(name), Some(info), Some(size_or_type)) =
+                (u32_at(at), u32_at(at + 4), u32_at(at + 8))
             else {
                 return Err(BtfError::Malformed("truncated type"));
             };
@@ -113,14 +125,21 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
             let kind_flag = info >> 31 == 1;
-            let mut ty = Type { kind, name, referred: size_or_type, members: Vec::new() };
+            let mut ty = Type {
+                kind,
+                name,
+                referred: size_or_type,
+                members: Vec::new(),
+            };
             at += match kind {
-                1 | 14 | 17 => 4,                    // int, var, decl_tag
-                3 => 12,                             // array
+                1 | 14 | 17 => 4, // int, var, decl_tag
+                3 => 12,          // array
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = at + i * 12;
-                        let (Some(n), Some(t), Some(off)) = (u32_at(m), u32_at(m + 4), u32_at(m + 8)) else {
+                        let (Some(n), Some(t), Some(off)) =
+                            (u32_at(m), u32_at(m + 4), u32_at(m + 8))
+                        else {
                             return Err(BtfError::Malformed("truncated member"));
                         };
                         // With kind_flag the top 8 bits hold a bitfield size.
@@ -129,13 +148,17 @@ impl Btf {
                     }
                     vlen * 12
                 }
-                6 | 13 => vlen * 8,                  // enum, func_proto
-                15 | 19 => vlen * 12,                // datasec, enum64
+                6 | 13 => vlen * 8,   // enum, func_proto
+                15 | 19 => vlen * 12, // datasec, enum64
                 _ => 0,
             };
             types.push(ty);
         }
-        let mut btf = Self { types, strings, structs: HashMap::new() };
+        let mut btf = Self {
+            types,
+            strings,
+            structs: HashMap::new(),
+        };
         for (id, ty) in btf.types.iter().enumerate() {
             if ty.kind == KIND_STRUCT && ty.name != 0 {
                 let name = btf.string(ty.name).to_owned();
@@ -155,7 +178,12 @@ impl Btf {
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.types.get(id as usize) {
-                Some(t) if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => {
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
+                    ) =>
+                {
                     id = t.referred
                 }
                 _ => break,
@@ -174,10 +202,12 @@ impl Btf {
             .ok_or_else(|| BtfError::NoStruct(structure.to_owned()))?;
         let mut bits = 0u64;
         for member in path {
-            let (off, ty) = self.find_member(id, member, 0).ok_or_else(|| BtfError::NoMember {
-                structure: structure.to_owned(),
-                member: path.join("."),
-            })?;
+            let (off, ty) = self
+                .find_member(id, member, 0)
+                .ok_or_else(|| BtfError::NoMember {
+                    structure: structure.to_owned(),
+                    member: path.join("."),
+                })?;
             bits += off;
             id = self.resolve(ty);
         }
@@ -214,16 +244,44 @@ mod tests {
         let strings = b"\0int\0a\0b\0inner\0x\0y\0outer\0in\0";
         let s = |name: &str| {
             let needle = format!("\0{name}\0");
-            (strings.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap() + 1) as u32
+            (strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap()
+                + 1) as u32
         };
         let mut types = Vec::new();
-        let mut push = |words: &[u32]| words.iter().for_each(|w| types.extend_from_slice(&w.to_le_bytes()));
+        let mut push = |words: &[u32]| {
+            words
+                .iter()
+                .for_each(|w| types.extend_from_slice(&w.to_le_bytes()))
+        };
         push(&[s("int"), 1 << 24, 4, 32]); // 1: int
         push(&[s("inner"), (4 << 24) | 2, 8, s("a"), 1, 0, s("b"), 1, 32]); // 2
         push(&[0, (5 << 24) | 1, 4, s("y"), 1, 0]); // 3: anonymous union
-        push(&[s("outer"), (4 << 24) | 3, 16, s("x"), 1, 0, 0, 3, 32, s("in"), 2, 64]); // 4
+        push(&[
+            s("outer"),
+            (4 << 24) | 3,
+            16,
+            s("x"),
+            1,
+            0,
+            0,
+            3,
+            32,
+            s("in"),
+            2,
+            64,
+        ]); // 4
         let mut data = Vec::new();
-        for w in [u32::from(MAGIC) | (1 << 16), 24, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        for w in [
+            u32::from(MAGIC) | (1 << 16),
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
             data.extend_from_slice(&w.to_le_bytes());
         }
         data.extend_from_slice(&types);
@@ -237,8 +295,14 @@ mod tests {
         assert_eq!(btf.member_offset("outer", &["x"]).unwrap(), 0);
         assert_eq!(btf.member_offset("outer", &["y"]).unwrap(), 4);
         assert_eq!(btf.member_offset("outer", &["in", "b"]).unwrap(), 12);
-        assert!(matches!(btf.member_offset("outer", &["z"]), Err(BtfError::NoMember { .. })));
-        assert!(matches!(btf.member_offset("nope", &["x"]), Err(BtfError::NoStruct(_))));
+        assert!(matches!(
+            btf.member_offset("outer", &["z"]),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("nope", &["x"]),
+            Err(BtfError::NoStruct(_))
+        ));
     }
 
     #[test]

@@ -60,7 +60,10 @@ impl Mounts {
                 "cgroup" => {
                     for opt in options.split(',') {
                         if !matches!(opt, "rw" | "ro") && !opt.contains('=') {
-                            mounts.v1.entry(opt.to_owned()).or_insert_with(|| path.clone());
+                            mounts
+                                .v1
+                                .entry(opt.to_owned())
+                                .or_insert_with(|| path.clone());
                         }
                     }
                 }
@@ -88,7 +91,9 @@ fn unescape(s: &str) -> String {
     let mut rest = s;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(char::from(c));
@@ -119,7 +124,10 @@ pub struct Index {
 impl Index {
     /// An index of the v2 tree at `root`, scanned once.
     pub fn new(root: PathBuf) -> Self {
-        let mut index = Self { root, paths: HashMap::new() };
+        let mut index = Self {
+            root,
+            paths: HashMap::new(),
+        };
         index.rescan();
         index
     }
@@ -147,11 +155,17 @@ impl Index {
         while let Some((dir, path)) = stack.pop() {
             let Ok(id) = id_of(&dir) else { continue };
             self.paths.insert(id, path.clone());
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     let name = entry.file_name().to_string_lossy().into_owned();
-                    let child = if path == "/" { format!("/{name}") } else { format!("{path}/{name}") };
+                    let child = if path == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{path}/{name}")
+                    };
                     stack.push((entry.path(), child));
                 }
             }
@@ -165,7 +179,9 @@ pub fn is_within(path: &str, filter: &str) -> bool {
     let filter = filter.trim_end_matches('/');
     filter.is_empty()
         || path == filter
-        || path.strip_prefix(filter).is_some_and(|rest| rest.starts_with('/'))
+        || path
+            .strip_prefix(filter)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -187,7 +203,10 @@ mod tests {
         assert_eq!(m.v1["cpu"], Path::new("/sys/fs/cgroup/cpu"));
         assert_eq!(m.v1["blkio"], Path::new("/sys/fs/cgroup/blk io"));
         assert!(!m.v1.contains_key("xattr") && !m.v1.contains_key("name=systemd"));
-        assert_eq!(m.v1_dir("cpu", "/a/b").unwrap(), Path::new("/sys/fs/cgroup/cpu/a/b"));
+        assert_eq!(
+            m.v1_dir("cpu", "/a/b").unwrap(),
+            Path::new("/sys/fs/cgroup/cpu/a/b")
+        );
         assert!(m.v1_dir("memory", "/a").is_none());
     }
 

@@ -37,7 +37,12 @@ impl CounterSource for PerCpuHashMap<MapData, u64, Counters> {
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e.into()),
             };
-            out.push((id, per_cpu.iter().fold(Counters::default(), |acc, c| add(&acc, c))));
+            out.push((
+                id,
+                per_cpu
+                    .iter()
+                    .fold(Counters::default(), |acc, c| add(&acc, c)),
+            ));
         }
         Ok(())
     }
@@ -99,7 +104,10 @@ impl<S: CounterSource> Collector<S> {
         self.scratch.clear();
         self.source.read_all(&mut self.scratch)?;
         let rescan_due = self.ticks % self.rescan_every == 0;
-        let unknown = self.scratch.iter().any(|(id, _)| self.index.path(*id).is_none() && !self.known.contains_key(id));
+        let unknown = self
+            .scratch
+            .iter()
+            .any(|(id, _)| self.index.path(*id).is_none() && !self.known.contains_key(id));
         if rescan_due || unknown {
             self.index.rescan();
         }
@@ -123,10 +131,19 @@ impl<S: CounterSource> Collector<S> {
                     if rescan_due || unknown {
                         gone.push(*id);
                     }
-                    self.known.get(id).cloned().unwrap_or_else(|| "?".to_owned())
+                    self.known
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| "?".to_owned())
                 }
             };
-            samples.push(Sample { ts, cgroup: path, cgroup_id: *id, interval_ns, usage: delta });
+            samples.push(Sample {
+                ts,
+                cgroup: path,
+                cgroup_id: *id,
+                interval_ns,
+                usage: delta,
+            });
         }
         for id in gone {
             self.source.remove(id);
@@ -192,11 +209,18 @@ mod tests {
     }
 
     fn cpu(ns: u64) -> Counters {
-        Counters { cpu_ns: ns, ..Counters::default() }
+        Counters {
+            cpu_ns: ns,
+            ..Counters::default()
+        }
     }
 
     fn tree() -> (std::path::PathBuf, u64) {
-        let dir = std::env::temp_dir().join(format!("shadow-collector-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "shadow-collector-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(dir.join("a")).unwrap();
         let id = crate::cgroups::id_of(&dir.join("a")).unwrap();
         (dir, id)

@@ -6,7 +6,9 @@ use std::time::Duration;
 /// is seconds). Refuses negative, non-finite and absurd (> 1 year) values.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .trim()
@@ -19,7 +21,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (use ns, us, ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ns, us, ms, s, m or h)"
+            ));
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || secs < 0.0 || secs > 365.0 * 86400.0 {

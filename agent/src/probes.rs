@@ -40,15 +40,51 @@ struct Probe {
 }
 
 const PROBES: &[Probe] = &[
-    Probe { program: "sched_switch", hook: Hook::Tracepoint("sched_switch"), measures: "CPU time, run-queue delay" },
-    Probe { program: "sched_wakeup", hook: Hook::Tracepoint("sched_wakeup"), measures: "run-queue delay" },
-    Probe { program: "sched_wakeup_new", hook: Hook::Tracepoint("sched_wakeup_new"), measures: "run-queue delay" },
-    Probe { program: "page_fault_user", hook: Hook::Tracepoint("page_fault_user"), measures: "page faults" },
-    Probe { program: "page_fault_kernel", hook: Hook::Tracepoint("page_fault_kernel"), measures: "page faults" },
-    Probe { program: "block_io_start", hook: Hook::Tracepoint("block_io_start"), measures: "block I/O" },
-    Probe { program: "block_rq_complete", hook: Hook::Tracepoint("block_rq_complete"), measures: "block I/O" },
-    Probe { program: "net_egress", hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress), measures: "network tx" },
-    Probe { program: "net_ingress", hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress), measures: "network rx" },
+    Probe {
+        program: "sched_switch",
+        hook: Hook::Tracepoint("sched_switch"),
+        measures: "CPU time, run-queue delay",
+    },
+    Probe {
+        program: "sched_wakeup",
+        hook: Hook::Tracepoint("sched_wakeup"),
+        measures: "run-queue delay",
+    },
+    Probe {
+        program: "sched_wakeup_new",
+        hook: Hook::Tracepoint("sched_wakeup_new"),
+        measures: "run-queue delay",
+    },
+    Probe {
+        program: "page_fault_user",
+        hook: Hook::Tracepoint("page_fault_user"),
+        measures: "page faults",
+    },
+    Probe {
+        program: "page_fault_kernel",
+        hook: Hook::Tracepoint("page_fault_kernel"),
+        measures: "page faults",
+    },
+    Probe {
+        program: "block_io_start",
+        hook: Hook::Tracepoint("block_io_start"),
+        measures: "block I/O",
+    },
+    Probe {
+        program: "block_rq_complete",
+        hook: Hook::Tracepoint("block_rq_complete"),
+        measures: "block I/O",
+    },
+    Probe {
+        program: "net_egress",
+        hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress),
+        measures: "network tx",
+    },
+    Probe {
+        program: "net_ingress",
+        hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
+        measures: "network rx",
+    },
 ];
 
 /// Why the agent cannot observe at all.
@@ -60,13 +96,17 @@ pub enum ProbeError {
     )]
     NotPrivileged,
     /// The kernel has no BTF, which BTF tracepoints need.
-    #[error("this kernel exposes no BTF at {path}: Shadow's tracepoints need a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "this kernel exposes no BTF at {path}: Shadow's tracepoints need a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf {
         /// The file that is missing.
         path: &'static str,
     },
     /// The binary was built without its BPF object.
-    #[error("this binary was built without its BPF object: run `cargo xtask build-ebpf`, then build the agent again (or just `cargo xtask build`)")]
+    #[error(
+        "this binary was built without its BPF object: run `cargo xtask build-ebpf`, then build the agent again (or just `cargo xtask build`)"
+    )]
     NotBuilt,
     /// The object could not be loaded as a whole (maps, relocations).
     #[error("loading the BPF object failed: {0}")]
@@ -114,7 +154,9 @@ impl Probes {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf { path: btf::VMLINUX_BTF })?;
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf {
+            path: btf::VMLINUX_BTF,
+        })?;
         let offsets = Btf::from_kernel().and_then(|b| b.member_offset("request", &["cmd_flags"]));
         let cmd_flags_off = offsets.as_ref().copied().unwrap_or(0);
         let mut ebpf = EbpfLoader::new()
@@ -128,7 +170,11 @@ impl Probes {
         let mut reports = Vec::new();
         for probe in PROBES {
             let status = if probe.measures == "block I/O" && offsets.is_err() {
-                let cause = offsets.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                let cause = offsets
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 Status::Missing(format!("cannot locate request.cmd_flags: {cause}"))
             } else {
                 attach_one(&mut ebpf, probe, &kernel_btf, cgroup_v2_root)
@@ -136,19 +182,38 @@ impl Probes {
             match &status {
                 Status::Attached => info!(program = probe.program, "probe attached"),
                 Status::Missing(why) => {
-                    warn!(program = probe.program, measures = probe.measures, "probe off: {why}")
+                    warn!(
+                        program = probe.program,
+                        measures = probe.measures,
+                        "probe off: {why}"
+                    )
                 }
                 Status::Failed(why) => {
-                    warn!(program = probe.program, measures = probe.measures, "probe failed: {why}")
+                    warn!(
+                        program = probe.program,
+                        measures = probe.measures,
+                        "probe failed: {why}"
+                    )
                 }
             }
-            reports.push(Report { program: probe.program, measures: probe.measures, status });
+            reports.push(Report {
+                program: probe.program,
+                measures: probe.measures,
+                status,
+            });
         }
         if !reports.iter().any(|r| r.status == Status::Attached) {
-            let lines: Vec<String> = reports.iter().map(|r| format!("  {}: {:?}", r.program, r.status)).collect();
+            let lines: Vec<String> = reports
+                .iter()
+                .map(|r| format!("  {}: {:?}", r.program, r.status))
+                .collect();
             return Err(ProbeError::NothingAttached(lines.join("\n")));
         }
-        Ok(Self { ebpf, reports, _stats: stats })
+        Ok(Self {
+            ebpf,
+            reports,
+            _stats: stats,
+        })
     }
 
     /// What happened to each probe.
@@ -158,7 +223,9 @@ impl Probes {
 
     /// The per-cgroup counter map (one per loaded object).
     pub fn counters(&mut self) -> Option<PerCpuHashMap<MapData, u64, agent_ebpf::Counters>> {
-        self.ebpf.take_map(COUNTERS_MAP).and_then(|m| PerCpuHashMap::try_from(m).ok())
+        self.ebpf
+            .take_map(COUNTERS_MAP)
+            .and_then(|m| PerCpuHashMap::try_from(m).ok())
     }
 
     /// (program, events, nanoseconds in the program) for each attached probe,
@@ -169,7 +236,11 @@ impl Probes {
             let Some(info) = self.ebpf.program(r.program).and_then(|p| p.info().ok()) else {
                 continue;
             };
-            out.push((r.program, info.run_count(), info.run_time().as_nanos() as u64));
+            out.push((
+                r.program,
+                info.run_count(),
+                info.run_time().as_nanos() as u64,
+            ));
         }
         out
     }
@@ -177,7 +248,9 @@ impl Probes {
 
 fn attach_one(ebpf: &mut Ebpf, probe: &Probe, btf: &aya::Btf, v2_root: Option<&Path>) -> Status {
     let Some(program) = ebpf.program_mut(probe.program) else {
-        return Status::Failed("program missing from the BPF object (rebuild with `cargo xtask build-ebpf`)".into());
+        return Status::Failed(
+            "program missing from the BPF object (rebuild with `cargo xtask build-ebpf`)".into(),
+        );
     };
     let result = match probe.hook {
         Hook::Tracepoint(tp) => match <&mut BtfTracePoint>::try_from(program) {
@@ -197,7 +270,9 @@ fn attach_one(ebpf: &mut Ebpf, probe: &Probe, btf: &aya::Btf, v2_root: Option<&P
                 // link, which the kernel always adds beside other programs
                 // (BPF_F_ALLOW_MULTI) and which refuses explicit flags:
                 // `Single` here passes none and displaces nobody.
-                Ok(p) => p.load().and_then(|()| p.attach(&cgroup, kind, CgroupAttachMode::Single).map(drop)),
+                Ok(p) => p
+                    .load()
+                    .and_then(|()| p.attach(&cgroup, kind, CgroupAttachMode::Single).map(drop)),
                 Err(e) => Err(e),
             }
         }
@@ -217,9 +292,19 @@ fn classify(probe: &Probe, err: ProgramError) -> Status {
             };
             Status::Missing(format!("this kernel has no tracepoint {tp}"))
         }
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             Status::Failed(format!(
                 "the kernel verifier rejected it ({io_error}); this kernel or this build is not supported, please report with this log:\n{}",
                 tail.join("\n")

@@ -31,7 +31,14 @@ pub fn ebpf() -> anyhow::Result<()> {
     .join("\x1f");
     cmd::run(
         cargo(Some(setup::NIGHTLY))
-            .args(["build", "--release", "-p", "agent-ebpf", "--bin", "shadow-ebpf"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "agent-ebpf",
+                "--bin",
+                "shadow-ebpf",
+            ])
             .args(["--features", "ebpf", "--target", "bpfel-unknown-none"])
             .args(["-Z", "build-std=core", "--target-dir", "target/ebpf"])
             .env("CARGO_ENCODED_RUSTFLAGS", flags)
@@ -87,7 +94,14 @@ pub fn test() -> anyhow::Result<()> {
     cmd::run(cargo(None).args(["test", "--workspace", "--exclude", "shadow-tests"]))?;
     cmd::run(
         cargo(None)
-            .args(["test", "--release", "-p", "shadow-tests", "--", "--test-threads=1"])
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "shadow-tests",
+                "--",
+                "--test-threads=1",
+            ])
             .env("SHADOW_AGENT_BIN", binary("shadow-agent")),
     )
 }

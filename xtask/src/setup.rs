@@ -68,7 +68,9 @@ fn bpf_linker() -> anyhow::Result<()> {
         return Ok(());
     }
     let (major, libllvm) = nightly_llvm()?;
-    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against {NIGHTLY}'s LLVM {major} (about 2 minutes)");
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against {NIGHTLY}'s LLVM {major} (about 2 minutes)"
+    );
     let prefix = llvm_prefix(&libllvm)?;
     let path = format!(
         "{}:{}",
@@ -77,8 +79,18 @@ fn bpf_linker() -> anyhow::Result<()> {
     );
     cmd::run(
         cargo(None)
-            .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
-            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
             .arg("--root")
             .arg(tools_dir())
             .env("LLVM_PREFIX", &prefix)
@@ -99,8 +111,12 @@ fn nightly_llvm() -> anyhow::Result<(u32, PathBuf)> {
         .next()
         .and_then(|m| m.parse().ok())
         .with_context(|| format!("unexpected LLVM version {version:?}"))?;
-    let sysroot = cmd::output(Command::new("rustc").arg(format!("+{NIGHTLY}")).args(["--print", "sysroot"]))
-        .context("rustc --print sysroot failed")?;
+    let sysroot = cmd::output(
+        Command::new("rustc")
+            .arg(format!("+{NIGHTLY}"))
+            .args(["--print", "sysroot"]),
+    )
+    .context("rustc --print sysroot failed")?;
     let lib = PathBuf::from(sysroot.trim()).join("lib");
     let libllvm = fs::read_dir(&lib)
         .with_context(|| format!("reading {}", lib.display()))?
@@ -130,7 +146,10 @@ fn llvm_prefix(libllvm: &std::path::Path) -> anyhow::Result<PathBuf> {
             .with_context(|| format!("linking {}", link.display()))?;
     }
     let config = bin.join("llvm-config");
-    fs::write(&config, "#!/bin/sh\necho 'llvm-config stand-in for bpf-linker builds' >&2\nexit 1\n")?;
+    fs::write(
+        &config,
+        "#!/bin/sh\necho 'llvm-config stand-in for bpf-linker builds' >&2\nexit 1\n",
+    )?;
     fs::set_permissions(&config, fs::Permissions::from_mode(0o755))?;
     Ok(prefix)
 }
@@ -138,7 +157,9 @@ fn llvm_prefix(libllvm: &std::path::Path) -> anyhow::Result<PathBuf> {
 fn debian_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
-        .filter(|(bin, _)| cmd::output(Command::new("sh").args(["-c", &format!("command -v {bin}")])).is_none())
+        .filter(|(bin, _)| {
+            cmd::output(Command::new("sh").args(["-c", &format!("command -v {bin}")])).is_none()
+        })
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -147,7 +168,10 @@ fn debian_packages() -> anyhow::Result<()> {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("missing Debian packages {missing:?}: run `cargo xtask setup` as root or `apt-get install {}`", missing.join(" "));
+        bail!(
+            "missing Debian packages {missing:?}: run `cargo xtask setup` as root or `apt-get install {}`",
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing Debian packages {missing:?}");
     cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;

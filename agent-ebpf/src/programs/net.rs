@@ -3,9 +3,7 @@
 //! on both paths, so ingress is attributed right, unlike softirq hooks that
 //! have lost the owner. Bytes are IP bytes (skb->len, headers included).
 
-use aya_ebpf::{
-    helpers::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext,
-};
+use aya_ebpf::{helpers::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 
 use crate::maps::counters;
 
