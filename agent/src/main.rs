@@ -38,6 +38,16 @@ enum Command {
     ///
     /// Example: sudo shadow-agent check
     Check,
+    /// Measure what each probe costs per event (kernel bpf_stats), next to
+    /// an empty program attached to the same hook, while the host runs its
+    /// usual load (or a benchmark you start). Prints one JSON line per probe.
+    ///
+    /// Example: sudo shadow-agent probe-cost --duration 10s
+    ProbeCost {
+        /// How long to measure.
+        #[arg(long, default_value = "10s", value_parser = shadow_agent::duration::parse)]
+        duration: std::time::Duration,
+    },
     /// Evaluate forecasters on recorded traces (rolling origin).
     ///
     /// Example: shadow-agent backtest ../shared/data/traces/nab/*.csv --format table
@@ -55,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Observe(args) => observe::run(&args),
         Command::Check => check(),
+        Command::ProbeCost { duration } => probe_cost(duration),
         Command::Backtest(args) => backtest::run(&args),
     };
     match result {
@@ -69,7 +80,7 @@ fn main() -> ExitCode {
 /// `shadow-agent check`.
 fn check() -> anyhow::Result<()> {
     let mounts = shadow_agent::cgroups::Mounts::from_system()?;
-    let probes = probes::Probes::attach(mounts.v2.as_deref(), false)?;
+    let probes = probes::Probes::attach(mounts.v2.as_deref(), probes::Options::default())?;
     let mut failed = 0;
     for r in probes.reports() {
         let status = match &r.status {
@@ -83,5 +94,18 @@ fn check() -> anyhow::Result<()> {
         println!("{:<18} {:<26} {status}", r.program, r.measures);
     }
     anyhow::ensure!(failed == 0, "{failed} probe(s) failed");
+    Ok(())
+}
+
+/// `shadow-agent probe-cost`.
+fn probe_cost(duration: std::time::Duration) -> anyhow::Result<()> {
+    let mounts = shadow_agent::cgroups::Mounts::from_system()?;
+    let options = probes::Options { stats: true, baselines: true };
+    let probes = probes::Probes::attach(mounts.v2.as_deref(), options)?;
+    eprintln!("shadow-agent: measuring for {duration:?}");
+    std::thread::sleep(duration);
+    for cost in probes.costs() {
+        println!("{}", serde_json::to_string(&cost)?);
+    }
     Ok(())
 }

@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use crate::{
     cgroups::{self, Index, Mounts},
     collector::{Collector, Sample},
-    probes::{Probes, Status},
+    probes::{Options, Probes, Status},
 };
 
 /// Output format.
@@ -48,6 +48,10 @@ pub struct ObserveArgs {
     /// Rows shown by the table format.
     #[arg(long, default_value_t = 25)]
     pub top: usize,
+    /// At exit, print the collector's own cost to stderr as one JSON line:
+    /// ticks, median and max time to read and resolve all maps, peak RSS.
+    #[arg(long)]
+    pub summary: bool,
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -78,7 +82,7 @@ fn install_stop_handlers() {
 pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let mounts = Mounts::from_system().context("finding cgroup mounts")?;
     let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
-    let mut probes = Probes::attach(Some(&v2_root), false)?;
+    let mut probes = Probes::attach(Some(&v2_root), Options::default())?;
     let map = probes
         .counters()
         .context("the BPF object has no counter map")?;
@@ -98,6 +102,7 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let mut last = Instant::now();
     let mut deadline = last + args.interval;
     let mut done = 0;
+    let mut tick_ms = Vec::new();
     while args.count.is_none_or(|n| done < n) {
         sleep_until(deadline);
         let stopping = STOP.load(Ordering::Relaxed);
@@ -105,7 +110,9 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         let interval_ns = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
         last = now;
         deadline += args.interval;
+        let started = Instant::now();
         let mut samples = collector.tick(unix_now(), interval_ns)?;
+        tick_ms.push(started.elapsed().as_secs_f64() * 1e3);
         if let Some(filter) = &args.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
@@ -125,7 +132,29 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    if args.summary {
+        eprintln!("{}", summary(&mut tick_ms, collector.cgroups()));
+    }
     Ok(())
+}
+
+/// The collector's cost over the run, as one JSON object.
+fn summary(tick_ms: &mut [f64], cgroups: usize) -> serde_json::Value {
+    tick_ms.sort_by(f64::total_cmp);
+    let median = tick_ms.get(tick_ms.len() / 2).copied().unwrap_or(f64::NAN);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    serde_json::json!({
+        "ticks": tick_ms.len(),
+        "tick_ms_median": median,
+        "tick_ms_max": tick_ms.last().copied().unwrap_or(f64::NAN),
+        "cgroups": cgroups,
+        "rss_peak_bytes": peak_kib * 1024,
+    })
 }
 
 /// Sleeps until `deadline`, waking early if a stop was requested.

@@ -35,6 +35,8 @@ enum Hook {
 #[derive(Clone, Copy, Debug)]
 struct Probe {
     program: &'static str,
+    /// The empty program on the same hook (for `probe-cost`).
+    empty: &'static str,
     hook: Hook,
     measures: &'static str,
 }
@@ -42,46 +44,55 @@ struct Probe {
 const PROBES: &[Probe] = &[
     Probe {
         program: "sched_switch",
+        empty: "empty_sched_switch",
         hook: Hook::Tracepoint("sched_switch"),
         measures: "CPU time, run-queue delay",
     },
     Probe {
         program: "sched_wakeup",
+        empty: "empty_sched_wakeup",
         hook: Hook::Tracepoint("sched_wakeup"),
         measures: "run-queue delay",
     },
     Probe {
         program: "sched_wakeup_new",
+        empty: "empty_sched_wakeup_new",
         hook: Hook::Tracepoint("sched_wakeup_new"),
         measures: "run-queue delay",
     },
     Probe {
         program: "page_fault_user",
+        empty: "empty_page_fault_user",
         hook: Hook::Tracepoint("page_fault_user"),
         measures: "page faults",
     },
     Probe {
         program: "page_fault_kernel",
+        empty: "empty_page_fault_kernel",
         hook: Hook::Tracepoint("page_fault_kernel"),
         measures: "page faults",
     },
     Probe {
         program: "block_io_start",
+        empty: "empty_block_io_start",
         hook: Hook::Tracepoint("block_io_start"),
         measures: "block I/O",
     },
     Probe {
         program: "block_rq_complete",
+        empty: "empty_block_rq_complete",
         hook: Hook::Tracepoint("block_rq_complete"),
         measures: "block I/O",
     },
     Probe {
         program: "net_egress",
+        empty: "empty_net_egress",
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress),
         measures: "network tx",
     },
     Probe {
         program: "net_ingress",
+        empty: "empty_net_ingress",
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
         measures: "network rx",
     },
@@ -146,10 +157,32 @@ pub struct Probes {
     _stats: Option<std::os::fd::OwnedFd>,
 }
 
+/// How to attach.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Turn on the kernel's per-program run-time statistics while attached.
+    pub stats: bool,
+    /// Also attach an empty program beside each probe, as a cost baseline.
+    pub baselines: bool,
+}
+
+/// What one probe costs per event, next to the empty program on its hook.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Cost {
+    /// Program name.
+    pub program: &'static str,
+    /// Events the program ran for.
+    pub events: u64,
+    /// Mean nanoseconds per event.
+    pub ns_per_event: f64,
+    /// The same for the empty program on the same hook (NaN if not attached).
+    pub empty_ns_per_event: f64,
+}
+
 impl Probes {
     /// Loads the object and attaches every probe the kernel supports.
     /// `cgroup_v2_root` is where the network programs attach (None: off).
-    pub fn attach(cgroup_v2_root: Option<&Path>, collect_stats: bool) -> Result<Self, ProbeError> {
+    pub fn attach(cgroup_v2_root: Option<&Path>, options: Options) -> Result<Self, ProbeError> {
         check_privileges()?;
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
@@ -164,12 +197,14 @@ impl Probes {
             .override_global("RQ_CMD_FLAGS_OFF", &cmd_flags_off, true)
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
-        let stats = collect_stats
+        let stats = options
+            .stats
             .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok())
             .flatten();
         let mut reports = Vec::new();
         for probe in PROBES {
-            let status = if probe.measures == "block I/O" && offsets.is_err() {
+            // Only the completion handler reads `struct request`.
+            let status = if probe.program == "block_rq_complete" && offsets.is_err() {
                 let cause = offsets
                     .as_ref()
                     .err()
@@ -177,8 +212,14 @@ impl Probes {
                     .unwrap_or_default();
                 Status::Missing(format!("cannot locate request.cmd_flags: {cause}"))
             } else {
-                attach_one(&mut ebpf, probe, &kernel_btf, cgroup_v2_root)
+                attach_one(&mut ebpf, probe.program, probe.hook, &kernel_btf, cgroup_v2_root)
             };
+            if options.baselines && status == Status::Attached {
+                let baseline = attach_one(&mut ebpf, probe.empty, probe.hook, &kernel_btf, cgroup_v2_root);
+                if baseline != Status::Attached {
+                    warn!(program = probe.empty, "baseline not attached: {baseline:?}");
+                }
+            }
             match &status {
                 Status::Attached => info!(program = probe.program, "probe attached"),
                 Status::Missing(why) => {
@@ -228,31 +269,38 @@ impl Probes {
             .and_then(|m| PerCpuHashMap::try_from(m).ok())
     }
 
-    /// (program, events, nanoseconds in the program) for each attached probe,
-    /// from the kernel's bpf_stats (zero unless stats were asked for).
-    pub fn run_stats(&self) -> Vec<(&'static str, u64, u64)> {
-        let mut out = Vec::new();
-        for r in self.reports.iter().filter(|r| r.status == Status::Attached) {
-            let Some(info) = self.ebpf.program(r.program).and_then(|p| p.info().ok()) else {
-                continue;
-            };
-            out.push((
-                r.program,
-                info.run_count(),
-                info.run_time().as_nanos() as u64,
-            ));
-        }
-        out
+    /// Per-event cost of each attached probe and of its empty twin, from
+    /// the kernel's bpf_stats (attach with `stats` and `baselines`).
+    pub fn costs(&self) -> Vec<Cost> {
+        let stats = |name: &str| {
+            let info = self.ebpf.program(name).and_then(|p| p.info().ok())?;
+            let events = info.run_count();
+            Some((events, info.run_time().as_nanos() as f64 / events.max(1) as f64))
+        };
+        PROBES
+            .iter()
+            .filter_map(|p| {
+                let (events, ns_per_event) = stats(p.program)?;
+                let empty = stats(p.empty).map_or(f64::NAN, |(_, ns)| ns);
+                Some(Cost { program: p.program, events, ns_per_event, empty_ns_per_event: empty })
+            })
+            .collect()
     }
 }
 
-fn attach_one(ebpf: &mut Ebpf, probe: &Probe, btf: &aya::Btf, v2_root: Option<&Path>) -> Status {
-    let Some(program) = ebpf.program_mut(probe.program) else {
+fn attach_one(
+    ebpf: &mut Ebpf,
+    name: &str,
+    hook: Hook,
+    btf: &aya::Btf,
+    v2_root: Option<&Path>,
+) -> Status {
+    let Some(program) = ebpf.program_mut(name) else {
         return Status::Failed(
             "program missing from the BPF object (rebuild with `cargo xtask build-ebpf`)".into(),
         );
     };
-    let result = match probe.hook {
+    let result = match hook {
         Hook::Tracepoint(tp) => match <&mut BtfTracePoint>::try_from(program) {
             Ok(p) => p.load(tp, btf).and_then(|()| p.attach().map(drop)),
             Err(e) => Err(e),
@@ -279,15 +327,15 @@ fn attach_one(ebpf: &mut Ebpf, probe: &Probe, btf: &aya::Btf, v2_root: Option<&P
     };
     match result {
         Ok(()) => Status::Attached,
-        Err(e) => classify(probe, e),
+        Err(e) => classify(hook, e),
     }
 }
 
 /// Turns aya's error into a status an operator can act on.
-fn classify(probe: &Probe, err: ProgramError) -> Status {
+fn classify(hook: Hook, err: ProgramError) -> Status {
     match err {
         ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
-            let Hook::Tracepoint(tp) = probe.hook else {
+            let Hook::Tracepoint(tp) = hook else {
                 return Status::Failed(err.to_string());
             };
             Status::Missing(format!("this kernel has no tracepoint {tp}"))

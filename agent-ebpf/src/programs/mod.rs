@@ -1,6 +1,7 @@
 //! One module per hook family.
 
 mod block;
+mod empty;
 mod fault;
 mod net;
 mod sched;
