@@ -100,7 +100,10 @@ fn check() -> anyhow::Result<()> {
 /// `shadow-agent probe-cost`.
 fn probe_cost(duration: std::time::Duration) -> anyhow::Result<()> {
     let mounts = shadow_agent::cgroups::Mounts::from_system()?;
-    let options = probes::Options { stats: true, baselines: true };
+    let options = probes::Options {
+        stats: true,
+        baselines: true,
+    };
     let probes = probes::Probes::attach(mounts.v2.as_deref(), options)?;
     eprintln!("shadow-agent: measuring for {duration:?}");
     std::thread::sleep(duration);

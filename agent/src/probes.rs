@@ -120,7 +120,7 @@ pub enum ProbeError {
     )]
     NotBuilt,
     /// The object could not be loaded as a whole (maps, relocations).
-    #[error("loading the BPF object failed: {0}")]
+    #[error("loading the BPF object failed")]
     Load(#[source] Box<aya::EbpfError>),
     /// Every probe failed: there is nothing to observe.
     #[error("no probe could be attached:\n{0}")]
@@ -195,6 +195,9 @@ impl Probes {
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&kernel_btf))
             .override_global("RQ_CMD_FLAGS_OFF", &cmd_flags_off, true)
+            // RUNQ_START is task local storage, which aya 0.14 creates but
+            // has no typed wrapper for; only the kernel side uses it.
+            .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         let stats = options
@@ -212,10 +215,22 @@ impl Probes {
                     .unwrap_or_default();
                 Status::Missing(format!("cannot locate request.cmd_flags: {cause}"))
             } else {
-                attach_one(&mut ebpf, probe.program, probe.hook, &kernel_btf, cgroup_v2_root)
+                attach_one(
+                    &mut ebpf,
+                    probe.program,
+                    probe.hook,
+                    &kernel_btf,
+                    cgroup_v2_root,
+                )
             };
             if options.baselines && status == Status::Attached {
-                let baseline = attach_one(&mut ebpf, probe.empty, probe.hook, &kernel_btf, cgroup_v2_root);
+                let baseline = attach_one(
+                    &mut ebpf,
+                    probe.empty,
+                    probe.hook,
+                    &kernel_btf,
+                    cgroup_v2_root,
+                );
                 if baseline != Status::Attached {
                     warn!(program = probe.empty, "baseline not attached: {baseline:?}");
                 }
@@ -275,14 +290,22 @@ impl Probes {
         let stats = |name: &str| {
             let info = self.ebpf.program(name).and_then(|p| p.info().ok())?;
             let events = info.run_count();
-            Some((events, info.run_time().as_nanos() as f64 / events.max(1) as f64))
+            Some((
+                events,
+                info.run_time().as_nanos() as f64 / events.max(1) as f64,
+            ))
         };
         PROBES
             .iter()
             .filter_map(|p| {
                 let (events, ns_per_event) = stats(p.program)?;
                 let empty = stats(p.empty).map_or(f64::NAN, |(_, ns)| ns);
-                Some(Cost { program: p.program, events, ns_per_event, empty_ns_per_event: empty })
+                Some(Cost {
+                    program: p.program,
+                    events,
+                    ns_per_event,
+                    empty_ns_per_event: empty,
+                })
             })
             .collect()
     }

@@ -26,11 +26,20 @@ const REQ_OP_WRITE: u32 = 1;
 
 #[btf_tracepoint(function = "block_io_start")]
 pub fn block_io_start(ctx: BtfTracePointContext) -> u32 {
+    let rq = ctx.arg::<u64>(0);
     let start = IoStart {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         start_ns: unsafe { bpf_ktime_get_ns() },
     };
-    let _ = IO_START.insert(ctx.arg::<u64>(0), start, 0);
+    // Update in place when the request was seen before: a hash update
+    // allocates a new element and frees the old one.
+    match IO_START.get_ptr_mut(rq) {
+        // SAFETY: map value; one submitter per request at a time.
+        Some(slot) => unsafe { *slot = start },
+        None => {
+            let _ = IO_START.insert(rq, start, 0);
+        }
+    }
     0
 }
 

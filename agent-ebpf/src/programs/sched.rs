@@ -4,17 +4,17 @@
 //! task being switched out: its cgroup is `bpf_get_current_cgroup_id()` and
 //! nothing has to be read from `task_struct`. A task's on-CPU time and the
 //! run-queue wait that preceded it are both charged when it is switched out
-//! (the per-CPU switch-in time says when it started running). Tasks are keyed
-//! by their `task_struct` address, which stays the same across CPUs.
+//! (the per-CPU switch-in time says when it started running). When a task
+//! started waiting is kept in task local storage.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::task_struct,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 
-use crate::maps::{RUNQ_START, SWITCHED_IN, counters};
+use crate::maps::{SWITCHED_IN, counters, runq_slot};
 
 /// `TASK_RUNNING`: a task switched out in this state stays on the run queue.
 const TASK_RUNNING: u64 = 0;
@@ -24,14 +24,14 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
     // TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
     //          unsigned int prev_state)
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
-    let prev = ctx.arg::<u64>(1);
+    let prev = ctx.arg::<*mut task_struct>(1);
     let prev_state = ctx.arg::<u64>(3) & 0xffff_ffff;
     try_sched_switch(prev, preempt || prev_state == TASK_RUNNING);
     0
 }
 
 #[inline(always)]
-fn try_sched_switch(prev: u64, still_runnable: bool) {
+fn try_sched_switch(prev: *mut task_struct, still_runnable: bool) {
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(slot) = SWITCHED_IN.get_ptr_mut(0) else {
         return;
@@ -46,37 +46,37 @@ fn try_sched_switch(prev: u64, still_runnable: bool) {
         return;
     };
     c.cpu_ns += now.saturating_sub(switched_in);
-    // SAFETY: a plain u64 value; a concurrent update at worst gives a stale time.
-    let queued = unsafe { RUNQ_START.get(prev) }.copied();
-    if let Some(queued) = queued
-        && queued < switched_in
-    {
+    // Only a task that stays runnable needs a slot created.
+    let Some(slot) = runq_slot(prev, still_runnable) else {
+        return;
+    };
+    let queued = *slot;
+    if queued != 0 && queued < switched_in {
         c.runq_delay_ns += switched_in - queued;
         c.runq_count += 1;
     }
-    if still_runnable {
-        let _ = RUNQ_START.insert(prev, now, 0);
-    } else if queued.is_some() {
-        let _ = RUNQ_START.remove(prev);
-    }
+    *slot = if still_runnable { now } else { 0 };
 }
 
 #[btf_tracepoint(function = "sched_wakeup")]
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> u32 {
-    enqueued(ctx.arg::<u64>(0));
+    enqueued(ctx.arg::<*mut task_struct>(0));
     0
 }
 
 #[btf_tracepoint(function = "sched_wakeup_new")]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> u32 {
-    enqueued(ctx.arg::<u64>(0));
+    enqueued(ctx.arg::<*mut task_struct>(0));
     0
 }
 
-/// A woken task starts waiting. `NOEXIST`: a task woken again while already
-/// queued keeps its first enqueue time, as the kernel's schedstat does.
+/// A woken task starts waiting. A task woken again while already queued
+/// keeps its first enqueue time, as the kernel's schedstat does.
 #[inline(always)]
-fn enqueued(task: u64) {
-    let now = unsafe { bpf_ktime_get_ns() };
-    let _ = RUNQ_START.insert(task, now, u64::from(BPF_NOEXIST));
+fn enqueued(task: *mut task_struct) {
+    if let Some(slot) = runq_slot(task, true)
+        && *slot == 0
+    {
+        *slot = unsafe { bpf_ktime_get_ns() };
+    }
 }
