@@ -4,13 +4,16 @@
 //! The map is read through [`CounterSource`] so the delta and bookkeeping
 //! logic is tested without root or a kernel.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::mpsc::{self, Receiver},
+    time::Duration,
+};
 
 use agent_ebpf::Counters;
-use aya::maps::{MapData, PerCpuHashMap};
 use serde::Serialize;
 
-use crate::cgroups::Index;
+use crate::cgroups::{Index, scan};
 
 /// Where per-cgroup counter totals come from.
 pub trait CounterSource {
@@ -24,33 +27,8 @@ pub trait CounterSource {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// The kernel refused a map read.
-    #[error("reading the counter map failed: {0}")]
-    Map(#[from] aya::maps::MapError),
-}
-
-impl CounterSource for PerCpuHashMap<MapData, u64, Counters> {
-    fn read_all(&mut self, out: &mut Vec<(u64, Counters)>) -> Result<(), CollectError> {
-        for entry in self.iter() {
-            let (id, per_cpu) = match entry {
-                Ok(e) => e,
-                // Deleted between listing and lookup: gone, nothing to read.
-                Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            out.push((
-                id,
-                per_cpu
-                    .iter()
-                    .fold(Counters::default(), |acc, c| add(&acc, c)),
-            ));
-        }
-        Ok(())
-    }
-
-    fn remove(&mut self, id: u64) {
-        // Already gone is fine: the goal is that it is gone.
-        let _ = PerCpuHashMap::remove(self, &id);
-    }
+    #[error("reading the counter map failed")]
+    Syscall(#[source] std::io::Error),
 }
 
 /// One cgroup's usage over one interval.
@@ -80,11 +58,13 @@ pub struct Collector<S> {
     scratch: Vec<(u64, Counters)>,
     ticks: u64,
     rescan_every: u64,
+    /// Results of walks done by a background thread, if one was started.
+    walks: Option<Receiver<HashMap<u64, String>>>,
 }
 
 impl<S: CounterSource> Collector<S> {
     /// `rescan_every`: ticks between full walks of the cgroup tree, which is
-    /// how removed cgroups are noticed (new ones are noticed at once).
+    /// how removed cgroups are noticed (new ones are resolved at once).
     pub fn new(source: S, index: Index, rescan_every: u64) -> Self {
         Self {
             source,
@@ -94,6 +74,45 @@ impl<S: CounterSource> Collector<S> {
             scratch: Vec::new(),
             ticks: 0,
             rescan_every: rescan_every.max(1),
+            walks: None,
+        }
+    }
+
+    /// Walks the cgroup tree in a background thread every `rescan_every`
+    /// ticks of `interval` instead of inline, so a walk of a large tree
+    /// (about 250 ms for 10,000 cgroups here) never delays a tick. The
+    /// thread ends with the collector.
+    pub fn walk_in_background(&mut self, interval: Duration) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let root = self.index.root().to_path_buf();
+        let every = interval * u32::try_from(self.rescan_every).unwrap_or(u32::MAX);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                if tx.send(scan(&root)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.walks = Some(rx);
+    }
+
+    /// Takes the newest walk (background) or walks now if one is due
+    /// (inline). True if the index now reflects a complete walk.
+    fn refresh_index(&mut self) -> bool {
+        match &self.walks {
+            Some(rx) => match rx.try_iter().last() {
+                Some(paths) => {
+                    self.index.replace(paths);
+                    true
+                }
+                None => false,
+            },
+            None if self.ticks.is_multiple_of(self.rescan_every) => {
+                self.index.rescan();
+                true
+            }
+            None => false,
         }
     }
 
@@ -103,14 +122,7 @@ impl<S: CounterSource> Collector<S> {
         self.ticks += 1;
         self.scratch.clear();
         self.source.read_all(&mut self.scratch)?;
-        let rescan_due = self.ticks % self.rescan_every == 0;
-        let unknown = self
-            .scratch
-            .iter()
-            .any(|(id, _)| self.index.path(*id).is_none() && !self.known.contains_key(id));
-        if rescan_due || unknown {
-            self.index.rescan();
-        }
+        let walked = self.refresh_index();
         let mut samples = Vec::with_capacity(self.scratch.len());
         let mut gone = Vec::new();
         for (id, total) in &self.scratch {
@@ -120,15 +132,17 @@ impl<S: CounterSource> Collector<S> {
                 Some(prev) => delta(&prev, total),
                 None => *total,
             };
-            let path = match self.index.path(*id) {
+            // A cgroup created since the last walk is asked of the kernel.
+            let path = match self.index.resolve(*id) {
                 Some(p) => {
-                    if !self.known.contains_key(id) {
-                        self.known.insert(*id, p.to_owned());
-                    }
-                    p.to_owned()
+                    let p = p.to_owned();
+                    self.known.entry(*id).or_insert_with(|| p.clone());
+                    p
                 }
+                // Not in a complete walk and unknown to the kernel: removed.
+                // Its last interval is reported under the name it had.
                 None => {
-                    if rescan_due || unknown {
+                    if walked {
                         gone.push(*id);
                     }
                     self.known
@@ -159,7 +173,8 @@ impl<S: CounterSource> Collector<S> {
     }
 }
 
-fn add(a: &Counters, b: &Counters) -> Counters {
+/// Field-wise sum (per-CPU values into a total).
+pub(crate) fn add(a: &Counters, b: &Counters) -> Counters {
     zip(a, b, u64::wrapping_add)
 }
 

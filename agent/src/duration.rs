@@ -28,7 +28,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         }
     };
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 365.0 * 86400.0 {
+    if !secs.is_finite() || !(0.0..=365.0 * 86400.0).contains(&secs) {
         return Err(format!("{text:?} is out of range (0 to 1 year)"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -8,6 +8,7 @@
 //! - [`probes`]: loads and attaches the BPF programs, with actionable errors.
 //! - [`collector`]: reads the per-CPU counter map each tick and turns
 //!   counters into per-interval deltas per cgroup.
+//! - [`counter_map`]: batched reads of the kernel's counter map.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
@@ -16,6 +17,7 @@ pub mod backtest;
 pub mod btf;
 pub mod cgroups;
 pub mod collector;
+pub mod counter_map;
 pub mod duration;
 pub mod forecast;
 pub mod observe;

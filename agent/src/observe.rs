@@ -14,6 +14,7 @@ use clap::ValueEnum;
 use crate::{
     cgroups::{self, Index, Mounts},
     collector::{Collector, Sample},
+    counter_map::CounterMap,
     probes::{Options, Probes, Status},
 };
 
@@ -96,7 +97,9 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         "shadow-agent: observing, {attached}/{} probes attached",
         probes.reports().len()
     );
+    let map = CounterMap::new(map)?;
     let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
+    collector.walk_in_background(args.interval);
     install_stop_handlers();
     let mut stdout = std::io::stdout().lock();
     let mut last = Instant::now();

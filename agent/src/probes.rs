@@ -10,7 +10,7 @@ use std::{fs::File, path::Path};
 use agent_ebpf::COUNTERS_MAP;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuHashMap},
+    maps::MapData,
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
 };
 use tracing::{info, warn};
@@ -278,10 +278,11 @@ impl Probes {
     }
 
     /// The per-cgroup counter map (one per loaded object).
-    pub fn counters(&mut self) -> Option<PerCpuHashMap<MapData, u64, agent_ebpf::Counters>> {
-        self.ebpf
-            .take_map(COUNTERS_MAP)
-            .and_then(|m| PerCpuHashMap::try_from(m).ok())
+    pub fn counters(&mut self) -> Option<MapData> {
+        match self.ebpf.take_map(COUNTERS_MAP)? {
+            aya::maps::Map::PerCpuHashMap(data) => Some(data),
+            _ => None,
+        }
     }
 
     /// Per-event cost of each attached probe and of its empty twin, from
