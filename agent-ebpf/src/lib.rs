@@ -12,23 +12,52 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 /// `MAX_CGROUPS * size_of::<Counters>() * possible CPUs` plus per-entry overhead.
 pub const MAX_CGROUPS: u32 = 16_384;
 
-/// Capacity of the maps that hold in-flight timestamps (woken tasks waiting
-/// for a CPU, block I/O between submission and completion). They are LRU maps:
-/// losing an old in-flight entry costs one latency sample, never a counter.
+/// Capacity of the map of block requests in flight (requests are
+/// preallocated per hardware queue tag, so their addresses are a bounded set).
 pub const MAX_IN_FLIGHT: u32 = 16_384;
 
 /// Globals holding kernel struct offsets (bytes), read from the running
-/// kernel's BTF by the agent and set at load time.
+/// kernel's BTF by the agent and set at load time (aya cannot emit CO-RE
+/// relocations). Each names the global in the BPF object and the member path.
 pub mod offsets {
-    /// `struct bio`, member `bi_opf` (u32: operation and flags).
-    pub const BIO_OPF: &str = "BIO_OPF_OFF";
-    /// `struct bio`, member `bi_iter.bi_size` (u32: bytes left to transfer).
-    pub const BIO_SIZE: &str = "BIO_SIZE_OFF";
-    /// `struct bio`, member `bi_next` (next bio of the same request).
-    pub const BIO_NEXT: &str = "BIO_NEXT_OFF";
-    /// `struct request`, member `bio` (first bio of the request).
-    pub const RQ_BIO: &str = "RQ_BIO_OFF";
+    /// A global offset: (global name, struct, member path).
+    pub type Offset = (&'static str, &'static str, &'static [&'static str]);
+    /// `struct request`'s `cmd_flags` (operation and flags, u32).
+    pub const RQ_CMD_FLAGS: Offset = ("RQ_CMD_FLAGS_OFF", "request", &["cmd_flags"]);
+    /// `task_struct`'s `se.sum_exec_runtime`: the scheduler's own on-CPU
+    /// nanoseconds, the figure cgroup `cpu.stat` sums.
+    pub const TASK_RUNTIME: Offset = (
+        "TASK_RUNTIME_OFF",
+        "task_struct",
+        &["se", "sum_exec_runtime"],
+    );
+    /// `task_struct`'s `sched_info.run_delay`: nanoseconds spent runnable
+    /// but waiting for a CPU (schedstat's second field).
+    pub const TASK_RUN_DELAY: Offset = (
+        "TASK_RUN_DELAY_OFF",
+        "task_struct",
+        &["sched_info", "run_delay"],
+    );
+    /// `task_struct`'s `sched_info.pcount`: times the task got a CPU.
+    pub const TASK_PCOUNT: Offset = ("TASK_PCOUNT_OFF", "task_struct", &["sched_info", "pcount"]);
 }
+
+/// What the scheduler probe last saw of a task (task local storage), so each
+/// switch-out charges only what happened since.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskSeen {
+    /// `se.sum_exec_runtime` at the last switch-out.
+    pub runtime_ns: u64,
+    /// `sched_info.run_delay` then.
+    pub run_delay_ns: u64,
+    /// `sched_info.pcount` then.
+    pub pcount: u64,
+    /// 0 until the fields hold a baseline (storage starts zeroed).
+    pub valid: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TaskSeen>() == 32);
 
 /// Usage counters of one cgroup on one CPU, all monotonic since the entry was
 /// created. Userspace sums the CPUs and takes deltas per tick.
@@ -40,7 +69,7 @@ pub struct Counters {
     pub cpu_ns: u64,
     /// Nanoseconds runnable tasks waited for a CPU (enqueue to switch-in).
     pub runq_delay_ns: u64,
-    /// Number of such waits.
+    /// Number of times tasks got a CPU (each ends one wait, maybe of 0 ns).
     pub runq_count: u64,
     /// Page faults on user addresses (from user or kernel mode).
     pub page_faults: u64,

@@ -1,10 +1,10 @@
 //! The maps and the one way programs reach a cgroup's counters.
 
-use agent_ebpf::{Counters, IoStart, MAX_CGROUPS, MAX_IN_FLIGHT};
+use agent_ebpf::{Counters, IoStart, MAX_CGROUPS, MAX_IN_FLIGHT, TaskSeen};
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE},
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuHashMap},
 };
 
 /// Per-cgroup counters (see `agent_ebpf::COUNTERS_MAP`). Not LRU: an LRU map
@@ -12,10 +12,6 @@ use aya_ebpf::{
 /// entries of removed cgroups instead.
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuHashMap<u64, Counters> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
-
-/// Per CPU: when the task now running on it was switched in (ns).
-#[map(name = "SWITCHED_IN")]
-pub static SWITCHED_IN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Block requests: request address → submitter and start time. Request
 /// structs are preallocated per hardware queue tag and reused, so the keys
@@ -26,14 +22,14 @@ pub static SWITCHED_IN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 pub static IO_START: HashMap<u64, IoStart> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
 /// A BTF-defined task local storage map (aya-ebpf 0.2 has no wrapper): one
-/// u64 per task, found through the task itself (no hashing, no shared
-/// lock) and freed by the kernel when the task exits. The layout is the
-/// libbpf convention: each field's pointee encodes one attribute.
+/// [`TaskSeen`] per task, found through the task itself (no hashing, no
+/// shared lock) and freed by the kernel when the task exits. The layout is
+/// the libbpf convention: each field's pointee encodes one attribute.
 #[repr(C)]
 pub struct TaskStorage {
     r#type: *const [i32; BPF_MAP_TYPE_TASK_STORAGE as usize],
     key: *const i32,
-    value: *const u64,
+    value: *const TaskSeen,
     max_entries: *const [i32; 0],
     /// BPF_F_NO_PREALLOC, which local storage requires.
     map_flags: *const [i32; 1],
@@ -43,10 +39,10 @@ pub struct TaskStorage {
 // never dereferenced.
 unsafe impl Sync for TaskStorage {}
 
-/// Per task: when it became runnable (ns), 0 while it is not waiting.
+/// Per task: what the scheduler probe last saw of it.
 #[unsafe(link_section = ".maps")]
-#[unsafe(export_name = "RUNQ_START")]
-pub static RUNQ_START: TaskStorage = TaskStorage {
+#[unsafe(export_name = "TASK_SEEN")]
+pub static TASK_SEEN: TaskStorage = TaskStorage {
     r#type: core::ptr::null(),
     key: core::ptr::null(),
     value: core::ptr::null(),
@@ -54,24 +50,19 @@ pub static RUNQ_START: TaskStorage = TaskStorage {
     map_flags: core::ptr::null(),
 };
 
-/// The run-queue slot of `task`, created if `create` (else None if absent).
+/// The storage of `task`, created zeroed if absent.
 #[inline(always)]
-pub fn runq_slot(
-    task: *mut aya_ebpf::bindings::task_struct,
-    create: bool,
-) -> Option<&'static mut u64> {
-    let flags = if create {
-        u64::from(aya_ebpf::bindings::BPF_LOCAL_STORAGE_GET_F_CREATE)
-    } else {
-        0
-    };
-    let map = core::ptr::from_ref(&RUNQ_START).cast_mut().cast();
+pub fn task_seen(task: *mut aya_ebpf::bindings::task_struct) -> Option<&'static mut TaskSeen> {
+    let flags = u64::from(aya_ebpf::bindings::BPF_LOCAL_STORAGE_GET_F_CREATE);
+    let map = core::ptr::from_ref(&TASK_SEEN).cast_mut().cast();
     // SAFETY: `task` is a tracepoint argument the verifier knows as a
     // task_struct; the helper returns null or a pointer into the storage.
     let slot =
         unsafe { aya_ebpf::helpers::bpf_task_storage_get(map, task, core::ptr::null_mut(), flags) };
-    // SAFETY: non-null storage of a u64 belonging to `task`.
-    unsafe { slot.cast::<u64>().as_mut() }
+    // SAFETY: non-null storage belonging to `task`, which only the
+    // scheduler programs touch, and only for a task being switched out or
+    // not yet started (never two CPUs at once).
+    unsafe { slot.cast::<TaskSeen>().as_mut() }
 }
 
 /// This CPU's counters of cgroup `id`, created zeroed on first use.

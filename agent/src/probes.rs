@@ -7,7 +7,10 @@
 
 use std::{fs::File, path::Path};
 
-use agent_ebpf::COUNTERS_MAP;
+use agent_ebpf::{
+    COUNTERS_MAP,
+    offsets::{self, Offset},
+};
 use aya::{
     Ebpf, EbpfLoader,
     maps::MapData,
@@ -39,6 +42,8 @@ struct Probe {
     empty: &'static str,
     hook: Hook,
     measures: &'static str,
+    /// Kernel struct members the program reads (offsets set at load time).
+    reads: &'static [Offset],
 }
 
 const PROBES: &[Probe] = &[
@@ -47,54 +52,60 @@ const PROBES: &[Probe] = &[
         empty: "empty_sched_switch",
         hook: Hook::Tracepoint("sched_switch"),
         measures: "CPU time, run-queue delay",
-    },
-    Probe {
-        program: "sched_wakeup",
-        empty: "empty_sched_wakeup",
-        hook: Hook::Tracepoint("sched_wakeup"),
-        measures: "run-queue delay",
+        reads: &[
+            offsets::TASK_RUNTIME,
+            offsets::TASK_RUN_DELAY,
+            offsets::TASK_PCOUNT,
+        ],
     },
     Probe {
         program: "sched_wakeup_new",
         empty: "empty_sched_wakeup_new",
         hook: Hook::Tracepoint("sched_wakeup_new"),
-        measures: "run-queue delay",
+        measures: "CPU time of new tasks",
+        reads: &[],
     },
     Probe {
         program: "page_fault_user",
         empty: "empty_page_fault_user",
         hook: Hook::Tracepoint("page_fault_user"),
         measures: "page faults",
+        reads: &[],
     },
     Probe {
         program: "page_fault_kernel",
         empty: "empty_page_fault_kernel",
         hook: Hook::Tracepoint("page_fault_kernel"),
         measures: "page faults",
+        reads: &[],
     },
     Probe {
         program: "block_io_start",
         empty: "empty_block_io_start",
         hook: Hook::Tracepoint("block_io_start"),
         measures: "block I/O",
+        reads: &[],
     },
     Probe {
         program: "block_rq_complete",
         empty: "empty_block_rq_complete",
         hook: Hook::Tracepoint("block_rq_complete"),
         measures: "block I/O",
+        reads: &[offsets::RQ_CMD_FLAGS],
     },
     Probe {
         program: "net_egress",
         empty: "empty_net_egress",
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress),
         measures: "network tx",
+        reads: &[],
     },
     Probe {
         program: "net_ingress",
         empty: "empty_net_ingress",
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
         measures: "network rx",
+        reads: &[],
     },
 ];
 
@@ -190,13 +201,21 @@ impl Probes {
         let kernel_btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf {
             path: btf::VMLINUX_BTF,
         })?;
-        let offsets = Btf::from_kernel().and_then(|b| b.member_offset("request", &["cmd_flags"]));
-        let cmd_flags_off = offsets.as_ref().copied().unwrap_or(0);
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&kernel_btf))
-            .override_global("RQ_CMD_FLAGS_OFF", &cmd_flags_off, true)
-            // RUNQ_START is task local storage, which aya 0.14 creates but
-            // has no typed wrapper for; only the kernel side uses it.
+        // Every offset any program reads; a failed lookup turns off only the
+        // probes that need it.
+        let all: Vec<Offset> = PROBES
+            .iter()
+            .flat_map(|p| p.reads.iter().copied())
+            .collect();
+        let located = locate(&all);
+        let mut loader = EbpfLoader::new();
+        loader.btf(Some(&kernel_btf));
+        for ((global, ..), found) in all.iter().zip(&located) {
+            loader.override_global(global, found.as_ref().unwrap_or(&0), true);
+        }
+        // TASK_SEEN is task local storage, which aya 0.14 creates but has
+        // no typed wrapper for; only the kernel side uses it.
+        let mut ebpf = loader
             .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
@@ -206,22 +225,22 @@ impl Probes {
             .flatten();
         let mut reports = Vec::new();
         for probe in PROBES {
-            // Only the completion handler reads `struct request`.
-            let status = if probe.program == "block_rq_complete" && offsets.is_err() {
-                let cause = offsets
-                    .as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                Status::Missing(format!("cannot locate request.cmd_flags: {cause}"))
-            } else {
-                attach_one(
+            let missing = all
+                .iter()
+                .zip(&located)
+                .find_map(|(offset, found)| match found {
+                    Err(why) if probe.reads.contains(offset) => Some(why.clone()),
+                    _ => None,
+                });
+            let status = match missing {
+                Some(why) => Status::Missing(why),
+                None => attach_one(
                     &mut ebpf,
                     probe.program,
                     probe.hook,
                     &kernel_btf,
                     cgroup_v2_root,
-                )
+                ),
             };
             if options.baselines && status == Status::Attached {
                 let baseline = attach_one(
@@ -310,6 +329,20 @@ impl Probes {
             })
             .collect()
     }
+}
+
+/// Each offset's value from the kernel's BTF, or why it is not there.
+fn locate(wanted: &[Offset]) -> Vec<Result<u64, String>> {
+    let btf = Btf::from_kernel();
+    wanted
+        .iter()
+        .map(|(_, structure, path)| match &btf {
+            Ok(btf) => btf
+                .member_offset(structure, path)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        })
+        .collect()
 }
 
 fn attach_one(

@@ -22,7 +22,6 @@ fn check_reports_every_probe() {
     );
     for program in [
         "sched_switch",
-        "sched_wakeup",
         "page_fault_user",
         "block_io_start",
         "block_rq_complete",

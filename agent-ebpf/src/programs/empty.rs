@@ -18,7 +18,6 @@ macro_rules! empty_tracepoints {
 
 empty_tracepoints!(
     empty_sched_switch => "sched_switch",
-    empty_sched_wakeup => "sched_wakeup",
     empty_sched_wakeup_new => "sched_wakeup_new",
     empty_page_fault_user => "page_fault_user",
     empty_page_fault_kernel => "page_fault_kernel",
