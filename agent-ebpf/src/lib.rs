@@ -8,6 +8,9 @@
 /// Name of the per-CPU hash map of [`Counters`], keyed by the v2 cgroup id.
 pub const COUNTERS_MAP: &str = "COUNTERS";
 
+/// Name of the per-CPU array (one entry per CPU) of [`Pending`].
+pub const PENDING_MAP: &str = "PENDING";
+
 /// Capacity of [`COUNTERS_MAP`]: enough for 10,000+ cgroups. Its memory is
 /// `MAX_CGROUPS * size_of::<Counters>() * possible CPUs` plus per-entry overhead.
 pub const MAX_CGROUPS: u32 = 16_384;
@@ -96,6 +99,31 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 96);
 // SAFETY: `Counters` is `repr(C)`, `Copy`, made only of u64 and has no padding.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Counters {}
+
+/// Scheduler counts of the cgroup that last ran on a CPU, not yet added to
+/// [`COUNTERS_MAP`]. Consecutive switch-outs of the same cgroup's tasks on
+/// a CPU (the common case) add here, an array slot, instead of looking the
+/// cgroup up in the hash map each time; the counts are moved to the hash
+/// map when another cgroup runs. Userspace adds what is pending to the
+/// totals it read from the hash map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// v2 cgroup id the counts belong to (0: none).
+    pub cgroup_id: u64,
+    /// As in [`Counters`].
+    pub cpu_ns: u64,
+    /// As in [`Counters`].
+    pub runq_delay_ns: u64,
+    /// As in [`Counters`].
+    pub runq_count: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Pending>() == 32);
+
+// SAFETY: `Pending` is `repr(C)`, `Copy`, made only of u64 and has no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Pending {}
 
 /// Block I/O in flight: who submitted it and when.
 #[repr(C)]

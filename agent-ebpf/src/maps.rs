@@ -1,10 +1,10 @@
 //! The maps and the one way programs reach a cgroup's counters.
 
-use agent_ebpf::{Counters, IoStart, MAX_CGROUPS, MAX_IN_FLIGHT, TaskSeen};
+use agent_ebpf::{Counters, IoStart, MAX_CGROUPS, MAX_IN_FLIGHT, Pending, TaskSeen};
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE},
     macros::map,
-    maps::{HashMap, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
 };
 
 /// Per-cgroup counters (see `agent_ebpf::COUNTERS_MAP`). Not LRU: an LRU map
@@ -12,6 +12,10 @@ use aya_ebpf::{
 /// entries of removed cgroups instead.
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuHashMap<u64, Counters> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// Per CPU: scheduler counts not yet in COUNTERS (see `agent_ebpf::Pending`).
+#[map(name = "PENDING")]
+pub static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 
 /// Block requests: request address → submitter and start time. Request
 /// structs are preallocated per hardware queue tag and reused, so the keys

@@ -127,10 +127,14 @@ impl<S: CounterSource> Collector<S> {
         let mut gone = Vec::new();
         for (id, total) in &self.scratch {
             // First sight: the map was created empty when the agent loaded
-            // it, so everything in a new entry happened since then.
-            let delta = match self.previous.insert(*id, *total) {
-                Some(prev) => delta(&prev, total),
-                None => *total,
+            // it (and ids are forgotten when their entry is deleted), so
+            // everything in a new entry happened since then.
+            let delta = match self.previous.get_mut(id) {
+                Some(prev) => advance(prev, total),
+                None => {
+                    self.previous.insert(*id, *total);
+                    *total
+                }
             };
             // A cgroup created since the last walk is asked of the kernel.
             let path = match self.index.resolve(*id) {
@@ -178,10 +182,14 @@ pub(crate) fn add(a: &Counters, b: &Counters) -> Counters {
     zip(a, b, u64::wrapping_add)
 }
 
-/// Per-field difference. A field that went down means the kernel entry was
-/// deleted and recreated in between: its whole new value is the delta.
-fn delta(prev: &Counters, now: &Counters) -> Counters {
-    zip(prev, now, |p, n| if n >= p { n - p } else { n })
+/// What each field gained since `baseline`, which moves up to `now`. A
+/// field that reads lower than its baseline (a pending amount counted twice
+/// by a racing read, see `counter_map`) gains nothing until it has caught
+/// up, so the sum over ticks stays exact.
+fn advance(baseline: &mut Counters, now: &Counters) -> Counters {
+    let gained = zip(baseline, now, |b, n| n.saturating_sub(b));
+    *baseline = zip(baseline, now, u64::max);
+    gained
 }
 
 fn zip(a: &Counters, b: &Counters, f: impl Fn(u64, u64) -> u64) -> Counters {
@@ -242,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn reports_deltas_and_handles_recreated_entries() {
+    fn reports_deltas_and_pays_back_an_overshoot() {
         let (dir, a) = tree();
         let mut fake = Fake::default();
         fake.totals.insert(a, cpu(100));
@@ -251,9 +259,13 @@ mod tests {
         c.source.totals.insert(a, cpu(350));
         let s = c.tick(2.0, 1).unwrap();
         assert_eq!((s[0].cgroup.as_str(), s[0].usage.cpu_ns), ("/a", 250));
-        // Entry deleted and recreated by the kernel side: counts restart.
-        c.source.totals.insert(a, cpu(40));
-        assert_eq!(c.tick(3.0, 1).unwrap()[0].usage.cpu_ns, 40);
+        // A racing read counted 50 twice: the next ticks pay it back.
+        c.source.totals.insert(a, cpu(450));
+        assert_eq!(c.tick(3.0, 1).unwrap()[0].usage.cpu_ns, 100);
+        c.source.totals.insert(a, cpu(420));
+        assert_eq!(c.tick(4.0, 1).unwrap()[0].usage.cpu_ns, 0);
+        c.source.totals.insert(a, cpu(470));
+        assert_eq!(c.tick(5.0, 1).unwrap()[0].usage.cpu_ns, 20);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

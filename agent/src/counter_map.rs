@@ -3,18 +3,23 @@
 //! aya 0.14 iterates a hash map with two syscalls per entry (next key, then
 //! lookup); with 10,000 cgroups that is 20,000 syscalls per tick.
 //! `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+) returns hundreds of entries, with
-//! every CPU's value, per call.
+//! every CPU's value, per call. The scheduler's per-CPU pending counts
+//! (`agent_ebpf::Pending`) are read after the hash map and added in: read in
+//! that order, a move from pending to the map that races with the read can
+//! at worst count one CPU's pending amount twice in one tick, which the
+//! collector's monotonic baseline pays back over the next ticks.
 
 use std::{
     io,
     os::fd::{AsFd as _, AsRawFd as _},
 };
 
-use agent_ebpf::Counters;
+use agent_ebpf::{Counters, Pending};
 use aya::maps::MapData;
 
 use crate::collector::{CollectError, CounterSource};
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per batch call.
@@ -23,25 +28,43 @@ const BATCH: usize = 1024;
 /// The per-cgroup counter map, read in batches and summed over CPUs.
 pub struct CounterMap {
     map: MapData,
+    pending_map: MapData,
     cpus: usize,
     keys: Vec<u64>,
     values: Vec<Counters>,
+    pending: Vec<Pending>,
 }
 
 impl CounterMap {
-    /// Wraps the map taken from the loaded object.
-    pub fn new(map: MapData) -> Result<Self, CollectError> {
+    /// Wraps the maps taken from the loaded object.
+    pub fn new(map: MapData, pending_map: MapData) -> Result<Self, CollectError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| CollectError::Syscall(e))?;
         Ok(Self {
             map,
+            pending_map,
             cpus,
             keys: vec![0; BATCH],
             values: vec![Counters::default(); BATCH * cpus],
+            pending: vec![Pending::default(); cpus],
         })
     }
 
     fn fd(&self) -> u32 {
-        self.map.fd().as_fd().as_raw_fd() as u32
+        fd_of(&self.map)
+    }
+
+    /// Every CPU's pending scheduler counts.
+    fn read_pending(&mut self) -> Result<&[Pending], CollectError> {
+        let key = 0u32;
+        // struct { map_fd: u32, pad: u32, key: u64, value: u64, flags: u64 }
+        let mut attr = [
+            u64::from(fd_of(&self.pending_map)),
+            std::ptr::from_ref(&key) as u64,
+            self.pending.as_mut_ptr() as u64,
+            0,
+        ];
+        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).map_err(CollectError::Syscall)?;
+        Ok(&self.pending)
     }
 }
 
@@ -64,6 +87,10 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+fn fd_of(map: &MapData) -> u32 {
+    map.fd().as_fd().as_raw_fd() as u32
 }
 
 impl CounterSource for CounterMap {
@@ -101,12 +128,25 @@ impl CounterSource for CounterMap {
             match result {
                 Ok(()) => {}
                 // ENOENT: the last batch (possibly with entries) was returned.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
                 Err(e) => return Err(CollectError::Syscall(e)),
             }
             token = next;
             first = false;
         }
+        for p in self.read_pending()?.iter().filter(|p| p.cgroup_id != 0) {
+            let extra = Counters {
+                cpu_ns: p.cpu_ns,
+                runq_delay_ns: p.runq_delay_ns,
+                runq_count: p.runq_count,
+                ..Counters::default()
+            };
+            match out.iter_mut().find(|(id, _)| *id == p.cgroup_id) {
+                Some((_, total)) => *total = crate::collector::add(total, &extra),
+                None => out.push((p.cgroup_id, extra)),
+            }
+        }
+        Ok(())
     }
 
     fn remove(&mut self, id: u64) {

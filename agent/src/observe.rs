@@ -84,9 +84,9 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let mounts = Mounts::from_system().context("finding cgroup mounts")?;
     let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
     let mut probes = Probes::attach(Some(&v2_root), Options::default())?;
-    let map = probes
-        .counters()
-        .context("the BPF object has no counter map")?;
+    let (counters, pending) = probes
+        .counter_maps()
+        .context("the BPF object has no counter maps")?;
     let attached = probes
         .reports()
         .iter()
@@ -97,7 +97,7 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         "shadow-agent: observing, {attached}/{} probes attached",
         probes.reports().len()
     );
-    let map = CounterMap::new(map)?;
+    let map = CounterMap::new(counters, pending)?;
     let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
     collector.walk_in_background(args.interval);
     install_stop_handlers();

@@ -8,7 +8,7 @@
 use std::{fs::File, path::Path};
 
 use agent_ebpf::{
-    COUNTERS_MAP,
+    COUNTERS_MAP, PENDING_MAP,
     offsets::{self, Offset},
 };
 use aya::{
@@ -296,12 +296,18 @@ impl Probes {
         &self.reports
     }
 
-    /// The per-cgroup counter map (one per loaded object).
-    pub fn counters(&mut self) -> Option<MapData> {
-        match self.ebpf.take_map(COUNTERS_MAP)? {
-            aya::maps::Map::PerCpuHashMap(data) => Some(data),
-            _ => None,
-        }
+    /// The per-cgroup counter map and the per-CPU pending scheduler counts
+    /// (taken out of the object: call once).
+    pub fn counter_maps(&mut self) -> Option<(MapData, MapData)> {
+        let counters = match self.ebpf.take_map(COUNTERS_MAP)? {
+            aya::maps::Map::PerCpuHashMap(data) => data,
+            _ => return None,
+        };
+        let pending = match self.ebpf.take_map(PENDING_MAP)? {
+            aya::maps::Map::PerCpuArray(data) => data,
+            _ => return None,
+        };
+        Some((counters, pending))
     }
 
     /// Per-event cost of each attached probe and of its empty twin, from

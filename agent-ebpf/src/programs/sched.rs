@@ -12,7 +12,7 @@
 //! `cpu.stat` and `/proc/<pid>/schedstat` count. Field offsets come from the
 //! kernel's BTF at load time.
 
-use agent_ebpf::TaskSeen;
+use agent_ebpf::{Pending, TaskSeen};
 use aya_ebpf::{
     bindings::task_struct,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::maps::{counters, task_seen};
+use crate::maps::{PENDING, counters, task_seen};
 
 #[unsafe(no_mangle)]
 static TASK_RUNTIME_OFF: u64 = 0;
@@ -60,13 +60,36 @@ fn switched_out(task: *mut task_struct) {
         return;
     };
     if seen.valid != 0
-        && let Some(c) = counters(unsafe { bpf_get_current_cgroup_id() })
+        && let Some(p) = pending(unsafe { bpf_get_current_cgroup_id() })
     {
-        c.cpu_ns += now.runtime_ns.saturating_sub(seen.runtime_ns);
-        c.runq_delay_ns += now.run_delay_ns.saturating_sub(seen.run_delay_ns);
-        c.runq_count += now.pcount.saturating_sub(seen.pcount);
+        p.cpu_ns += now.runtime_ns.saturating_sub(seen.runtime_ns);
+        p.runq_delay_ns += now.run_delay_ns.saturating_sub(seen.run_delay_ns);
+        p.runq_count += now.pcount.saturating_sub(seen.pcount);
     }
     *seen = now;
+}
+
+/// This CPU's pending counts, for cgroup `id`: when another cgroup's counts
+/// are pending, they are moved to its counters first. sched_switch runs
+/// with interrupts off, so nothing else touches this CPU's slot meanwhile.
+#[inline(always)]
+fn pending(id: u64) -> Option<&'static mut Pending> {
+    // SAFETY: per-CPU slot, see above.
+    let p = unsafe { &mut *PENDING.get_ptr_mut(0)? };
+    if p.cgroup_id != id {
+        if p.cgroup_id != 0
+            && let Some(c) = counters(p.cgroup_id)
+        {
+            c.cpu_ns += p.cpu_ns;
+            c.runq_delay_ns += p.runq_delay_ns;
+            c.runq_count += p.runq_count;
+        }
+        *p = Pending {
+            cgroup_id: id,
+            ..Pending::default()
+        };
+    }
+    Some(p)
 }
 
 /// The task's cumulative counters, now.
