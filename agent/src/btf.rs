@@ -315,6 +315,15 @@ mod tests {
     }
 
     #[test]
+    fn missing_btf_says_which_kernel_option() {
+        let err = Btf::from_file(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .expect("no file")
+            .to_string();
+        assert!(err.contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+
+    #[test]
     fn reads_this_kernels_request_struct() {
         // Every machine this project runs on has BTF (DESIGN.md); if this
         // fails, the block probes cannot work either.

@@ -47,6 +47,10 @@ pub struct Sample {
     pub usage: Counters,
 }
 
+/// Ticks after which a removed cgroup's id that stopped showing up is
+/// forgotten.
+const FORGET_DEAD_AFTER: u64 = 600;
+
 /// Keeps the previous totals and the id → path index between ticks.
 pub struct Collector<S> {
     source: S,
@@ -55,6 +59,12 @@ pub struct Collector<S> {
     /// Paths of cgroups seen before, kept so a cgroup's final interval is
     /// reported under its name after its directory is gone.
     known: HashMap<u64, String>,
+    /// Removed cgroups → the last tick their id showed up. An id can show up
+    /// after removal (a per-CPU pending slot of a CPU that has only idled
+    /// since, or an entry a late event re-created); its counts were reported
+    /// already. cgroup ids are never reused, so an id is forgotten once it
+    /// has not shown up for [`FORGET_DEAD_AFTER`] ticks.
+    dead: HashMap<u64, u64>,
     scratch: Vec<(u64, Counters)>,
     ticks: u64,
     rescan_every: u64,
@@ -71,6 +81,7 @@ impl<S: CounterSource> Collector<S> {
             index,
             previous: HashMap::new(),
             known: HashMap::new(),
+            dead: HashMap::new(),
             scratch: Vec::new(),
             ticks: 0,
             rescan_every: rescan_every.max(1),
@@ -122,6 +133,7 @@ impl<S: CounterSource> Collector<S> {
         self.ticks += 1;
         self.scratch.clear();
         self.source.read_all(&mut self.scratch)?;
+        self.bury_dead();
         let walked = self.refresh_index();
         let mut samples = Vec::with_capacity(self.scratch.len());
         let mut gone = Vec::new();
@@ -167,8 +179,24 @@ impl<S: CounterSource> Collector<S> {
             self.source.remove(id);
             self.previous.remove(&id);
             self.known.remove(&id);
+            self.dead.insert(id, self.ticks);
         }
         Ok(samples)
+    }
+
+    /// Drops this tick's counts of removed cgroups (deleting any entry
+    /// re-created for them) and forgets those not seen for a while.
+    fn bury_dead(&mut self) {
+        let (dead, source, ticks) = (&mut self.dead, &mut self.source, self.ticks);
+        self.scratch.retain(|(id, _)| match dead.get_mut(id) {
+            Some(last_seen) => {
+                *last_seen = ticks;
+                source.remove(*id);
+                false
+            }
+            None => true,
+        });
+        dead.retain(|_, last_seen| ticks - *last_seen < FORGET_DEAD_AFTER);
     }
 
     /// Number of cgroups in the tree at the last scan.
@@ -283,6 +311,11 @@ mod tests {
         assert_eq!((s[0].cgroup.as_str(), s[0].usage.cpu_ns), ("/a", 20));
         assert_eq!(c.source.removed, vec![a]);
         assert!(c.tick(3.0, 1).unwrap().is_empty());
+        // A late event re-creates the entry (or a CPU's pending slot still
+        // names it): its counts are not reported again, the entry goes.
+        c.source.totals.insert(a, cpu(5));
+        assert!(c.tick(4.0, 1).unwrap().is_empty());
+        assert_eq!(c.source.removed, vec![a, a]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
