@@ -19,6 +19,7 @@ use std::{
 };
 
 use serde_json::Value;
+use shadow_agent::cgroups::Mounts;
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {
@@ -28,24 +29,6 @@ pub fn require_root() {
         0,
         "the integration tests load BPF programs and create cgroups: run `cargo xtask test` as root"
     );
-}
-
-/// Mount point of a cgroup hierarchy (`cgroup2` for v2, else a v1 controller).
-pub fn mount_of(kind: &str) -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        let mut r = right.split(' ');
-        let fstype = r.next()?;
-        let opts = r.nth(1)?;
-        let hit = if kind == "cgroup2" {
-            fstype == "cgroup2"
-        } else {
-            fstype == "cgroup" && opts.split(',').any(|o| o == kind)
-        };
-        hit.then(|| PathBuf::from(point))
-    })
 }
 
 /// A cgroup created for one test, at the same relative path in the v2
@@ -66,11 +49,18 @@ impl TestCgroup {
             path,
             dirs: Vec::new(),
         };
-        let v2 = mount_of("cgroup2").expect("no cgroup v2 hierarchy mounted");
-        for root in std::iter::once(v2).chain(
-            v1.iter()
-                .map(|c| mount_of(c).unwrap_or_else(|| panic!("v1 controller {c} is not mounted"))),
-        ) {
+        let mounts = Mounts::from_system().expect("reading mountinfo");
+        let v2 = mounts
+            .v2_root()
+            .expect("no cgroup v2 hierarchy mounted")
+            .to_path_buf();
+        for root in std::iter::once(v2).chain(v1.iter().map(|c| {
+            mounts
+                .v1
+                .get(*c)
+                .cloned()
+                .unwrap_or_else(|| panic!("v1 controller {c} is not mounted"))
+        })) {
             let dir = root.join(cg.path.trim_start_matches('/'));
             fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
             cg.dirs.push(dir);

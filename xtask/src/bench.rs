@@ -22,6 +22,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use serde_json::Value;
+use shadow_agent::cgroups::Mounts;
 
 use crate::{
     build,
@@ -312,14 +313,7 @@ fn collector(n: usize) -> anyhow::Result<()> {
 }
 
 fn v2_root() -> anyhow::Result<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo")?;
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
-            right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
-        })
-        .context("no cgroup v2 hierarchy mounted")
+    Ok(Mounts::from_system()?.v2_root()?.to_path_buf())
 }
 
 /// `n` empty cgroups under `parent`, all removed on drop.
