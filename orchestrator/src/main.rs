@@ -14,6 +14,8 @@ struct Cli {}
 
 fn main() -> ExitCode {
     let _cli = Cli::parse();
-    eprintln!("shadow-orchestrator: not implemented yet; run `shadow-agent observe` to watch this host");
+    eprintln!(
+        "shadow-orchestrator: not implemented yet; run `shadow-agent observe` to watch this host"
+    );
     ExitCode::FAILURE
 }
