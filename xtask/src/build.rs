@@ -91,8 +91,12 @@ pub fn test() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    cmd::run(cargo(None).args(["test", "--workspace", "--exclude", "shadow-tests"]))?;
-    cmd::run(
+    let mut totals = cmd::TestTotals::default();
+    cmd::run_tests(
+        cargo(None).args(["test", "--workspace", "--exclude", "shadow-tests"]),
+        &mut totals,
+    )?;
+    cmd::run_tests(
         cargo(None)
             .args([
                 "test",
@@ -103,5 +107,9 @@ pub fn test() -> anyhow::Result<()> {
                 "--test-threads=1",
             ])
             .env("SHADOW_AGENT_BIN", binary("shadow-agent")),
-    )
+        &mut totals,
+    )?;
+    // One closing line for the whole run (CI reads the last one).
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
 }

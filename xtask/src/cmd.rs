@@ -1,6 +1,10 @@
 //! Running commands: echoed before they run, failures that name the command.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+};
 
 use anyhow::{Context as _, bail};
 
@@ -59,4 +63,63 @@ pub fn cargo(toolchain: Option<&str>) -> Command {
         cmd.env_remove(var);
     }
     cmd
+}
+
+/// Tests counted over several `cargo test` runs.
+#[derive(Debug, Default)]
+pub struct TestTotals {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// Runs `cargo test` like [`run`], echoing its output and adding up its
+/// `test result:` lines into `totals`.
+pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<()> {
+    cmd.current_dir(root()).stdout(Stdio::piped());
+    eprintln!("xtask: $ {}", show(cmd));
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not start `{}`", show(cmd)))?;
+    let stdout = child.stdout.take().context("test output")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            totals.passed += count(rest, " passed");
+            totals.failed += count(rest, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+/// The number before `label` in `ok. 3 passed; 0 failed; ...`.
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+                .map(str::trim)
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_cargo_test_summaries() {
+        let ok = "ok. 14 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.06s";
+        assert_eq!((count(ok, " passed"), count(ok, " failed")), (14, 0));
+        let bad = "FAILED. 2 passed; 3 failed; 0 ignored";
+        assert_eq!((count(bad, " passed"), count(bad, " failed")), (2, 3));
+    }
 }
