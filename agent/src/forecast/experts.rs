@@ -4,7 +4,7 @@
 //! - naive (last value): random-walk-like usage, where anything smoother lags;
 //! - fast EWMA (half-life 2 ticks): noisy level that still shifts often;
 //! - slow EWMA (half-life 16 ticks): noisy level that is stable;
-//! - damped trend (Holt, damping 0.9): ramps (memory leaks, growing load)
+//! - damped trend (Holt, damping 0.98): ramps (memory leaks, growing load)
 //!   without extrapolating them forever;
 //! - mean-reverting AR(1) around a slow mean: bursts that decay back, with
 //!   the persistence estimated online;
@@ -23,8 +23,8 @@ pub(crate) const SEASONAL: usize = 5;
 const FAST: f32 = 0.292_893_2; // 1 - 2^(-1/2): half-life 2 ticks
 const SLOW: f32 = 0.042_404_8; // 1 - 2^(-1/16): half-life 16 ticks
 const HOLT_LEVEL: f32 = 0.3;
-const HOLT_TREND: f32 = 0.05;
-const DAMPING: f32 = 0.9;
+const HOLT_TREND: f32 = 0.1;
+const DAMPING: f32 = 0.98;
 /// The AR(1) mean and persistence move with a half-life of about 64 ticks.
 const AR_ALPHA: f32 = 0.010_772_2;
 

@@ -31,6 +31,8 @@ mod period;
 mod quantile;
 mod reporter;
 mod ring;
+#[cfg(test)]
+mod tests;
 
 pub use counter::{CounterRate, Reading};
 pub use ensemble::Forecaster;

@@ -29,6 +29,10 @@ const MIN_ACF: f32 = 0.3;
 /// so that a slowly varying series (high autocorrelation at every short lag)
 /// is not mistaken for a periodic one.
 const MIN_DIP: f32 = 0.15;
+/// A selected period is kept while its autocorrelation stays above this…
+const KEEP_ACF: f32 = 0.1;
+/// …and no other peak beats it by more than this.
+const SWITCH: f32 = 0.1;
 /// Among peaks within this much of the best, the shortest lag wins (the
 /// fundamental, not a multiple of it).
 const TIE: f32 = 0.05;
@@ -129,11 +133,30 @@ impl PeriodDetector {
             }
             min_before = min_before.min(acf);
         }
-        let Some((_, top)) = best else { return 0 };
+        let current = self.acf_of(self.period as usize);
+        let Some((_, top)) = best else {
+            // Hysteresis: a period found once is kept while it still
+            // explains some variance, so that the seasonal expert is not
+            // switched on and off by estimation noise (a daily spike moves
+            // the estimate once a day).
+            return if current >= KEEP_ACF { self.period } else { 0 };
+        };
+        if current >= KEEP_ACF && current >= top - SWITCH {
+            return self.period;
+        }
         peaks[..npeaks]
             .iter()
             .find(|(_, acf)| *acf >= top - TIE)
             .map_or(0, |(k, _)| *k as u16)
+    }
+
+    /// Autocorrelation at candidate lag `k` (-inf when `k` is not one).
+    fn acf_of(&self, k: usize) -> f32 {
+        (0..self.candidates as usize)
+            .find(|&i| self.lags[i] as usize == k)
+            .map_or(f32::NEG_INFINITY, |i| {
+                1.0 - self.gamma[i] / (2.0 * self.var)
+            })
     }
 
     pub(crate) fn period(&self) -> Option<usize> {
