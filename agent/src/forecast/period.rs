@@ -36,6 +36,8 @@ const SWITCH: f32 = 0.1;
 /// Among peaks within this much of the best, the shortest lag wins (the
 /// fundamental, not a multiple of it).
 const TIE: f32 = 0.05;
+/// Pairs after which a lag's forgetting rate is the fixed [`ALPHA`].
+const WARM: usize = 1024;
 /// Re-select the period every this many ticks; the statistics move slowly.
 const RESELECT_EVERY: u32 = 32;
 
@@ -93,16 +95,33 @@ impl PeriodDetector {
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
         let held = ring.len();
-        for i in 0..self.candidates as usize {
-            let k = self.lags[i] as usize;
-            if k >= held {
-                // Lags are sorted ascending.
-                break;
+        let count = self.candidates as usize;
+        let dense = (DENSE_MAX - 1).min(count);
+        if self.n as usize > RING + WARM {
+            // Steady state (every lag has more than WARM pairs): one
+            // forgetting rate, and the dense lags read a contiguous stretch
+            // of the ring, so this loop vectorises.
+            let mut diffs = [0.0f32; DENSE_MAX - 1];
+            ring.diffs_from_newest(2, &mut diffs[..dense]);
+            for (g, d) in self.gamma[..dense].iter_mut().zip(&diffs[..dense]) {
+                *g += ALPHA * (d * d - *g);
             }
-            let pairs = (self.n as usize - k) as f32;
-            let a = ALPHA.max(1.0 / pairs);
-            let diff = y - ring.get(k);
-            self.gamma[i] += a * (diff * diff - self.gamma[i]);
+            for i in dense..count {
+                let diff = y - ring.get(self.lags[i] as usize);
+                self.gamma[i] += ALPHA * (diff * diff - self.gamma[i]);
+            }
+        } else {
+            for i in 0..count {
+                let k = self.lags[i] as usize;
+                if k >= held {
+                    // Lags are sorted ascending.
+                    break;
+                }
+                // Bias-corrected start: plain mean of the first pairs.
+                let a = ALPHA.max(1.0 / (self.n as usize - k) as f32);
+                let diff = y - ring.get(k);
+                self.gamma[i] += a * (diff * diff - self.gamma[i]);
+            }
         }
         if self.n.is_multiple_of(RESELECT_EVERY) {
             self.period = self.select();

@@ -24,43 +24,51 @@ pub(crate) const SIGMA_SLOW: f32 = 0.005;
 /// units (1.645 * 1.2533); only a starting point, tracking takes over.
 const START: f32 = 2.06;
 
+/// Calibration of `N` bands at once (every expert at every speed, for one
+/// horizon), stored as arrays and updated with masks instead of branches, so
+/// that one update is a few vector instructions rather than `N` scattered
+/// ones.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Calibrator {
-    /// Recent mean absolute error; NaN until the first error is seen.
-    sigma: f32,
-    qhat: f32,
+pub(crate) struct Calibration<const N: usize> {
+    /// Recent mean absolute error per band.
+    pub(crate) sigma: [f32; N],
+    pub(crate) qhat: [f32; N],
 }
 
-impl Calibrator {
+impl<const N: usize> Calibration<N> {
     pub(crate) const fn new() -> Self {
         Self {
-            sigma: f32::NAN,
-            qhat: START,
+            sigma: [0.0; N],
+            qhat: [START; N],
         }
     }
 
-    /// Distance from the point forecast to the upper band (0 before any
-    /// error has been seen).
+    /// Distance from each point forecast to its upper band.
     #[inline]
-    pub(crate) fn margin(&self) -> f32 {
-        if self.sigma.is_nan() {
-            0.0
-        } else {
-            self.qhat * self.sigma
+    pub(crate) fn margins(&self) -> [f32; N] {
+        let mut m = [0.0; N];
+        for i in 0..N {
+            m[i] = self.qhat[i] * self.sigma[i];
         }
+        m
     }
 
-    /// Learns from one realised error `r = y - point`, with `q` the target
-    /// quantile and `alpha` the memory of `sigma`.
+    /// Learns from one realised error per band, `r = y - point`, where
+    /// `valid` is 1 for bands that made a forecast and 0 for those that did
+    /// not (their `r` must still be finite), `q` is the target quantile and
+    /// `alpha` each band's memory of `sigma` (larger while young, so that the
+    /// first errors set the scale instead of a guess).
     #[inline]
-    pub(crate) fn update(&mut self, r: f32, q: f32, alpha: f32) {
-        if self.sigma.is_nan() {
-            self.sigma = r.abs();
-            return;
+    pub(crate) fn update(&mut self, r: &[f32; N], valid: &[f32; N], q: f32, alpha: &[f32; N]) {
+        for i in 0..N {
+            let miss = if r[i] > self.qhat[i] * self.sigma[i] {
+                1.0
+            } else {
+                0.0
+            };
+            self.qhat[i] += valid[i] * LR * (miss - (1.0 - q));
+            self.sigma[i] += valid[i] * alpha[i] * (r[i].abs() - self.sigma[i]);
         }
-        let miss = r > self.qhat * self.sigma;
-        self.qhat += if miss { LR * q } else { -LR * (1.0 - q) };
-        self.sigma += alpha * (r.abs() - self.sigma);
     }
 }
 
@@ -72,7 +80,7 @@ mod tests {
     /// reaches the nominal miss rate anyway.
     #[test]
     fn reaches_nominal_coverage_on_skewed_errors() {
-        let mut c = Calibrator::new();
+        let mut c = Calibration::<1>::new();
         let mut s = 7u64;
         let mut misses = 0;
         let n = 20_000;
@@ -82,10 +90,11 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             let u = ((s >> 11) as f64 / (1u64 << 53) as f64).max(1e-12);
             let r = (-u.ln()) as f32 - 1.0;
-            if i >= n / 2 && r > c.margin() {
+            if i >= n / 2 && r > c.margins()[0] {
                 misses += 1;
             }
-            c.update(r, 0.95, SIGMA_FAST);
+            let alpha = SIGMA_FAST.max(1.0 / (i + 1) as f32);
+            c.update(&[r], &[1.0], 0.95, &[alpha]);
         }
         let rate = misses as f64 / (n / 2) as f64;
         assert!((rate - 0.05).abs() < 0.01, "miss rate {rate}");

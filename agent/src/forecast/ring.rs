@@ -56,6 +56,26 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// `out[i] = newest - value (first_lag + i) ticks back`, for a full
+    /// ring, read as at most two contiguous stretches (no per-element
+    /// wrap-around test), so callers' loops vectorise.
+    pub(crate) fn diffs_from_newest(&self, first_lag: usize, out: &mut [f32]) {
+        debug_assert!(self.len() == RING && first_lag + out.len() <= RING);
+        let head = self.head as usize;
+        let y = self.buf[head];
+        for (i, o) in out.iter_mut().enumerate() {
+            let lag = first_lag + i;
+            let idx = if lag <= head {
+                head - lag
+            } else {
+                head + RING - lag
+            };
+            *o = y - self.buf[idx];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +89,14 @@ mod tests {
         assert_eq!(r.len(), RING);
         assert_eq!(r.get(0), (RING + 4) as f32);
         assert_eq!(r.get(RING - 1), 5.0);
+        // Every head position: the contiguous reads agree with `get`.
+        for _ in 0..RING {
+            r.push(r.get(0) + 1.5);
+            let mut d = [0.0; 47];
+            r.diffs_from_newest(2, &mut d);
+            for (i, v) in d.iter().enumerate() {
+                assert_eq!(*v, r.get(0) - r.get(i + 2));
+            }
+        }
     }
 }
