@@ -47,8 +47,8 @@ impl<const N: usize> Calibration<N> {
     #[inline]
     pub(crate) fn margins(&self) -> [f32; N] {
         let mut m = [0.0; N];
-        for i in 0..N {
-            m[i] = self.qhat[i] * self.sigma[i];
+        for ((m, q), s) in m.iter_mut().zip(&self.qhat).zip(&self.sigma) {
+            *m = q * s;
         }
         m
     }
