@@ -220,7 +220,7 @@ impl Forecaster {
                 alpha[b] = BAND_ALPHA[b].max(young);
                 let u = (pb + margins[b]).max(0.0);
                 let loss = &mut self.band_loss[h][b];
-                *loss += vb * la[b / SPEEDS] * (pinball32(y, u, q) - *loss);
+                *loss += vb * la[b / SPEEDS] * (pinball(y, u, q) - *loss);
             }
             cal.update(&r, &mask, q, &alpha);
         }
@@ -322,12 +322,6 @@ impl Forecaster {
             self.pending[slot][h] = *row;
         }
     }
-}
-
-/// [`pinball`] in the forecaster's f32 arithmetic.
-#[inline]
-fn pinball32(y: f32, u: f32, q: f32) -> f32 {
-    pinball(f64::from(y), f64::from(u), f64::from(q)) as f32
 }
 
 /// Forecasts with NaN (an expert that made none) replaced by 0, and a mask

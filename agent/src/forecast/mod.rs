@@ -176,11 +176,15 @@ pub struct Update {
 
 /// Loss of an upper band `u` at quantile `q` when `y` happened: the standard
 /// pinball (quantile) loss, the one scoring rule whose minimiser is the
-/// q-quantile, shared by the forecaster's weighting and the backtest.
-pub fn pinball(y: f64, u: f64, q: f64) -> f64 {
-    if y >= u {
-        q * (y - u)
-    } else {
-        (1.0 - q) * (u - y)
-    }
+/// q-quantile, shared by the forecaster's weighting (f32) and the backtest
+/// (f64). Written as max(q d, (q - 1) d) with d = y - u, without a branch,
+/// so it vectorises.
+pub fn pinball<T>(y: T, u: T, q: T) -> T
+where
+    T: Copy + PartialOrd + std::ops::Sub<Output = T> + std::ops::Mul<Output = T>,
+{
+    let d = y - u;
+    let over = q * d;
+    let under = over - d;
+    if over > under { over } else { under }
 }
