@@ -94,7 +94,7 @@ impl Forecaster {
             last_t: f64::NEG_INFINITY,
             scale: 0.0,
             ring: Ring::new(),
-            period: PeriodDetector::new(cfg.interval_s(), cfg.horizon()),
+            period: PeriodDetector::new(cfg.interval_s()),
             experts: Experts::new(),
             pending: [[[f32::NAN; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
             calibration: [Calibration::new(); MAX_HORIZON],

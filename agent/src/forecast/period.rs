@@ -54,7 +54,7 @@ pub(crate) struct PeriodDetector {
 }
 
 impl PeriodDetector {
-    pub(crate) fn new(interval_s: f64, horizon: usize) -> Self {
+    pub(crate) fn new(interval_s: f64) -> Self {
         let mut lags = [0u16; MAX_CANDIDATES];
         let mut count = 0;
         // The seasonal forecast for horizon h reads y[t + h - m]: keep the
@@ -74,7 +74,6 @@ impl PeriodDetector {
                 }
             }
         }
-        let _ = horizon;
         Self {
             lags,
             gamma: [0.0; MAX_CANDIDATES],
@@ -189,7 +188,7 @@ mod tests {
 
     fn detect(interval_s: f64, n: usize, f: impl Fn(usize) -> f32) -> Option<usize> {
         let mut ring = Ring::new();
-        let mut d = PeriodDetector::new(interval_s, 6);
+        let mut d = PeriodDetector::new(interval_s);
         for t in 0..n {
             ring.push(f(t));
             d.update(&ring);
