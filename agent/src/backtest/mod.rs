@@ -1,14 +1,224 @@
-//! Rolling-origin backtests (placeholder: filled by the forecasting issue).
+//! Rolling-origin backtests of Shadow's forecaster and the standard
+//! baselines on recorded traces, under the protocol of
+//! `shared/data/traces/nab/BASELINES.md`: warm up on the first half
+//! (W = n / 2), then at every origin t = W-1 .. n-1-h forecast y[t+h] from
+//! y[0..=t] only, clip at 0, and score.
+//!
+//! Layout: `input.rs` reads traces, `models.rs` produces every model's
+//! forecasts, `metrics.rs` scores them (one implementation for all models),
+//! `report.rs` prints rows and summaries.
+
+mod input;
+mod metrics;
+mod models;
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+pub use models::Model;
+
+use input::{JsonSelect, Series};
+use metrics::Metrics;
+use models::Protocol;
+pub(crate) use report::Row;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per file, model, quantile and horizon (plus summary
+    /// objects with `--summary`).
+    Json,
+    /// Per-file figures and a summary per model, for people.
+    Table,
+}
 
 /// Arguments of `shadow-agent backtest`.
 #[derive(Debug, clap::Args)]
 pub struct BacktestArgs {
     /// Trace files: NAB CSV (`timestamp,value`) or `observe --format json` output.
     #[arg(required = true)]
-    pub files: Vec<std::path::PathBuf>,
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Models to run (comma-separated); `all` runs Shadow and every baseline.
+    #[arg(long, value_delimiter = ',', default_value = "shadow")]
+    pub model: Vec<ModelChoice>,
+    /// Quantile of the upper band (comma-separated to sweep).
+    #[arg(long, value_delimiter = ',', default_value = "0.95", value_parser = parse_quantile)]
+    pub quantile: Vec<f64>,
+    /// Horizons in ticks (comma-separated), each 1..=6.
+    #[arg(long, value_delimiter = ',', default_value = "1,6",
+          value_parser = clap::value_parser!(u16).range(1..=crate::forecast::MAX_HORIZON as i64))]
+    pub horizons: Vec<u16>,
+    /// Metric of observe JSON input (any numeric field; read as a rate per
+    /// second using interval_ns).
+    #[arg(long, default_value = "cpu_ns")]
+    pub metric: String,
+    /// Observe JSON input: only this cgroup and its descendants.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Season of the seasonal-naive baseline in ticks (default: one day
+    /// for data sampled every minute or slower, 300 s for finer data).
+    #[arg(long)]
+    pub season: Option<usize>,
+    /// Residual window of the point baselines in ticks (default: one day,
+    /// or 600 s for data finer than a minute).
+    #[arg(long)]
+    pub residual_window: Option<usize>,
+    /// Half-life of the vpa histogram in ticks (default: 24 h, or 600 s for
+    /// data finer than a minute).
+    #[arg(long)]
+    pub vpa_half_life: Option<f64>,
+    /// Adaptive reporting: relative move of the upper band that triggers a
+    /// report.
+    #[arg(long, default_value_t = 0.10)]
+    pub report_change: f64,
+    /// Adaptive reporting: heartbeat in ticks.
+    #[arg(long, default_value_t = 30.0)]
+    pub report_heartbeat: f64,
+    /// With --format json, also print one summary object per model,
+    /// quantile and horizon.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+/// A `--model` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelChoice {
+    /// Shadow's online ensemble.
+    Shadow,
+    /// Last value.
+    Naive,
+    /// Value one season ago.
+    SeasonalNaive,
+    /// Exponentially weighted mean.
+    Ewma,
+    /// Kubernetes VPA recommender.
+    Vpa,
+    /// Shadow and every baseline.
+    All,
+}
+
+fn parse_quantile(text: &str) -> Result<f64, String> {
+    let q: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if q > 0.0 && q < 1.0 {
+        Ok(q)
+    } else {
+        Err("the quantile must be in (0, 1)".into())
+    }
 }
 
 /// Runs the backtest.
-pub fn run(_args: &BacktestArgs) -> anyhow::Result<()> {
-    anyhow::bail!("backtest is not implemented yet")
+pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
+    let rows = evaluate_files(args)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => report::json(&mut out, &rows, args.summary),
+        Format::Table => report::table(&mut out, &rows),
+    }
+    .context("writing the results")
 }
+
+fn models(args: &BacktestArgs) -> Vec<Model> {
+    let mut v: Vec<Model> = Vec::new();
+    for m in &args.model {
+        match m {
+            ModelChoice::Shadow => v.push(Model::Shadow),
+            ModelChoice::Naive => v.push(Model::Naive),
+            ModelChoice::SeasonalNaive => v.push(Model::SeasonalNaive),
+            ModelChoice::Ewma => v.push(Model::Ewma),
+            ModelChoice::Vpa => v.push(Model::Vpa),
+            ModelChoice::All => v.extend([
+                Model::Shadow,
+                Model::Naive,
+                Model::SeasonalNaive,
+                Model::Ewma,
+                Model::Vpa,
+            ]),
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Every (series, model, quantile, horizon) row of a run.
+pub(crate) fn evaluate_files(args: &BacktestArgs) -> anyhow::Result<Vec<Row>> {
+    let select = JsonSelect {
+        metric: &args.metric,
+        cgroup: args.cgroup.as_deref(),
+    };
+    let horizons: Vec<usize> = args.horizons.iter().map(|&h| h as usize).collect();
+    let mut rows = Vec::new();
+    for path in &args.files {
+        for series in input::read(path, &select)? {
+            for &q in &args.quantile {
+                let mut p = Protocol::for_interval(series.interval_s, horizons.clone(), q);
+                p.season = args.season.unwrap_or(p.season);
+                p.window = args.residual_window.unwrap_or(p.window);
+                p.vpa_half_life = args.vpa_half_life.unwrap_or(p.vpa_half_life);
+                p.reporter_change = args.report_change;
+                p.reporter_heartbeat = args.report_heartbeat;
+                for model in models(args) {
+                    rows.extend(
+                        evaluate(&series, model, &p)
+                            .with_context(|| format!("{} with {model:?}", series.name))?,
+                    );
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Scores one model on one series, one row per horizon.
+fn evaluate(series: &Series, model: Model, p: &Protocol) -> anyhow::Result<Vec<Row>> {
+    let y = &series.values;
+    let n = y.len();
+    let max_h = p.horizons.iter().copied().max().unwrap_or(1);
+    anyhow::ensure!(
+        n >= 2 * max_h + 4,
+        "{}: too short ({n} samples) for a backtest",
+        series.name
+    );
+    let first = n / 2 - 1;
+    let pred = models::predict(model, y, series.interval_s, first, p)?;
+    let ticks = (n - first) as u64;
+    let reports = pred
+        .reported
+        .as_ref()
+        .map(|r| r.sent[first..].iter().filter(|s| **s).count() as u64);
+    Ok(p.horizons
+        .iter()
+        .enumerate()
+        .map(|(j, &h)| {
+            let mut m = Metrics::default();
+            let mut held = Metrics::default();
+            for t in first..n - h {
+                m.add(y[t + h], pred.point[j][t], pred.upper[j][t], p.quantile);
+                if let Some(r) = &pred.reported {
+                    held.add(y[t + h], r.point[j][t], r.upper[j][t], p.quantile);
+                }
+            }
+            Row {
+                file: series.name.clone(),
+                model,
+                quantile: p.quantile,
+                horizon: h,
+                metrics: m.summary(),
+                // Without adaptive reporting every tick is a message.
+                reports: reports.unwrap_or(ticks),
+                ticks,
+                reported: pred.reported.as_ref().map(|_| held.summary()),
+                ns_per_update: pred.ns_per_update,
+                period: pred.period,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! The per-series forecaster: runs the experts, scores each one's forecasts
+//! when their target tick arrives, calibrates each one's band per horizon,
+//! and mixes them by recent loss.
+//!
+//! Mixing: per horizon, an expert's weight is `(best / loss)^POWER`, where
+//! `loss` is its exponentially discounted pinball loss at `q` (for the
+//! band) or absolute error (for the point) and `best` the lowest among the
+//! experts. Inverse-loss weights need no learning rate in the series' unit
+//! (only loss ratios enter), follow a change of regime within the loss
+//! memory, and with a high power behave like "pick the best, hedge among
+//! near-ties", which is what helps when two experts are equally good.
+//!
+//! Per-horizon state is kept as arrays over the bands and written
+//! branch-free, so the compiler vectorises the scoring and the mixing: the
+//! cost per update is what keeps 10,000 series per second cheap.
+
+use super::experts::{EXPERTS, Experts, SEASONAL};
+use super::period::PeriodDetector;
+use super::quantile::{Calibration, SIGMA_FAST, SIGMA_SLOW};
+use super::ring::Ring;
+use super::{Config, Error, Forecast, MAX_GAP_TICKS, MAX_HORIZON, Update, pinball};
+
+/// Loss memory: about 256 ticks. Telling experts apart through noise needs
+/// a long memory; a regime change still hands over within a few hundred
+/// ticks.
+const LOSS_ALPHA: f32 = 1.0 / 256.0;
+/// Sharpness of the inverse-loss weights: an expert 10 % worse than the
+/// best gets 5 % of its weight, so the mix is "the best, hedged among near
+/// ties".
+const POWER: i32 = 32;
+/// Memory of the level used as the series' scale (about 256 ticks).
+const SCALE_ALPHA: f32 = 1.0 / 256.0;
+/// Each expert's band at both volatility memories.
+const SPEEDS: usize = 2;
+/// Bands mixed per horizon: every expert at every speed; band `b` belongs
+/// to expert `b / SPEEDS`.
+const BANDS: usize = EXPERTS * SPEEDS;
+/// Memory of `sigma` per band.
+const BAND_ALPHA: [f32; BANDS] = {
+    let mut a = [0.0; BANDS];
+    let mut b = 0;
+    while b < BANDS {
+        a[b] = if b % SPEEDS == 0 {
+            SIGMA_FAST
+        } else {
+            SIGMA_SLOW
+        };
+        b += 1;
+    }
+    a
+};
+
+/// Online forecaster of one series. See the module docs of
+/// [`crate::forecast`] for what it guarantees.
+#[derive(Debug, Clone)]
+pub struct Forecaster {
+    cfg: Config,
+    /// Values taken in so far (observed or imputed).
+    n: u64,
+    last_t: f64,
+    scale: f32,
+    ring: Ring,
+    period: PeriodDetector,
+    experts: Experts,
+    /// `pending[target % MAX_HORIZON][h - 1][expert]`: the point forecast
+    /// each expert made `h` ticks before `target`, kept until it is scored.
+    pending: [[[f32; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
+    /// Per horizon: each band's calibration…
+    calibration: [Calibration<BANDS>; MAX_HORIZON],
+    /// …its discounted pinball loss…
+    band_loss: [[f32; BANDS]; MAX_HORIZON],
+    /// …and each expert's discounted absolute error.
+    point_loss: [[f32; EXPERTS]; MAX_HORIZON],
+    /// Ticks scored per horizon (saturating), for the young-state memories;
+    /// the seasonal expert, which starts late, has its own count.
+    scored: [u32; MAX_HORIZON],
+    seasonal_scored: [u32; MAX_HORIZON],
+    /// Whether the seasonal expert forecast at the last tick, and whether
+    /// it ever did (its record then survives a period lost and found again).
+    seasonal_on: bool,
+    seasonal_seen: bool,
+    /// Mean absolute one-tick error of the mixed point, for `volatility`.
+    volatility: f32,
+    point: [f32; MAX_HORIZON],
+    upper: [f32; MAX_HORIZON],
+}
+
+impl Forecaster {
+    /// A forecaster that has seen nothing yet.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            n: 0,
+            last_t: f64::NEG_INFINITY,
+            scale: 0.0,
+            ring: Ring::new(),
+            period: PeriodDetector::new(cfg.interval_s()),
+            experts: Experts::new(),
+            pending: [[[f32::NAN; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
+            calibration: [Calibration::new(); MAX_HORIZON],
+            band_loss: [[0.0; BANDS]; MAX_HORIZON],
+            point_loss: [[0.0; EXPERTS]; MAX_HORIZON],
+            scored: [0; MAX_HORIZON],
+            seasonal_scored: [0; MAX_HORIZON],
+            seasonal_on: false,
+            seasonal_seen: false,
+            volatility: 0.0,
+            point: [0.0; MAX_HORIZON],
+            upper: [0.0; MAX_HORIZON],
+        }
+    }
+
+    /// Settings it was built with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Takes the sample `y` observed at time `t` (seconds, any epoch).
+    ///
+    /// Ticks missing since the previous sample (gaps of 1.5 intervals or
+    /// more) are filled with the forecaster's own one-tick forecast without
+    /// learning from them (they carry no news), which keeps the seasonal
+    /// lags aligned; after a gap longer than [`MAX_GAP_TICKS`] the state is
+    /// reset instead. Samples arriving early (jitter) count as the next tick.
+    /// A refused sample leaves the state untouched.
+    pub fn update(&mut self, t: f64, y: f64) -> Result<Update, Error> {
+        if !y.is_finite() || !t.is_finite() {
+            return Err(Error::NonFinite(if y.is_finite() { t } else { y }));
+        }
+        if y < 0.0 {
+            return Err(Error::Negative(y));
+        }
+        let mut update = Update::default();
+        if self.n > 0 {
+            if t <= self.last_t {
+                return Err(Error::TimeNotIncreasing {
+                    t,
+                    prev: self.last_t,
+                });
+            }
+            let ticks = ((t - self.last_t) / self.cfg.interval_s()).round().max(1.0);
+            let missing = ticks as u64 - 1;
+            if missing > MAX_GAP_TICKS {
+                *self = Self::new(self.cfg);
+                update.restarted = true;
+            } else {
+                for _ in 0..missing {
+                    let guess = self.point[0];
+                    self.advance(guess);
+                }
+                update.imputed = missing;
+            }
+        }
+        self.learn(y as f32);
+        self.advance(y as f32);
+        self.last_t = t;
+        Ok(update)
+    }
+
+    /// The current forecast for horizons `1..=horizon`.
+    pub fn forecast(&self) -> Forecast {
+        let h = self.cfg.horizon();
+        let mut point = [0.0; MAX_HORIZON];
+        let mut upper = [0.0; MAX_HORIZON];
+        for i in 0..h {
+            point[i] = f64::from(self.point[i]);
+            upper[i] = f64::from(self.upper[i]);
+        }
+        Forecast {
+            t: self.last_t,
+            horizon: h,
+            point,
+            upper,
+            volatility: f64::from(self.volatility),
+            scale: f64::from(self.scale),
+            period: self.period.period().map(|p| p as u32),
+        }
+    }
+
+    /// Scores the forecasts whose target is the tick `y` belongs to.
+    fn learn(&mut self, y: f32) {
+        let q = self.cfg.quantile() as f32;
+        let slot = (self.n % MAX_HORIZON as u64) as usize;
+        if self.n > 0 {
+            // The mixed one-tick forecast made for this tick is still the
+            // current one (`advance` has not run yet).
+            let err = (y - self.point[0]).abs();
+            self.volatility += SIGMA_FAST * (err - self.volatility);
+        }
+        for h in 0..self.cfg.horizon() {
+            if self.n <= h as u64 {
+                break;
+            }
+            let (p, valid) = sanitize(&self.pending[slot][h]);
+            // Bias-corrected start: the first scores set the losses and
+            // scales, then the fixed memories take over.
+            let k = self.scored[h];
+            self.scored[h] = k.saturating_add(1);
+            let young = 1.0 / (k as f32 + 1.0);
+            // The seasonal expert's record restarts when it first appears
+            // (see `adopt_seasonal`): its own first scores replace the
+            // borrowed one at once.
+            let ks = self.seasonal_scored[h];
+            self.seasonal_scored[h] = ks.saturating_add(valid[SEASONAL] as u32);
+            let mut la = [LOSS_ALPHA.max(young); EXPERTS];
+            la[SEASONAL] = LOSS_ALPHA.max(1.0 / (ks as f32 + 1.0));
+            for e in 0..EXPERTS {
+                let loss = &mut self.point_loss[h][e];
+                *loss += valid[e] * la[e] * ((y - p[e]).abs() - *loss);
+            }
+            let cal = &mut self.calibration[h];
+            let margins = cal.margins();
+            let mut r = [0.0f32; BANDS];
+            let mut mask = [0.0f32; BANDS];
+            let mut alpha = [0.0f32; BANDS];
+            for b in 0..BANDS {
+                let (pb, vb) = (p[b / SPEEDS], valid[b / SPEEDS]);
+                r[b] = y - pb;
+                mask[b] = vb;
+                alpha[b] = BAND_ALPHA[b].max(young);
+                let u = (pb + margins[b]).max(0.0);
+                let loss = &mut self.band_loss[h][b];
+                *loss += vb * la[b / SPEEDS] * (pinball(y, u, q) - *loss);
+            }
+            cal.update(&r, &mask, q, &alpha);
+        }
+    }
+
+    /// A period has appeared for the first time. Until its first forecasts
+    /// are scored, the seasonal expert holds the record of the best expert
+    /// so far (a fair chance: it shares the mix at once; its own first
+    /// scores then replace that record outright), and it starts
+    /// with the naive expert's calibration (its closest relative: both
+    /// repeat a past value). Starting from nothing would make it look
+    /// perfect (zero loss) with an empty band (zero scale).
+    fn adopt_seasonal(&mut self) {
+        const NAIVE: usize = 0;
+        for h in 0..MAX_HORIZON {
+            let best_point = self.point_loss[h][..SEASONAL]
+                .iter()
+                .fold(f32::INFINITY, |a, &l| a.min(l));
+            let best_band = self.band_loss[h][..SEASONAL * SPEEDS]
+                .iter()
+                .fold(f32::INFINITY, |a, &l| a.min(l));
+            self.point_loss[h][SEASONAL] = best_point;
+            for s in 0..SPEEDS {
+                let (from, to) = (NAIVE * SPEEDS + s, SEASONAL * SPEEDS + s);
+                self.band_loss[h][to] = best_band;
+                let cal = &mut self.calibration[h];
+                cal.sigma[to] = cal.sigma[from];
+                cal.qhat[to] = cal.qhat[from];
+            }
+        }
+    }
+
+    /// Takes in one value (observed or imputed) and forecasts from it.
+    fn advance(&mut self, y: f32) {
+        self.ring.push(y);
+        self.period.update(&self.ring);
+        self.experts.update(y);
+        self.scale = if self.n == 0 {
+            y
+        } else {
+            self.scale + SCALE_ALPHA * (y - self.scale)
+        };
+        self.n += 1;
+
+        let horizon = self.cfg.horizon();
+        let mut made = [[0.0f32; EXPERTS]; MAX_HORIZON];
+        self.experts
+            .forecast(&self.ring, self.period.period(), horizon, &mut made);
+        // Tiny floor so that a series that is exactly predictable (loss 0)
+        // does not divide by zero; relative to the series' level.
+        let floor = 1e-9 * self.scale.abs() + f32::MIN_POSITIVE;
+        let seasonal_on = !made[0][SEASONAL].is_nan();
+        if seasonal_on && !self.seasonal_seen {
+            self.adopt_seasonal();
+            self.seasonal_seen = true;
+        }
+        self.seasonal_on = seasonal_on;
+        for (h, row) in made.iter().enumerate().take(horizon) {
+            let (p, valid) = sanitize(row);
+            let band_loss = &self.band_loss[h];
+            let point_loss = &self.point_loss[h];
+            let margins = self.calibration[h].margins();
+            // Experts that made no forecast count as infinitely bad: no
+            // weight, never the best.
+            let mut pl = [0.0f32; EXPERTS];
+            for e in 0..EXPERTS {
+                pl[e] = if valid[e] > 0.0 {
+                    point_loss[e]
+                } else {
+                    f32::INFINITY
+                };
+            }
+            let mut bl = [0.0f32; BANDS];
+            for b in 0..BANDS {
+                bl[b] = if valid[b / SPEEDS] > 0.0 {
+                    band_loss[b]
+                } else {
+                    f32::INFINITY
+                };
+            }
+            let best_point = pl.iter().fold(f32::INFINITY, |a, &l| a.min(l));
+            let best_band = bl.iter().fold(f32::INFINITY, |a, &l| a.min(l));
+            let (mut wp, mut sp) = (0.0f32, 0.0f32);
+            for e in 0..EXPERTS {
+                let w = weight(best_point, pl[e], floor);
+                wp += w;
+                sp += w * p[e];
+            }
+            let (mut wb, mut sb) = (0.0f32, 0.0f32);
+            for b in 0..BANDS {
+                let w = weight(best_band, bl[b], floor);
+                wb += w;
+                sb += w * (p[b / SPEEDS] + margins[b]).max(0.0);
+            }
+            let point = (sp / wp).max(0.0);
+            self.point[h] = point;
+            self.upper[h] = (sb / wb).max(point);
+            let slot = ((self.n + h as u64) % MAX_HORIZON as u64) as usize;
+            self.pending[slot][h] = *row;
+        }
+    }
+}
+
+/// Forecasts with NaN (an expert that made none) replaced by 0, and a mask
+/// that is 1 where a forecast exists: arithmetic on masks instead of
+/// branches keeps the per-band loops vectorisable.
+#[inline]
+fn sanitize(row: &[f32; EXPERTS]) -> ([f32; EXPERTS], [f32; EXPERTS]) {
+    let mut p = [0.0; EXPERTS];
+    let mut valid = [0.0; EXPERTS];
+    for e in 0..EXPERTS {
+        let ok = !row[e].is_nan();
+        p[e] = if ok { row[e] } else { 0.0 };
+        valid[e] = if ok { 1.0 } else { 0.0 };
+    }
+    (p, valid)
+}
+
+/// Inverse-loss weight relative to the best (1 for the best itself).
+#[inline]
+fn weight(best: f32, loss: f32, floor: f32) -> f32 {
+    ((best + floor) / (loss + floor)).powi(POWER)
+}

@@ -1,0 +1,102 @@
+//! The last few hundred values of a series, for the parts that look back a
+//! whole period (seasonal naive, the period detector).
+
+/// Capacity in values. A day of 5-minute samples is 288 ticks and five
+/// minutes of 1-second samples is 300; 320 covers both plus the horizon, at
+/// 1.25 KiB (f32: usage needs relative, not absolute, precision).
+pub(crate) const RING: usize = 320;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ring {
+    buf: [f32; RING],
+    /// Index of the newest value.
+    head: u16,
+    len: u16,
+}
+
+impl Ring {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: [0.0; RING],
+            head: (RING - 1) as u16,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, y: f32) {
+        let head = if self.head as usize + 1 == RING {
+            0
+        } else {
+            self.head + 1
+        };
+        self.head = head;
+        self.buf[head as usize] = y;
+        if (self.len as usize) < RING {
+            self.len += 1;
+        }
+    }
+
+    /// Values held (at most [`RING`]).
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The value `lag` ticks before the newest (`lag = 0` is the newest).
+    /// Callers keep `lag < len()`.
+    #[inline]
+    pub(crate) fn get(&self, lag: usize) -> f32 {
+        debug_assert!(lag < self.len());
+        let head = self.head as usize;
+        let i = if lag <= head {
+            head - lag
+        } else {
+            head + RING - lag
+        };
+        self.buf[i]
+    }
+}
+
+impl Ring {
+    /// `out[i] = newest - value (first_lag + i) ticks back`, for a full
+    /// ring, read as at most two contiguous stretches (no per-element
+    /// wrap-around test), so callers' loops vectorise.
+    pub(crate) fn diffs_from_newest(&self, first_lag: usize, out: &mut [f32]) {
+        debug_assert!(self.len() == RING && first_lag + out.len() <= RING);
+        let head = self.head as usize;
+        let y = self.buf[head];
+        for (i, o) in out.iter_mut().enumerate() {
+            let lag = first_lag + i;
+            let idx = if lag <= head {
+                head - lag
+            } else {
+                head + RING - lag
+            };
+            *o = y - self.buf[idx];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lags_wrap_around() {
+        let mut r = Ring::new();
+        for i in 0..(RING + 5) {
+            r.push(i as f32);
+        }
+        assert_eq!(r.len(), RING);
+        assert_eq!(r.get(0), (RING + 4) as f32);
+        assert_eq!(r.get(RING - 1), 5.0);
+        // Every head position: the contiguous reads agree with `get`.
+        for _ in 0..RING {
+            r.push(r.get(0) + 1.5);
+            let mut d = [0.0; 47];
+            r.diffs_from_newest(2, &mut d);
+            for (i, v) in d.iter().enumerate() {
+                assert_eq!(*v, r.get(0) - r.get(i + 2));
+            }
+        }
+    }
+}
