@@ -11,6 +11,7 @@
 //! - [`counter_map`]: batched reads of the kernel's counter map.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
+//! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
 
 pub mod backtest;
@@ -22,3 +23,4 @@ pub mod duration;
 pub mod forecast;
 pub mod observe;
 pub mod probes;
+pub mod shadow;

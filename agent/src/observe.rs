@@ -10,12 +10,14 @@ use std::{
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use serde::Serialize;
 
 use crate::{
     cgroups::{self, Index, Mounts},
     collector::{Collector, Sample},
     counter_map::CounterMap,
     probes::{Options, Probes, Status},
+    shadow::{CpuForecast, Shadows},
 };
 
 /// Output format.
@@ -49,6 +51,14 @@ pub struct ObserveArgs {
     /// Rows shown by the table format.
     #[arg(long, default_value_t = 25)]
     pub top: usize,
+    /// Forecast each cgroup's CPU demand for the next interval (online,
+    /// per cgroup) and add `cpu_cores`, `cpu_forecast_cores`,
+    /// `cpu_upper_cores` and `cpu_volatility_cores` to the output.
+    #[arg(long)]
+    pub forecast: bool,
+    /// Quantile of the forecast's upper band (with --forecast).
+    #[arg(long, default_value_t = 0.95, value_parser = parse_quantile)]
+    pub quantile: f64,
     /// At exit, print the collector's own cost to stderr as one JSON line:
     /// ticks, median and max time to read and resolve all maps, peak RSS.
     #[arg(long)]
@@ -61,6 +71,15 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         return Err("the interval must be at least 10ms".into());
     }
     Ok(d)
+}
+
+fn parse_quantile(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(q) if q > 0.0 && q < 1.0 => Ok(q),
+        _ => Err(format!(
+            "{text:?} is not a quantile strictly between 0 and 1 (e.g. 0.95)"
+        )),
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -100,6 +119,11 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let map = CounterMap::new(counters, pending)?;
     let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
     collector.walk_in_background(args.interval);
+    let mut shadows = if args.forecast {
+        Some(Shadows::new(args.interval, args.quantile)?)
+    } else {
+        None
+    };
     install_stop_handlers();
     let mut stdout = std::io::stdout().lock();
     let mut last = Instant::now();
@@ -119,9 +143,28 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         if let Some(filter) = &args.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
+        let rows: Vec<Row> = match &mut shadows {
+            Some(shadows) => {
+                shadows.retain_only(&samples);
+                samples
+                    .into_iter()
+                    .map(|s| Row {
+                        forecast: shadows.observe(&s),
+                        sample: s,
+                    })
+                    .collect()
+            }
+            None => samples
+                .into_iter()
+                .map(|sample| Row {
+                    sample,
+                    forecast: None,
+                })
+                .collect(),
+        };
         let written = match args.format {
-            Format::Json => write_json(&mut stdout, &samples),
-            Format::Table => write_table(&mut stdout, &mut samples, args.top, collector.cgroups()),
+            Format::Json => write_json(&mut stdout, &rows),
+            Format::Table => write_table(&mut stdout, rows, args.top, collector.cgroups()),
         };
         if let Err(e) = written.and_then(|()| stdout.flush()) {
             // A closed pipe (`| head`) ends the run quietly.
@@ -177,9 +220,18 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn write_json(out: &mut impl std::io::Write, samples: &[Sample]) -> std::io::Result<()> {
-    for s in samples {
-        serde_json::to_writer(&mut *out, s)?;
+/// One output line: a cgroup's interval and, with --forecast, its forecast.
+#[derive(Serialize)]
+struct Row {
+    #[serde(flatten)]
+    sample: Sample,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    forecast: Option<CpuForecast>,
+}
+
+fn write_json(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<()> {
+    for row in rows {
+        serde_json::to_writer(&mut *out, row)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -187,32 +239,42 @@ fn write_json(out: &mut impl std::io::Write, samples: &[Sample]) -> std::io::Res
 
 fn write_table(
     out: &mut impl std::io::Write,
-    samples: &mut [Sample],
+    mut rows: Vec<Row>,
     top: usize,
     cgroups: usize,
 ) -> std::io::Result<()> {
-    samples.sort_by_key(|s| std::cmp::Reverse(s.usage.cpu_ns));
-    let secs = samples
+    rows.sort_by_key(|r| std::cmp::Reverse(r.sample.usage.cpu_ns));
+    let secs = rows
         .first()
-        .map_or(1.0, |s| s.interval_ns as f64 / 1e9)
+        .map_or(1.0, |r| r.sample.interval_ns as f64 / 1e9)
         .max(1e-9);
+    let forecasting = rows.iter().any(|r| r.forecast.is_some());
     writeln!(
         out,
-        "\n{} cgroups, {} active; per second:",
-        cgroups,
-        samples.len()
+        "\n{cgroups} cgroups, {} active; per second:",
+        rows.len()
     )?;
+    let forecast_header = if forecasting { "  NEXT% UPPER%" } else { "" };
     writeln!(
         out,
-        "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}  CGROUP",
+        "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}{forecast_header}  CGROUP",
         "CPU%", "RUNQ_MS", "FAULTS", "READ_KB", "WRITE_KB", "TX_KB", "RX_KB"
     )?;
-    for s in samples.iter().take(top) {
-        let u = &s.usage;
+    for r in rows.iter().take(top) {
+        let u = &r.sample.usage;
         let per_s = |v: u64| v as f64 / secs;
+        let forecast = match (forecasting, r.forecast) {
+            (true, Some(f)) => format!(
+                " {:>6.1} {:>6.1}",
+                f.cpu_forecast_cores * 100.0,
+                f.cpu_upper_cores * 100.0
+            ),
+            (true, None) => format!(" {:>6} {:>6}", "-", "-"),
+            (false, _) => String::new(),
+        };
         writeln!(
             out,
-            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}  {}",
+            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}{forecast}  {}",
             per_s(u.cpu_ns) / 1e7,
             per_s(u.runq_delay_ns) / 1e6,
             per_s(u.page_faults),
@@ -220,7 +282,7 @@ fn write_table(
             per_s(u.io_write_bytes) / 1024.0,
             per_s(u.net_tx_bytes) / 1024.0,
             per_s(u.net_rx_bytes) / 1024.0,
-            s.cgroup
+            r.sample.cgroup
         )?;
     }
     Ok(())

@@ -14,7 +14,10 @@ use agent_ebpf::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::MapData,
-    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, PerfEvent, ProgramError,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
 };
 use tracing::{info, warn};
 
@@ -32,6 +35,9 @@ enum Hook {
     Tracepoint(&'static str),
     /// A cgroup_skb program on the v2 root.
     CgroupSkb(CgroupSkbAttachType),
+    /// A perf_event program on the CPU clock of every online CPU, firing
+    /// every this many nanoseconds.
+    CpuClock(u64),
 }
 
 /// One program: its name in the object, its hook, what it measures.
@@ -52,6 +58,17 @@ const PROBES: &[Probe] = &[
         empty: "empty_sched_switch",
         hook: Hook::Tracepoint("sched_switch"),
         measures: "CPU time, run-queue delay",
+        reads: &[
+            offsets::TASK_RUNTIME,
+            offsets::TASK_RUN_DELAY,
+            offsets::TASK_PCOUNT,
+        ],
+    },
+    Probe {
+        program: "cpu_clock",
+        empty: "empty_cpu_clock",
+        hook: Hook::CpuClock(20_000_000),
+        measures: "CPU time of running tasks",
         reads: &[
             offsets::TASK_RUNTIME,
             offsets::TASK_RUN_DELAY,
@@ -366,6 +383,26 @@ fn attach_one(
     let result = match hook {
         Hook::Tracepoint(tp) => match <&mut BtfTracePoint>::try_from(program) {
             Ok(p) => p.load(tp, btf).and_then(|()| p.attach().map(drop)),
+            Err(e) => Err(e),
+        },
+        Hook::CpuClock(period_ns) => match <&mut PerfEvent>::try_from(program) {
+            Ok(p) => p.load().and_then(|()| {
+                let cpus = aya::util::online_cpus().map_err(|(_, e)| {
+                    ProgramError::SyscallError(aya::sys::SyscallError {
+                        call: "online_cpus",
+                        io_error: e,
+                    })
+                })?;
+                for cpu in cpus {
+                    p.attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        SamplePolicy::Period(period_ns),
+                        false,
+                    )?;
+                }
+                Ok(())
+            }),
             Err(e) => Err(e),
         },
         Hook::CgroupSkb(kind) => {

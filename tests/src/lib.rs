@@ -168,6 +168,11 @@ impl Agent {
     /// Starts observing `cgroup` (and below) every `interval`, and returns
     /// once the probes are attached.
     pub fn start(cgroup: &str, interval: &str) -> Self {
+        Self::start_with(cgroup, interval, &[])
+    }
+
+    /// [`Agent::start`] with extra `observe` arguments.
+    pub fn start_with(cgroup: &str, interval: &str, extra: &[&str]) -> Self {
         require_root();
         let mut child = Command::new(agent_bin())
             .args([
@@ -179,6 +184,7 @@ impl Agent {
                 "--cgroup",
                 cgroup,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -19,6 +19,14 @@ fn cpu_time_matches_cpu_stat() {
         (0.98..=1.02).contains(&r),
         "cpu_ns off by more than 2%: {r}"
     );
+    // Charged as it runs, not in lumps at switch-out: no interval shows a
+    // single-threaded task using much more than one core.
+    let lumpiest = samples
+        .iter()
+        .filter(|s| s["cgroup"] == cg.path.as_str())
+        .map(|s| s["cpu_ns"].as_f64().unwrap() / s["interval_ns"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(lumpiest < 1.25, "one interval shows {lumpiest:.2} cores for one thread");
     // Every line carries the documented schema.
     let line = samples
         .iter()

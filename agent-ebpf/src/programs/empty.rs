@@ -3,8 +3,8 @@
 //! empty program is the floor a real handler is compared with.
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, cgroup_skb},
-    programs::{BtfTracePointContext, SkBuffContext},
+    macros::{btf_tracepoint, cgroup_skb, perf_event},
+    programs::{BtfTracePointContext, PerfEventContext, SkBuffContext},
 };
 
 macro_rules! empty_tracepoints {
@@ -24,6 +24,11 @@ empty_tracepoints!(
     empty_block_io_start => "block_io_start",
     empty_block_rq_complete => "block_rq_complete",
 );
+
+#[perf_event]
+pub fn empty_cpu_clock(_ctx: PerfEventContext) -> u32 {
+    0
+}
 
 #[cgroup_skb(egress)]
 pub fn empty_net_egress(_ctx: SkBuffContext) -> i32 {

@@ -11,13 +11,18 @@
 //! read (about 50 ns each here) and no wakeup hook, and is exactly what
 //! `cpu.stat` and `/proc/<pid>/schedstat` count. Field offsets come from the
 //! kernel's BTF at load time.
+//!
+//! A task that keeps its CPU (a busy loop alone on a core is not preempted)
+//! would be charged in lumps of seconds at its eventual switch-out, so a
+//! CPU clock event also charges the running task every 20 ms per CPU
+//! (`cpu_clock`): per-interval figures then lag by at most that.
 
 use agent_ebpf::{Pending, TaskSeen};
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf},
+    macros::{btf_tracepoint, perf_event},
+    programs::{BtfTracePointContext, PerfEventContext},
 };
 
 use crate::maps::{PENDING, counters, task_seen};
@@ -35,7 +40,19 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
     //          unsigned int prev_state)
     // pid 0 is the idle task: its time is idle, not a cgroup's usage.
     if bpf_get_current_pid_tgid() as u32 != 0 {
-        switched_out(ctx.arg::<*mut task_struct>(1));
+        charge(ctx.arg::<*mut task_struct>(1));
+    }
+    0
+}
+
+/// Every 20 ms on every CPU (a perf CPU clock event, in a hard interrupt):
+/// charges the running task what it has gained so far. sched_switch runs
+/// with interrupts off, so the two never interleave on one CPU.
+#[perf_event]
+pub fn cpu_clock(_ctx: PerfEventContext) -> u32 {
+    if bpf_get_current_pid_tgid() as u32 != 0 {
+        // SAFETY: returns the running task as a trusted BTF pointer.
+        charge(unsafe { bpf_get_current_task_btf() });
     }
     0
 }
@@ -51,8 +68,10 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
+/// Charges `task` (the running one, whose cgroup is the current cgroup)
+/// what it gained since it was last seen.
 #[inline(always)]
-fn switched_out(task: *mut task_struct) {
+fn charge(task: *mut task_struct) {
     let Some(now) = read_task(task) else {
         return;
     };
