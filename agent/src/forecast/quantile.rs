@@ -17,9 +17,11 @@ const LR: f32 = 0.05;
 /// Memories of `sigma`. Whether volatility clusters (a burst announces more)
 /// or not (a burst is a one-off) differs between series, so every expert's
 /// band is kept at both speeds and the mixing picks: half-lives of about 14
-/// and 140 ticks.
+/// ticks (a burst) and 700 ticks (a regime: two days of 5-minute samples,
+/// twelve minutes of 1-second ones, the scale of the reference harness's
+/// one-day residual window).
 pub(crate) const SIGMA_FAST: f32 = 0.05;
-pub(crate) const SIGMA_SLOW: f32 = 0.005;
+pub(crate) const SIGMA_SLOW: f32 = 0.001;
 /// Starting multiplier: the 95% point of a Gaussian in mean-absolute-error
 /// units (1.645 * 1.2533); only a starting point, tracking takes over.
 const START: f32 = 2.06;
