@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn counts_cargo_test_summaries() {
-        let ok = "ok. 14 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.06s";
+        let ok =
+            "ok. 14 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.06s";
         assert_eq!((count(ok, " passed"), count(ok, " failed")), (14, 0));
         let bad = "FAILED. 2 passed; 3 failed; 0 ignored";
         assert_eq!((count(bad, " passed"), count(bad, " failed")), (2, 3));
