@@ -26,7 +26,10 @@ fn cpu_time_matches_cpu_stat() {
         .filter(|s| s["cgroup"] == cg.path.as_str())
         .map(|s| s["cpu_ns"].as_f64().unwrap() / s["interval_ns"].as_f64().unwrap())
         .fold(0.0, f64::max);
-    assert!(lumpiest < 1.25, "one interval shows {lumpiest:.2} cores for one thread");
+    assert!(
+        lumpiest < 1.25,
+        "one interval shows {lumpiest:.2} cores for one thread"
+    );
     // Every line carries the documented schema.
     let line = samples
         .iter()
