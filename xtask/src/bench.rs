@@ -15,6 +15,7 @@
 use std::{
     collections::BTreeMap,
     fs,
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -77,7 +78,7 @@ fn agent() -> Command {
 
 fn workload(args: &[&str]) -> Command {
     let mut cmd = Command::new(build::binary("shadow-workload"));
-    cmd.args(args).stdout(Stdio::null());
+    cmd.args(args).stdout(Stdio::null()).process_group(0);
     cmd
 }
 
@@ -101,10 +102,16 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Background load that hits every hook for about `seconds`.
+/// Background load that hits every hook for about `seconds`. Each child
+/// leads its own process group, so [`stop`] also ends what it forked
+/// (perf's second process, the shell's workloads).
 fn load(seconds: u64, dev: &str) -> anyhow::Result<Vec<Child>> {
     let mut children = vec![
-        perf_pipe(150_000 * seconds as u32).stdout(Stdio::null()).spawn()?,
+        perf_pipe(150_000 * seconds as u32)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?,
         Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -112,6 +119,7 @@ fn load(seconds: u64, dev: &str) -> anyhow::Result<Vec<Child>> {
                 w = build::binary("shadow-workload").display()
             ))
             .stdout(Stdio::null())
+            .process_group(0)
             .spawn()?,
     ];
     let mut rx = workload(&["tcp-recv"]).stdout(Stdio::piped()).spawn()?;
@@ -131,6 +139,15 @@ fn load(seconds: u64, dev: &str) -> anyhow::Result<Vec<Child>> {
         .spawn()?,
     );
     Ok(children)
+}
+
+/// Ends each child's whole process group and reaps the children.
+fn stop(children: &mut [Child]) {
+    for child in children {
+        // SAFETY: signalling process groups this process created.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+    }
 }
 
 /// A loop device over a sparse file in the target dir, removed on drop.
@@ -177,10 +194,7 @@ fn probes(runs: usize) -> anyhow::Result<()> {
             .args(["probe-cost", "--duration", "6s"])
             .stderr(Stdio::null())
             .output()?;
-        for child in &mut children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut children);
         ensure!(out.status.success(), "probe-cost failed");
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let v: Value = serde_json::from_str(line)?;
