@@ -52,28 +52,28 @@ struct Probe {
     reads: &'static [Offset],
 }
 
+/// What the scheduler programs read of `task_struct`.
+const SCHED_READS: &[Offset] = &[
+    offsets::TASK_RUNTIME,
+    offsets::TASK_RUN_DELAY,
+    offsets::TASK_PCOUNT,
+    offsets::TASK_CGROUPS,
+];
+
 const PROBES: &[Probe] = &[
     Probe {
         program: "sched_switch",
         empty: "empty_sched_switch",
         hook: Hook::Tracepoint("sched_switch"),
         measures: "CPU time, run-queue delay",
-        reads: &[
-            offsets::TASK_RUNTIME,
-            offsets::TASK_RUN_DELAY,
-            offsets::TASK_PCOUNT,
-        ],
+        reads: SCHED_READS,
     },
     Probe {
         program: "cpu_clock",
         empty: "empty_cpu_clock",
         hook: Hook::CpuClock(20_000_000),
         measures: "CPU time of running tasks",
-        reads: &[
-            offsets::TASK_RUNTIME,
-            offsets::TASK_RUN_DELAY,
-            offsets::TASK_PCOUNT,
-        ],
+        reads: SCHED_READS,
     },
     Probe {
         program: "sched_wakeup_new",

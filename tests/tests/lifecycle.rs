@@ -41,3 +41,26 @@ fn new_and_removed_cgroups_are_tracked() {
         "a sample without a path"
     );
 }
+
+/// A task that moves to another cgroup while it runs: its CPU time before
+/// the move goes to the first cgroup, after it to the second, each within
+/// 2% of that cgroup's `cpu.stat` (the agent caches a task's cgroup and
+/// must notice the move).
+#[test]
+fn a_task_that_moves_is_charged_to_each_cgroup_in_turn() {
+    let first = TestCgroup::new("move-a", &[]);
+    let second = TestCgroup::new("move-b", &[]);
+    let agent = Agent::start("/", "200ms");
+    let procs = second.v2_dir().join("cgroup.procs");
+    finish(first.spawn(&mut workload(&["burn-move", "2", procs.to_str().unwrap()])));
+    let samples = agent.stop(Duration::from_millis(600));
+    for cg in [&first, &second] {
+        let usage_ns = keyed(&cg.v2_dir().join("cpu.stat"))["usage_usec"] * 1000;
+        let r = ratio(
+            &format!("cpu_ns of {}", cg.path),
+            total(&samples, &cg.path, "cpu_ns"),
+            usage_ns,
+        );
+        assert!((0.98..=1.02).contains(&r), "{}: {r}", cg.path);
+    }
+}

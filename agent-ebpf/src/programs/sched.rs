@@ -33,6 +33,8 @@ static TASK_RUNTIME_OFF: u64 = 0;
 static TASK_RUN_DELAY_OFF: u64 = 0;
 #[unsafe(no_mangle)]
 static TASK_PCOUNT_OFF: u64 = 0;
+#[unsafe(no_mangle)]
+static TASK_CGROUPS_OFF: u64 = 0;
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
@@ -78,14 +80,21 @@ fn charge(task: *mut task_struct) {
     let Some(seen) = task_seen(task) else {
         return;
     };
+    // The cgroup id is asked again only when the task changed css_set (it
+    // moved); `task` is `current` here, so the helper names its cgroup.
+    let cgroup_id = if seen.css_set == now.css_set && seen.cgroup_id != 0 {
+        seen.cgroup_id
+    } else {
+        unsafe { bpf_get_current_cgroup_id() }
+    };
     if seen.valid != 0
-        && let Some(p) = pending(unsafe { bpf_get_current_cgroup_id() })
+        && let Some(p) = pending(cgroup_id)
     {
         p.cpu_ns += now.runtime_ns.saturating_sub(seen.runtime_ns);
         p.runq_delay_ns += now.run_delay_ns.saturating_sub(seen.run_delay_ns);
         p.runq_count += now.pcount.saturating_sub(seen.pcount);
     }
-    *seen = now;
+    *seen = TaskSeen { cgroup_id, ..now };
 }
 
 /// This CPU's pending counts, for cgroup `id`: when another cgroup's counts
@@ -131,5 +140,7 @@ fn read_task(task: *mut task_struct) -> Option<TaskSeen> {
         run_delay_ns: read(&TASK_RUN_DELAY_OFF),
         pcount: read(&TASK_PCOUNT_OFF),
         valid: 1,
+        css_set: read(&TASK_CGROUPS_OFF),
+        cgroup_id: 0,
     })
 }

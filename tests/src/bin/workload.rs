@@ -3,6 +3,8 @@
 //!
 //! Usage:
 //!   shadow-workload burn SECONDS [CPU]      spin; print /proc/self/schedstat
+//!   shadow-workload burn-move SECONDS PROCS spin, move into the cgroup whose
+//!                                           cgroup.procs is PROCS, spin again
 //!   shadow-workload touch PAGES             fault pages in; print getrusage
 //!   shadow-workload dio-write DEV BYTES     O_DIRECT writes of 1 MiB
 //!   shadow-workload dio-read DEV BYTES      O_DIRECT reads of 1 MiB
@@ -26,6 +28,11 @@ fn main() {
             num(1),
             args.get(2).map(|c| c.parse().unwrap_or_else(|_| usage())),
         ),
+        "burn-move" => {
+            spin(num(1));
+            std::fs::write(arg(2), "0").expect("move to the second cgroup");
+            burn(num(1), None);
+        }
         "touch" => touch(num(1)),
         "dio-write" => direct_io(arg(1), num(2), true),
         "dio-read" => direct_io(arg(1), num(2), false),
@@ -55,14 +62,7 @@ fn burn(seconds: u64, cpu: Option<usize>) {
             );
         }
     }
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut x = 0u64;
-    while Instant::now() < end {
-        for i in 0..10_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-    }
+    spin(seconds);
     let stat = std::fs::read_to_string("/proc/self/schedstat").expect("schedstat");
     let fields: Vec<u64> = stat
         .split_whitespace()
@@ -72,6 +72,17 @@ fn burn(seconds: u64, cpu: Option<usize>) {
         r#"{{"run_ns":{},"run_delay_ns":{},"timeslices":{}}}"#,
         fields[0], fields[1], fields[2]
     );
+}
+
+fn spin(seconds: u64) {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut x = 0u64;
+    while Instant::now() < end {
+        for i in 0..10_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
 }
 
 fn touch(pages: u64) {
