@@ -73,9 +73,16 @@ pub fn task_seen(task: *mut aya_ebpf::bindings::task_struct) -> Option<&'static 
 #[inline(always)]
 pub fn counters(id: u64) -> Option<&'static mut Counters> {
     if let Some(c) = COUNTERS.get_ptr_mut(id) {
-        // SAFETY: a per-CPU value is only touched by programs on this CPU,
-        // which do not preempt each other (tracing programs run with
-        // migration disabled and at most one per CPU at a time).
+        // SAFETY: a per-CPU value is only touched by programs on this CPU
+        // (they run with migration disabled). One may interrupt another
+        // (cgroup_skb ingress in softirq, cpu_clock in a hard interrupt),
+        // but the fields split by writer: scheduler programs (which never
+        // interleave: sched_switch runs with interrupts off), faults, block
+        // completion, egress, ingress; a tracing program does not nest in
+        // itself. The one gap: a softirq's egress interrupting a process's
+        // egress on the same CPU for the same cgroup can lose one increment
+        // of the tx fields; plain adds are kept on purpose (no atomics on
+        // hot paths).
         return Some(unsafe { &mut *c });
     }
     // Another CPU may insert the same key first: then ours fails and the
