@@ -13,6 +13,7 @@
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
 //! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
+//! - [`wire`]: the versioned protocol between agents and the orchestrator.
 
 pub mod backtest;
 pub mod btf;
@@ -24,3 +25,4 @@ pub mod forecast;
 pub mod observe;
 pub mod probes;
 pub mod shadow;
+pub mod wire;
