@@ -13,6 +13,7 @@
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
 //! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
+//! - [`transmit`]: sends forecasts and usage to the orchestrator.
 //! - [`wire`]: the versioned protocol between agents and the orchestrator.
 
 pub mod backtest;
@@ -25,4 +26,5 @@ pub mod forecast;
 pub mod observe;
 pub mod probes;
 pub mod shadow;
+pub mod transmit;
 pub mod wire;

@@ -16,8 +16,10 @@ use crate::{
     cgroups::{self, Index, Mounts},
     collector::{Collector, Sample},
     counter_map::CounterMap,
+    forecast::MAX_HORIZON,
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
+    transmit::{Target, Transmitter},
 };
 
 /// Output format.
@@ -59,6 +61,12 @@ pub struct ObserveArgs {
     /// Quantile of the forecast's upper band (with --forecast).
     #[arg(long, default_value_t = 0.95, value_parser = parse_quantile)]
     pub quantile: f64,
+    /// Send every cgroup's usage and forecasts (horizons 1..6) to the
+    /// orchestrator at this Unix socket path, or `tcp:HOST:PORT` for a
+    /// remote one (implies --forecast). Observation goes on if it is
+    /// unreachable; the agent reconnects.
+    #[arg(long, value_name = "SOCKET")]
+    pub orchestrator: Option<String>,
     /// At exit, print the collector's own cost to stderr as one JSON line:
     /// ticks, median and max time to read and resolve all maps, peak RSS.
     #[arg(long)]
@@ -119,11 +127,22 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let map = CounterMap::new(counters, pending)?;
     let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
     collector.walk_in_background(args.interval);
-    let mut shadows = if args.forecast {
-        Some(Shadows::new(args.interval, args.quantile)?)
+    let mut transmitter = args
+        .orchestrator
+        .as_deref()
+        .map(|t| Transmitter::new(Target::parse(t), args.interval));
+    let horizon = if transmitter.is_some() {
+        MAX_HORIZON
+    } else {
+        1
+    };
+    let mut shadows = if args.forecast || transmitter.is_some() {
+        Some(Shadows::new(args.interval, args.quantile, horizon)?)
     } else {
         None
     };
+    let mut readings = Vec::new();
+    let mut tagged = Vec::new();
     install_stop_handlers();
     let mut stdout = std::io::stdout().lock();
     let mut last = Instant::now();
@@ -143,25 +162,32 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         if let Some(filter) = &args.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
-        let rows: Vec<Row> = match &mut shadows {
-            Some(shadows) => {
-                shadows.retain_only(&samples);
-                samples
-                    .into_iter()
-                    .map(|s| Row {
-                        forecast: shadows.observe(&s),
-                        sample: s,
-                    })
-                    .collect()
+        let mut forecasts = vec![None; samples.len()];
+        if let Some(shadows) = &mut shadows {
+            shadows.retain_only(&samples);
+            tagged.clear();
+            for (i, s) in samples.iter().enumerate() {
+                readings.clear();
+                shadows.observe(s, &mut readings);
+                forecasts[i] = Shadows::cpu_forecast(&readings);
+                tagged.extend(readings.iter().map(|&r| (i, r)));
             }
-            None => samples
-                .into_iter()
-                .map(|sample| Row {
-                    sample,
-                    forecast: None,
-                })
-                .collect(),
-        };
+            if let Some(t) = &mut transmitter {
+                let at_ms = (unix_now() * 1e3) as u64;
+                t.tick(
+                    at_ms,
+                    &samples,
+                    &tagged,
+                    args.quantile,
+                    shadows.heartbeat_s(),
+                );
+            }
+        }
+        let rows: Vec<Row> = samples
+            .into_iter()
+            .zip(forecasts)
+            .map(|(sample, forecast)| Row { sample, forecast })
+            .collect();
         let written = match args.format {
             Format::Json => write_json(&mut stdout, &rows),
             Format::Table => write_table(&mut stdout, rows, args.top, collector.cgroups()),

@@ -1,10 +1,13 @@
-//! The shadows: one online forecaster per observed cgroup, fed the cgroup's
-//! CPU demand (in cores) every interval, so `observe --forecast` shows what
-//! each cgroup is expected to need next to what it used.
+//! The shadows: one per observed cgroup, with an online forecaster per
+//! resource it uses, fed every interval; they say what each cgroup is
+//! expected to need next and, through a [`Reporter`] per series, when that
+//! forecast is worth sending to the orchestrator.
 //!
-//! CPU only for now: it is the resource the pre-allocation engine acts on
-//! first, and each forecaster holds about 4 KiB, so one per resource for
-//! 10,000 cgroups would cost more memory than the whole collector.
+//! CPU is forecast for every cgroup. Block I/O and network get a forecaster
+//! only once the cgroup has used them: each forecaster holds about 4 KiB,
+//! and most cgroups never touch a disk or a socket. Memory is not measured
+//! by the kernel programs (page faults are events, not bytes held), so it
+//! is not forecast here.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -12,10 +15,11 @@ use serde::Serialize;
 
 use crate::{
     collector::Sample,
-    forecast::{Config, Error, Forecaster},
+    forecast::{Config, Error, Forecast, Forecaster, Reporter, ReporterConfig},
+    wire::Resource,
 };
 
-/// One cgroup's CPU forecast for the next interval.
+/// One cgroup's CPU forecast for the next interval (`observe --forecast`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct CpuForecast {
     /// CPU used in the interval just ended, in cores.
@@ -28,41 +32,108 @@ pub struct CpuForecast {
     pub cpu_volatility_cores: f64,
 }
 
-/// A forecaster per cgroup id.
+/// One resource of one cgroup after an interval.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    /// Which resource.
+    pub resource: Resource,
+    /// Usage over the interval, in the resource's unit.
+    pub value: f64,
+    /// The forecast made from it (None if the sample was refused).
+    pub forecast: Option<Forecast>,
+    /// True if the forecast should be sent on (adaptive reporting).
+    pub send: bool,
+}
+
+/// A forecaster and its reporting state.
+struct Series {
+    forecaster: Forecaster,
+    reporter: Reporter,
+}
+
+/// The series of one cgroup.
+struct Shadow {
+    cpu: Series,
+    io: Option<Box<Series>>,
+    net: Option<Box<Series>>,
+}
+
+/// A shadow per cgroup id.
 pub struct Shadows {
     config: Config,
-    by_id: HashMap<u64, Forecaster>,
+    reporting: ReporterConfig,
+    by_id: HashMap<u64, Shadow>,
 }
 
 impl Shadows {
-    /// Shadows for samples every `interval`, bands at `quantile`.
-    pub fn new(interval: Duration, quantile: f64) -> Result<Self, Error> {
+    /// Shadows for samples every `interval`, bands at `quantile`,
+    /// forecasting horizons 1..=`horizon` intervals.
+    pub fn new(interval: Duration, quantile: f64, horizon: usize) -> Result<Self, Error> {
         let config = Config::new(interval.as_secs_f64())?
-            .with_horizon(1)?
+            .with_horizon(horizon)?
             .with_quantile(quantile)?;
         Ok(Self {
             config,
+            reporting: ReporterConfig::for_interval(interval.as_secs_f64()),
             by_id: HashMap::new(),
         })
     }
 
-    /// Feeds one interval's sample to its cgroup's shadow and returns the
-    /// forecast for the next interval. None if the sample was refused (an
-    /// empty interval or a clock that went backwards): the shadow keeps its
-    /// state and treats the tick as missing.
-    pub fn observe(&mut self, sample: &Sample) -> Option<CpuForecast> {
+    /// The forecasters' settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The longest silence of a steady series, in seconds.
+    pub fn heartbeat_s(&self) -> f64 {
+        self.reporting.heartbeat_s
+    }
+
+    /// Feeds one interval's sample to its cgroup's shadow; appends one
+    /// reading per resource the cgroup has used to `out`. Nothing is
+    /// appended for an empty interval.
+    pub fn observe(&mut self, sample: &Sample, out: &mut Vec<Reading>) {
         if sample.interval_ns == 0 {
-            return None;
+            return;
         }
-        let cores = sample.usage.cpu_ns as f64 / sample.interval_ns as f64;
+        let secs = sample.interval_ns as f64 / 1e9;
+        let u = &sample.usage;
+        let cpu = u.cpu_ns as f64 / sample.interval_ns as f64;
+        let io = (u.io_read_bytes + u.io_write_bytes) as f64 / secs;
+        let net = (u.net_rx_bytes + u.net_tx_bytes) as f64 / secs;
+        let (config, reporting) = (self.config, self.reporting);
+        let new = || Series {
+            forecaster: Forecaster::new(config),
+            reporter: Reporter::new(reporting),
+        };
         let shadow = self
             .by_id
             .entry(sample.cgroup_id)
-            .or_insert_with(|| Forecaster::new(self.config));
-        shadow.update(sample.ts, cores).ok()?;
-        let f = shadow.forecast();
+            .or_insert_with(|| Shadow {
+                cpu: new(),
+                io: None,
+                net: None,
+            });
+        out.push(step(&mut shadow.cpu, Resource::Cpu, sample.ts, cpu));
+        for (slot, resource, value) in [
+            (&mut shadow.io, Resource::Io, io),
+            (&mut shadow.net, Resource::Net, net),
+        ] {
+            if slot.is_none() && value > 0.0 {
+                *slot = Some(Box::new(new()));
+            }
+            if let Some(series) = slot {
+                out.push(step(series, resource, sample.ts, value));
+            }
+        }
+    }
+
+    /// The CPU forecast among `readings` in the shape `observe` prints.
+    pub fn cpu_forecast(readings: &[Reading]) -> Option<CpuForecast> {
+        let r = readings.iter().find(|r| r.resource == Resource::Cpu)?;
+        let f = r.forecast?;
         Some(CpuForecast {
-            cpu_cores: cores,
+            cpu_cores: r.value,
             cpu_forecast_cores: f.point[0],
             cpu_upper_cores: f.upper[0],
             cpu_volatility_cores: f.volatility,
@@ -86,13 +157,30 @@ impl Shadows {
     }
 }
 
+/// Updates one series; a refused sample (a clock that went backwards)
+/// leaves its state alone and yields no forecast.
+fn step(series: &mut Series, resource: Resource, t: f64, value: f64) -> Reading {
+    let forecast = series
+        .forecaster
+        .update(t, value)
+        .ok()
+        .map(|_| series.forecaster.forecast());
+    let send = forecast.is_some_and(|f| series.reporter.offer(value, &f).is_some());
+    Reading {
+        resource,
+        value,
+        forecast,
+        send,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use agent_ebpf::Counters;
 
     use super::*;
 
-    fn sample(id: u64, ts: f64, cores: f64) -> Sample {
+    fn sample(id: u64, ts: f64, cores: f64, io_bytes: u64) -> Sample {
         Sample {
             ts,
             cgroup: format!("/c{id}"),
@@ -100,6 +188,7 @@ mod tests {
             interval_ns: 1_000_000_000,
             usage: Counters {
                 cpu_ns: (cores * 1e9) as u64,
+                io_write_bytes: io_bytes,
                 ..Counters::default()
             },
         }
@@ -107,32 +196,58 @@ mod tests {
 
     #[test]
     fn steady_demand_is_forecast_with_a_band_above_it() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95).unwrap();
-        let mut last = None;
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
+        let mut readings = Vec::new();
+        let mut sent = 0;
         for i in 0..300 {
             // 1.5 cores with a small wobble.
             let cores = 1.5 + 0.1 * ((i % 7) as f64 / 7.0 - 0.5);
-            last = shadows.observe(&sample(1, f64::from(i), cores));
+            readings.clear();
+            shadows.observe(&sample(1, f64::from(i), cores, 0), &mut readings);
+            sent += usize::from(readings[0].send);
         }
-        let f = last.expect("a forecast");
+        assert_eq!(readings.len(), 1, "no I/O or network used: CPU only");
+        let f = Shadows::cpu_forecast(&readings).expect("a forecast");
         assert!((f.cpu_forecast_cores - 1.5).abs() < 0.1, "{f:?}");
         assert!(f.cpu_upper_cores >= f.cpu_forecast_cores, "{f:?}");
         assert!(
             f.cpu_upper_cores < 2.0,
             "band too wide for a steady series: {f:?}"
         );
+        // A steady series reports rarely: far fewer than one per tick.
+        assert!(sent < 60, "{sent} reports in 300 ticks");
+    }
+
+    #[test]
+    fn io_is_forecast_once_used() {
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let mut readings = Vec::new();
+        shadows.observe(&sample(1, 1.0, 0.5, 0), &mut readings);
+        assert_eq!(readings.len(), 1);
+        readings.clear();
+        shadows.observe(&sample(1, 2.0, 0.5, 4096), &mut readings);
+        let io = readings
+            .iter()
+            .find(|r| r.resource == Resource::Io)
+            .unwrap();
+        assert_eq!(io.value, 4096.0);
+        assert_eq!(io.forecast.unwrap().horizon, 6);
+        assert!(io.send, "a new series' first forecast is sent");
     }
 
     #[test]
     fn shadows_are_per_cgroup_and_dropped_with_it() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95).unwrap();
-        shadows.observe(&sample(1, 1.0, 1.0));
-        shadows.observe(&sample(2, 1.0, 0.0));
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
+        let mut out = Vec::new();
+        shadows.observe(&sample(1, 1.0, 1.0, 0), &mut out);
+        shadows.observe(&sample(2, 1.0, 0.0, 0), &mut out);
         assert_eq!(shadows.len(), 2);
-        shadows.retain_only(&[sample(2, 2.0, 0.0)]);
+        shadows.retain_only(&[sample(2, 2.0, 0.0, 0)]);
         assert_eq!(shadows.len(), 1);
         // A time that goes backwards is refused, not a panic.
-        assert!(shadows.observe(&sample(2, 0.5, 1.0)).is_none());
-        assert!(Shadows::new(Duration::ZERO, 0.95).is_err());
+        out.clear();
+        shadows.observe(&sample(2, 0.5, 1.0, 0), &mut out);
+        assert!(out[0].forecast.is_none());
+        assert!(Shadows::new(Duration::ZERO, 0.95, 1).is_err());
     }
 }

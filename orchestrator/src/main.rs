@@ -1,21 +1,265 @@
-//! `shadow-orchestrator`: aggregates the agents' forecasts and applies soft
-//! pre-reservations. A placeholder until the orchestrator issue lands: it
-//! parses its command line and says that it does nothing yet.
+//! `shadow-orchestrator`: receives the agents' forecasts, combines them
+//! into a system-wide forecast, and raises the knobs of the cgroups the
+//! configuration opts in ahead of predicted demand, restoring every
+//! original value when it stops (and, after a crash, when it starts).
 
-use std::process::ExitCode;
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, Ordering},
+        mpsc::RecvTimeoutError,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use clap::Parser;
+use shadow_agent::wire::{self, Message, Resource};
+use shadow_orchestrator::{
+    capacity::Capacity,
+    config::{Config, DEFAULT_SOCKET, DEFAULT_STATE_DIR},
+    engine::Engine,
+    server::{Event, Outbox, Server},
+};
 
-/// Shadow's orchestrator (not implemented yet: the agent observes and
-/// forecasts on its own for now).
+/// Shadow's orchestrator: aggregates the agents' forecasts and applies soft
+/// pre-reservations to the cgroups the configuration opts in.
+///
+/// Agents connect over the Unix socket (local) or TCP (remote; off unless
+/// --tcp or `tcp` in the configuration). Without a configuration nothing is
+/// written: every cgroup gets recommendations only.
+///
+/// Example: shadow-orchestrator --config /etc/shadow/shadow.toml --dry-run
 #[derive(Parser)]
-#[command(version)]
-struct Cli {}
+#[command(version = VERSION_TEXT.as_str(), verbatim_doc_comment)]
+struct Cli {
+    /// Configuration file (TOML; see docs/orchestrator.md). Default:
+    /// /etc/shadow/shadow.toml if it exists, else built-in defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Unix socket agents connect to [default: /run/shadow/orchestrator.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Also accept remote agents over TCP at this address (e.g. 0.0.0.0:7370).
+    #[arg(long)]
+    tcp: Option<String>,
+    /// Directory of the journal of original knob values [default: /run/shadow].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Length of one decision cycle (e.g. 1s, 500ms).
+    #[arg(long, value_parser = shadow_agent::duration::parse)]
+    tick: Option<Duration>,
+    /// Log every write it would make as a JSON line on stdout; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the system-wide forecast as a JSON line on stdout every tick.
+    #[arg(long)]
+    status: bool,
+    /// Stop after this many ticks (tests, demos); default: until SIGTERM/Ctrl-C.
+    #[arg(long)]
+    ticks: Option<u64>,
+}
 
-fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    eprintln!(
-        "shadow-orchestrator: not implemented yet; run `shadow-agent observe` to watch this host"
+/// `--version`: the build and the wire protocol it speaks.
+static VERSION_TEXT: LazyLock<String> =
+    LazyLock::new(|| format!("{} (protocol {})", env!("CARGO_PKG_VERSION"), wire::VERSION));
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut config = load_config(cli.config.as_deref())?;
+    if let Some(s) = cli.socket.clone() {
+        config.socket = Some(s);
+    }
+    if let Some(t) = cli.tcp.clone() {
+        config.tcp = Some(t);
+    }
+    if let Some(d) = cli.state_dir.clone() {
+        config.state_dir = Some(d);
+    }
+    let tick = cli.tick.unwrap_or_else(|| config.tick());
+    run(&cli, config, tick)
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let default = std::path::Path::new("/etc/shadow/shadow.toml");
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None if default.exists() => Ok(Config::load(default)?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Per connected agent: its host key (None: this host) and its outbox.
+struct Peer {
+    host: Option<Arc<str>>,
+    outbox: Outbox,
+}
+
+fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+    }
+    let hostname = hostname();
+    let capacity = Capacity::detect(&config.capacity);
+    let (server, events) = Server::new(&hostname);
+    let socket = config
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    server.listen_unix(&socket)?;
+    if let Some(addr) = &config.tcp {
+        let bound = server.listen_tcp(addr)?;
+        tracing::info!("listening for remote agents on tcp {bound}");
+    }
+    if config.manage.is_empty() {
+        tracing::info!(
+            "no cgroup is opted in (`[[manage]]` in the configuration): recommending only"
+        );
+    }
+    let _state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    tracing::info!(
+        "listening on {}; capacity: cpu {:?} cores, memory {:?} bytes, io {:?} B/s, net {:?} B/s",
+        socket.display(),
+        capacity.cpu,
+        capacity.memory,
+        capacity.io,
+        capacity.net
     );
-    ExitCode::FAILURE
+    eprintln!("shadow-orchestrator: ready on {}", socket.display());
+    let mut engine = Engine::new(config, capacity);
+    let mut peers: HashMap<u64, Peer> = HashMap::new();
+    let mut deadline = Instant::now() + tick;
+    let mut done = 0u64;
+    while !STOP.load(Ordering::Relaxed) && cli.ticks.is_none_or(|n| done < n) {
+        let now = Instant::now();
+        if now < deadline {
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            match events.recv_timeout(wait) {
+                Ok(event) => handle(event, &mut engine, &mut peers),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("listeners stopped"),
+            }
+            continue;
+        }
+        deadline += tick;
+        done += 1;
+        let cycle = engine.cycle(now);
+        for d in &cycle.decisions {
+            tracing::info!(
+                "{} {}: reserve {:?} ({})",
+                d.path,
+                d.resource.name(),
+                d.amount,
+                d.reason
+            );
+        }
+        for r in &cycle.over_committed {
+            tracing::warn!(
+                "the floors of the managed cgroups exceed the host's {} capacity: scaled down",
+                r.name()
+            );
+        }
+        if cli.status {
+            print_status(&cycle.system);
+        }
+        send_reservations(&mut engine, &peers);
+        engine.book.expire(now, Duration::from_secs(600));
+    }
+    tracing::info!("stopping");
+    Ok(())
+}
+
+fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>) {
+    let now = Instant::now();
+    match event {
+        Event::Connected {
+            conn,
+            hello,
+            local,
+            outbox,
+        } => {
+            tracing::info!(
+                "agent {} on {} connected ({}, connection {conn})",
+                hello.agent,
+                hello.host,
+                if local { "local" } else { "remote" }
+            );
+            let host = (!local).then(|| Arc::from(hello.host.as_str()));
+            peers.insert(conn, Peer { host, outbox });
+        }
+        Event::Message { conn, message } => {
+            let Some(peer) = peers.get(&conn) else {
+                return;
+            };
+            match &message {
+                Message::Predictions(b) => engine.book.predictions(&peer.host, b, now),
+                Message::Usage(b) => engine.book.usage(&peer.host, b, now),
+                _ => {}
+            }
+        }
+        Event::Closed { conn, reason } => {
+            if peers.remove(&conn).is_some() {
+                tracing::info!("connection {conn} closed: {reason}");
+            } else {
+                tracing::warn!("connection {conn} refused: {reason}");
+            }
+        }
+    }
+}
+
+fn send_reservations(engine: &mut Engine, peers: &HashMap<u64, Peer>) {
+    let at_ms = unix_ms();
+    let mut by_host: HashMap<Option<Arc<str>>, wire::ReservationBatch> = HashMap::new();
+    for peer in peers.values() {
+        let batch = by_host
+            .entry(peer.host.clone())
+            .or_insert_with(|| engine.reservations(&peer.host, at_ms));
+        if !batch.reservations.is_empty() && !peer.outbox.send(Message::Reservations(batch.clone()))
+        {
+            tracing::debug!("an agent is not keeping up; its reservation update was dropped");
+        }
+    }
+}
+
+fn print_status(system: &[shadow_orchestrator::aggregate::SystemForecast; 4]) {
+    let mut line = serde_json::Map::new();
+    line.insert("event".into(), "system".into());
+    line.insert("at_ms".into(), unix_ms().into());
+    for r in Resource::ALL {
+        line.insert(
+            r.name().into(),
+            serde_json::to_value(system[shadow_orchestrator::book::slot(r)]).unwrap_or_default(),
+        );
+    }
+    println!("{}", serde_json::Value::Object(line));
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }

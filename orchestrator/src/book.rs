@@ -1,0 +1,338 @@
+//! What the orchestrator knows about each component: the forecast it holds
+//! (the last one its agent sent), the latest realised usage, and how well
+//! the reservations made from those forecasts have fared.
+//!
+//! The margin over the forecast's band adapts from realised usage
+//! (stochastic quantile tracking): each interval whose usage exceeded the
+//! reservation raises it by `ETA * (1 - p)`, each other interval lowers it
+//! by `ETA * p`, so it settles where usage exceeds the reservation a share
+//! `p = 1 - quantile` of the time, whatever the forecaster's own bias.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use shadow_agent::wire::{self, Resource, Source};
+
+/// Step of the margin's quantile tracking.
+const ETA: f32 = 0.05;
+/// The margin never exceeds this (a reservation of at most twice the band).
+pub const MAX_MARGIN: f32 = 1.0;
+/// Weight of the newest interval in the exceeded/slack averages (about the
+/// last 50 intervals).
+const ALPHA: f32 = 0.02;
+/// Horizons held per forecast.
+pub const HELD_STEPS: usize = 8;
+
+/// A component: a cgroup on the orchestrator's host (`host` is None, from a
+/// local agent) or inside a remote agent's guest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Remote agent's host name; None for this host.
+    pub host: Option<Arc<str>>,
+    /// cgroup path relative to the v2 root.
+    pub path: String,
+}
+
+/// The forecast held for one component and resource.
+#[derive(Clone, Copy, Debug)]
+pub struct Held {
+    /// `(ahead, point, upper)` per horizon, in increasing `ahead`.
+    steps: [(u16, f32, f32); HELD_STEPS],
+    len: usize,
+    /// Length of one step.
+    step: Duration,
+    /// When it arrived.
+    received: Instant,
+    /// After this the agent is overdue and the forecast is not trusted.
+    valid_until: Instant,
+    /// Quantile of the bands.
+    pub quantile: f32,
+    /// Typical one-step error.
+    pub volatility: f32,
+    /// Whether the band came from a hint.
+    pub source: Source,
+}
+
+impl Held {
+    /// Holds a received prediction whose steps are `step` long.
+    pub fn new(p: &wire::Prediction, step: Duration, now: Instant) -> Self {
+        let mut steps = [(0, 0.0, 0.0); HELD_STEPS];
+        let len = p.steps.len().min(HELD_STEPS);
+        for (slot, s) in steps.iter_mut().zip(&p.steps) {
+            *slot = (s.ahead, s.point, s.upper.max(s.point));
+        }
+        // Two missed ticks of grace past the promised next report.
+        let valid = Duration::from_millis(u64::from(p.next_report_ms)) + 2 * step;
+        Self {
+            steps,
+            len,
+            step,
+            received: now,
+            valid_until: now + valid,
+            quantile: p.quantile,
+            volatility: p.volatility,
+            source: p.source,
+        }
+    }
+
+    /// Whether the agent is overdue.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        now > self.valid_until
+    }
+
+    /// Whole steps elapsed since the forecast was made.
+    fn elapsed_steps(&self, now: Instant) -> u16 {
+        let e = now.saturating_duration_since(self.received).as_secs_f64()
+            / self.step.as_secs_f64().max(1e-6);
+        e.round().min(f64::from(u16::MAX)) as u16
+    }
+
+    /// `(point, upper)` for the interval ending `k` steps after `now`
+    /// (k = 0: the one ending now, or the first horizon if the forecast is
+    /// that fresh); past the last horizon, the last one.
+    pub fn at(&self, now: Instant, k: u16) -> (f32, f32) {
+        let ahead = self.elapsed_steps(now).saturating_add(k).max(1);
+        let steps = &self.steps[..self.len];
+        let s = steps
+            .iter()
+            .find(|s| s.0 >= ahead)
+            .or(steps.last())
+            .copied()
+            .unwrap_or((0, 0.0, 0.0));
+        (s.1, s.2)
+    }
+
+    /// Highest upper band over the next `lead` intervals: what must be
+    /// waiting so demand does not outrun the knob before the next decision.
+    pub fn upper_within(&self, now: Instant, lead: u16) -> f32 {
+        (1..=lead.max(1))
+            .map(|k| self.at(now, k).1)
+            .fold(0.0, f32::max)
+    }
+}
+
+/// One component's state for one resource.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Track {
+    /// The forecast held.
+    pub forecast: Option<Held>,
+    /// Latest realised usage and when it arrived.
+    pub usage: Option<(f32, Instant)>,
+    /// Reservation (or recommendation) in force.
+    pub reserved: Option<f32>,
+    /// Relative margin added to the band.
+    pub margin: f32,
+    /// Recent share of intervals whose usage exceeded the reservation.
+    pub exceeded: f32,
+    /// Reservation last told to the agent.
+    pub reported: Option<f32>,
+    used: f32,
+    unused: f32,
+}
+
+impl Track {
+    /// Recent mean of unused reservation relative to mean usage.
+    pub fn slack(&self) -> f32 {
+        if self.used > 0.0 {
+            self.unused / self.used
+        } else {
+            0.0
+        }
+    }
+
+    /// Learns from one interval's realised usage.
+    pub fn observe(&mut self, value: f32, now: Instant) {
+        self.usage = Some((value, now));
+        let Some(reserved) = self.reserved else {
+            return;
+        };
+        let p = self
+            .forecast
+            .map_or(0.05, |f| (1.0 - f.quantile).clamp(0.001, 0.5));
+        let over = value > reserved;
+        self.margin = if over {
+            self.margin + ETA * (1.0 - p)
+        } else {
+            self.margin - ETA * p
+        }
+        .clamp(0.0, MAX_MARGIN);
+        self.exceeded += ALPHA * (f32::from(u8::from(over)) - self.exceeded);
+        self.used += ALPHA * (value - self.used);
+        self.unused += ALPHA * ((reserved - value).max(0.0) - self.unused);
+    }
+
+    /// What this component should have over the next `lead` intervals: its
+    /// band raised by its margin, and never below what it uses now. None
+    /// if its agent is overdue (the reservation is then released).
+    pub fn wanted(&self, now: Instant, lead: u16) -> Option<f32> {
+        let forecast = self.forecast.filter(|f| !f.is_stale(now))?;
+        let band = forecast.upper_within(now, lead) * (1.0 + self.margin);
+        let current = self.usage.map_or(0.0, |u| u.0);
+        Some(band.max(current))
+    }
+}
+
+/// Every component's tracks.
+#[derive(Default)]
+pub struct Book {
+    /// Per component, one track per resource (in [`Resource::ALL`] order).
+    pub components: HashMap<Key, [Track; 4]>,
+}
+
+/// Index of a resource in a component's tracks.
+pub fn slot(resource: Resource) -> usize {
+    match resource {
+        Resource::Cpu => 0,
+        Resource::Memory => 1,
+        Resource::Io => 2,
+        Resource::Net => 3,
+    }
+}
+
+impl Book {
+    /// Takes in a prediction batch from the agent of `host`.
+    pub fn predictions(
+        &mut self,
+        host: &Option<Arc<str>>,
+        b: &wire::PredictionBatch,
+        now: Instant,
+    ) {
+        let step = Duration::from_millis(u64::from(b.step_ms));
+        for p in &b.predictions {
+            let Some(c) = b.components.get(p.component as usize) else {
+                continue;
+            };
+            let track = &mut self.entry(host, &c.path)[slot(p.resource)];
+            track.forecast = Some(Held::new(p, step, now));
+        }
+    }
+
+    /// Takes in a usage batch from the agent of `host`.
+    pub fn usage(&mut self, host: &Option<Arc<str>>, b: &wire::UsageBatch, now: Instant) {
+        for u in &b.usage {
+            let Some(c) = b.components.get(u.component as usize) else {
+                continue;
+            };
+            self.entry(host, &c.path)[slot(u.resource)].observe(u.value, now);
+        }
+    }
+
+    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> &mut [Track; 4] {
+        let key = Key {
+            host: host.clone(),
+            path: path.to_owned(),
+        };
+        self.components.entry(key).or_default()
+    }
+
+    /// Forgets components whose agent has said nothing for `idle`
+    /// (removed cgroups, departed agents).
+    pub fn expire(&mut self, now: Instant, idle: Duration) {
+        self.components.retain(|_, tracks| {
+            tracks.iter().any(|t| {
+                let last = t
+                    .usage
+                    .map(|u| u.1)
+                    .into_iter()
+                    .chain(t.forecast.map(|f| f.received));
+                last.into_iter()
+                    .any(|at| now.saturating_duration_since(at) < idle)
+            })
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadow_agent::wire::{Component, Prediction, PredictionBatch, Step};
+
+    fn batch(upper: f32, next_report_ms: u32) -> PredictionBatch {
+        PredictionBatch {
+            at_ms: 0,
+            step_ms: 1000,
+            components: vec![Component {
+                path: "/a".into(),
+                id: 1,
+            }],
+            predictions: vec![Prediction {
+                component: 0,
+                resource: Resource::Cpu,
+                source: Source::Model,
+                quantile: 0.95,
+                volatility: 0.1,
+                last: 1.0,
+                next_report_ms,
+                steps: (1..=6)
+                    .map(|a| Step {
+                        ahead: a,
+                        point: 1.0,
+                        upper: upper + f32::from(a) * 0.1,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn key() -> Key {
+        Key {
+            host: None,
+            path: "/a".into(),
+        }
+    }
+
+    #[test]
+    fn holds_forecast_and_looks_ahead() {
+        let t0 = Instant::now();
+        let mut book = Book::default();
+        book.predictions(&None, &batch(2.0, 5000), t0);
+        let track = book.components[&key()][0];
+        // Lead 3 just after arrival: horizons 1..=3 → max upper 2.3.
+        assert!((track.wanted(t0, 3).unwrap() - 2.3).abs() < 1e-6);
+        // Two steps later the held horizons shift: 3..=5 (2.5).
+        let t2 = t0 + Duration::from_secs(2);
+        assert!((track.wanted(t2, 3).unwrap() - 2.5).abs() < 1e-6);
+        // Past the last horizon the last one is held.
+        let t5 = t0 + Duration::from_secs(5);
+        assert!((track.wanted(t5, 3).unwrap() - 2.6).abs() < 1e-6);
+        // Past its promise plus grace, the forecast is stale: released.
+        assert!(track.wanted(t0 + Duration::from_secs(8), 3).is_none());
+    }
+
+    #[test]
+    fn margin_tracks_the_exceedance_rate() {
+        let now = Instant::now();
+        let mut t = Track {
+            reserved: Some(1.0),
+            ..Track::default()
+        };
+        // Usage always above: the margin climbs to its cap.
+        for _ in 0..100 {
+            t.observe(2.0, now);
+        }
+        assert_eq!(t.margin, MAX_MARGIN);
+        assert!(t.exceeded > 0.8);
+        t.margin = 0.5;
+        // One exceedance in 20 (the nominal 5 %): the margin stays put on
+        // average, so after a cycle it is back where it started.
+        let start = t.margin;
+        for i in 0..20 {
+            t.observe(if i == 0 { 2.0 } else { 0.5 }, now);
+        }
+        assert!((t.margin - start).abs() < 1e-4, "{} vs {start}", t.margin);
+        assert!(t.slack() > 0.0);
+    }
+
+    #[test]
+    fn wanted_never_below_current_usage() {
+        let now = Instant::now();
+        let mut book = Book::default();
+        book.predictions(&None, &batch(0.5, 5000), now);
+        let track = &mut book.components.get_mut(&key()).unwrap()[0];
+        track.observe(3.0, now);
+        assert_eq!(track.wanted(now, 1), Some(3.0));
+    }
+}

@@ -1,0 +1,295 @@
+//! Accepting agents over the Unix socket (local) and TCP (remote).
+//!
+//! Each connection has its own reader thread, and its own writer thread fed
+//! through a small bounded queue, so a slow or dead agent stalls nobody but
+//! itself: the decision loop never blocks on a socket. Whatever a peer
+//! sends is decoded by [`shadow_agent::wire`], which bounds and validates
+//! it; a bad frame ends that one connection with a logged reason (and an
+//! Error frame to the peer saying why).
+
+use std::{
+    io::{self, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    os::unix::{
+        fs::PermissionsExt as _,
+        net::{UnixListener, UnixStream},
+    },
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use shadow_agent::wire::{self, Compression, Hello, Message};
+
+/// A connection that says nothing for this long is closed (agents send a
+/// heartbeat far more often).
+const IDLE: Duration = Duration::from_secs(120);
+/// The Hello must arrive within this.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+/// A write that takes longer than this means the peer is not reading.
+const WRITE: Duration = Duration::from_secs(2);
+/// Frames queued for one peer before new ones are dropped.
+const OUTBOX: usize = 4;
+/// Events queued for the decision loop; readers wait when it is full.
+const EVENTS: usize = 1024;
+
+/// What the connections tell the decision loop.
+pub enum Event {
+    /// A peer completed the handshake.
+    Connected {
+        /// Connection number.
+        conn: u64,
+        /// Its Hello.
+        hello: Hello,
+        /// True over the Unix socket (an agent of this host).
+        local: bool,
+        /// Frames to send it.
+        outbox: Outbox,
+    },
+    /// A message from a connected peer (already validated).
+    Message {
+        /// Connection number.
+        conn: u64,
+        /// The message.
+        message: Message,
+    },
+    /// A connection ended.
+    Closed {
+        /// Connection number.
+        conn: u64,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+/// Sends frames to one peer without waiting.
+#[derive(Clone)]
+pub struct Outbox(SyncSender<Message>);
+
+impl Outbox {
+    /// Queues `message`; false if the peer's queue is full (it is not
+    /// keeping up) or it is gone. The message is dropped then: reservation
+    /// state is resent, so the next one supersedes it.
+    pub fn send(&self, message: Message) -> bool {
+        match self.0.try_send(message) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// The two kinds of stream, behind one interface.
+trait Stream: Read + Write + Send + Sized + 'static {
+    fn try_clone(&self) -> io::Result<Self>;
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn shutdown(&self) -> io::Result<()>;
+}
+
+macro_rules! impl_stream {
+    ($t:ty) => {
+        impl Stream for $t {
+            fn try_clone(&self) -> io::Result<Self> {
+                <$t>::try_clone(self)
+            }
+            fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+                <$t>::set_read_timeout(self, t)
+            }
+            fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+                <$t>::set_write_timeout(self, t)
+            }
+            fn shutdown(&self) -> io::Result<()> {
+                <$t>::shutdown(self, Shutdown::Both)
+            }
+        }
+    };
+}
+impl_stream!(UnixStream);
+impl_stream!(TcpStream);
+
+/// The listeners' shared state.
+pub struct Server {
+    name: Arc<str>,
+    events: SyncSender<Event>,
+    next: Arc<AtomicU64>,
+}
+
+impl Server {
+    /// A server calling itself `name` in Welcome frames, and the receiving
+    /// end of its events.
+    pub fn new(name: &str) -> (Self, Receiver<Event>) {
+        let (events, rx) = sync_channel(EVENTS);
+        let server = Self {
+            name: name.into(),
+            events,
+            next: Arc::new(AtomicU64::new(1)),
+        };
+        (server, rx)
+    }
+
+    /// Listens on a Unix socket at `path` (mode 0600: agents run as root).
+    /// A stale socket file left by a crash is replaced; a live one (another
+    /// orchestrator) is an error.
+    pub fn listen_unix(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating socket directory {}", dir.display()))?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "{} is in use: is another shadow-orchestrator running?",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
+        }
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+        let this = self.handle();
+        thread::Builder::new()
+            .name("listen-unix".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(s) => this.serve(s, true),
+                        Err(e) => tracing::warn!("accepting on the Unix socket: {e}"),
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Listens on TCP at `addr` for remote agents. Returns the bound
+    /// address (useful with port 0).
+    pub fn listen_tcp(&self, addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+        let listener = TcpListener::bind(addr).with_context(|| format!("binding TCP {addr}"))?;
+        let bound = listener.local_addr()?;
+        let this = self.handle();
+        thread::Builder::new()
+            .name("listen-tcp".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            this.serve(s, false)
+                        }
+                        Err(e) => tracing::warn!("accepting on TCP: {e}"),
+                    }
+                }
+            })?;
+        Ok(bound)
+    }
+
+    fn handle(&self) -> Server {
+        Server {
+            name: self.name.clone(),
+            events: self.events.clone(),
+            next: self.next.clone(),
+        }
+    }
+
+    /// Starts the threads of one connection.
+    fn serve<S: Stream>(&self, stream: S, local: bool) {
+        let conn = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = self.name.clone();
+        let events = self.events.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("conn-{conn}"))
+            .spawn(move || {
+                let reason = match converse(conn, stream, local, &name, &events) {
+                    Ok(()) => "closed by peer".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                let _ = events.send(Event::Closed { conn, reason });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread for connection {conn}: {e}");
+        }
+    }
+}
+
+/// Handshake, then messages until the peer leaves or misbehaves.
+fn converse<S: Stream>(
+    conn: u64,
+    mut stream: S,
+    local: bool,
+    name: &str,
+    events: &SyncSender<Event>,
+) -> Result<(), wire::Error> {
+    stream.set_read_timeout(Some(HANDSHAKE))?;
+    stream.set_write_timeout(Some(WRITE))?;
+    let hello = wire::accept(&mut stream, name)?;
+    stream.set_read_timeout(Some(IDLE))?;
+    let outbox = spawn_writer(conn, stream.try_clone()?)?;
+    let connected = Event::Connected {
+        conn,
+        hello,
+        local,
+        outbox,
+    };
+    if events.send(connected).is_err() {
+        return Ok(());
+    }
+    let mut buf = Vec::new();
+    loop {
+        let message = match wire::read_message(&mut stream, &mut buf) {
+            Ok(m) => m,
+            Err(wire::Error::Closed) => return Ok(()),
+            Err(e) => {
+                wire::refuse(&mut stream, &e);
+                let _ = stream.shutdown();
+                return Err(e);
+            }
+        };
+        match message {
+            Message::Predictions(_) | Message::Usage(_) => {}
+            Message::Error(f) => {
+                return Err(wire::Error::Refused {
+                    code: f.code,
+                    message: f.message,
+                });
+            }
+            other => {
+                let e = wire::Error::Unexpected {
+                    expected: "Predictions or Usage",
+                    got: other.kind(),
+                };
+                wire::refuse(&mut stream, &e);
+                let _ = stream.shutdown();
+                return Err(e);
+            }
+        }
+        if events.send(Event::Message { conn, message }).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// A thread that writes queued frames to the peer; a failed or slow write
+/// shuts the socket, which ends the reader too.
+fn spawn_writer<S: Stream>(conn: u64, mut stream: S) -> io::Result<Outbox> {
+    let (tx, rx) = sync_channel::<Message>(OUTBOX);
+    thread::Builder::new()
+        .name(format!("conn-{conn}-tx"))
+        .spawn(move || {
+            for message in rx {
+                if let Err(e) = wire::write_message(&mut stream, &message, Compression::Auto) {
+                    tracing::debug!("connection {conn}: write failed: {e}");
+                    let _ = stream.shutdown();
+                    return;
+                }
+            }
+        })?;
+    Ok(Outbox(tx))
+}
