@@ -21,7 +21,7 @@ use std::time::Instant;
 use shadow_agent::wire::Resource;
 
 use crate::{
-    book::{Book, slot},
+    book::{Entry, slot},
     capacity::Capacity,
 };
 
@@ -96,51 +96,62 @@ pub struct Aggregator {
     correlation: [Correlation; 4],
 }
 
-impl Aggregator {
-    /// The system-wide forecast of every resource for the next interval,
-    /// over the components of this host. Also learns from the usage that
-    /// arrived since the last call (errors of the interval just ended).
-    pub fn cycle(&mut self, book: &Book, capacity: &Capacity, now: Instant) -> [SystemForecast; 4] {
-        let mut out = [SystemForecast::default(); 4];
-        // Per resource: sum e, sum e^2, and the realised-error moments.
-        let mut band = [(0.0f64, 0.0f64); 4];
-        let mut errors = [(0.0f64, 0.0f64, 0.0f64, 0usize); 4];
-        for (key, tracks) in &book.components {
-            if key.host.is_some() {
-                // A guest's usage is already inside its VM's cgroup here.
-                continue;
+/// One tick's running sums over the components (filled in the engine's
+/// single pass over the book).
+#[derive(Default)]
+pub struct Sums {
+    out: [SystemForecast; 4],
+    /// Per resource: sum of e and of e^2.
+    band: [(f64, f64); 4],
+    /// Per resource: realised errors' sum, sum of squares, sum of |r|, count.
+    errors: [(f64, f64, f64, usize); 4],
+}
+
+impl Sums {
+    /// Adds one component of this host (a guest's usage is already inside
+    /// its VM's cgroup here, so remote components are not added).
+    pub fn add(&mut self, entry: &Entry, now: Instant) {
+        for (i, t) in entry.tracks.iter().enumerate() {
+            if let Some((used, _)) = t.usage {
+                self.out[i].used += f64::from(used);
             }
-            for (i, t) in tracks.iter().enumerate() {
-                if let Some((used, _)) = t.usage {
-                    out[i].used += f64::from(used);
-                }
-                let Some(f) = t.forecast.filter(|f| !f.is_stale(now)) else {
-                    continue;
-                };
-                let (point, upper) = f.at(now, 1);
-                let e = f64::from(upper - point);
-                out[i].point += f64::from(point);
-                out[i].upper_sum += f64::from(upper);
-                out[i].components += 1;
-                band[i].0 += e;
-                band[i].1 += e * e;
-                if let Some((used, _)) = t.usage {
-                    let (predicted, _) = f.at(now, 0);
-                    let r = f64::from(used - predicted);
-                    errors[i].0 += r;
-                    errors[i].1 += r * r;
-                    errors[i].2 += r.abs();
-                    errors[i].3 += 1;
-                }
+            let Some(f) = t.forecast.filter(|f| !f.is_stale(now)) else {
+                continue;
+            };
+            let (point, upper) = f.at(now, 1);
+            let e = f64::from(upper - point);
+            self.out[i].point += f64::from(point);
+            self.out[i].upper_sum += f64::from(upper);
+            self.out[i].components += 1;
+            self.band[i].0 += e;
+            self.band[i].1 += e * e;
+            if let Some((used, _)) = t.usage {
+                let (predicted, _) = f.at(now, 0);
+                let r = f64::from(used - predicted);
+                let errors = &mut self.errors[i];
+                errors.0 += r;
+                errors.1 += r * r;
+                errors.2 += r.abs();
+                errors.3 += 1;
             }
         }
+    }
+}
+
+impl Aggregator {
+    /// The system-wide forecast of every resource for the next interval
+    /// from one tick's sums; learns the error correlation from the usage
+    /// that arrived since the last tick.
+    pub fn finish(&mut self, sums: Sums, capacity: &Capacity) -> [SystemForecast; 4] {
+        let mut out = sums.out;
         for resource in Resource::ALL {
             let i = slot(resource);
-            if errors[i].3 >= 2 {
-                self.correlation[i].learn(errors[i].0, errors[i].1, errors[i].2);
+            let errors = sums.errors[i];
+            if errors.3 >= 2 {
+                self.correlation[i].learn(errors.0, errors.1, errors.2);
             }
             let rho = self.correlation[i].rho();
-            let (sum_e, sum_e2) = band[i];
+            let (sum_e, sum_e2) = sums.band[i];
             out[i].rho = rho;
             out[i].upper = out[i].point + ((1.0 - rho) * sum_e2 + rho * sum_e * sum_e).sqrt();
             out[i].capacity = capacity.of(resource);

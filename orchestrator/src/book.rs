@@ -175,11 +175,33 @@ impl Track {
     }
 }
 
-/// Every component's tracks.
+/// Whether the configuration opts a component in, worked out once per
+/// component rather than matching every glob every tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Optin {
+    /// Not looked up yet.
+    #[default]
+    Unknown,
+    /// Recommendations only.
+    No,
+    /// Managed under this rule (index into the configuration's rules).
+    Rule(usize),
+}
+
+/// One component.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Entry {
+    /// One track per resource, in [`Resource::ALL`] order.
+    pub tracks: [Track; 4],
+    /// Whether it is managed.
+    pub optin: Optin,
+}
+
+/// Every component.
 #[derive(Default)]
 pub struct Book {
-    /// Per component, one track per resource (in [`Resource::ALL`] order).
-    pub components: HashMap<Key, [Track; 4]>,
+    /// Per component, its tracks.
+    pub components: HashMap<Key, Entry>,
 }
 
 /// Index of a resource in a component's tracks.
@@ -205,7 +227,7 @@ impl Book {
             let Some(c) = b.components.get(p.component as usize) else {
                 continue;
             };
-            let track = &mut self.entry(host, &c.path)[slot(p.resource)];
+            let track = &mut self.entry(host, &c.path).tracks[slot(p.resource)];
             track.forecast = Some(Held::new(p, step, now));
         }
     }
@@ -216,11 +238,11 @@ impl Book {
             let Some(c) = b.components.get(u.component as usize) else {
                 continue;
             };
-            self.entry(host, &c.path)[slot(u.resource)].observe(u.value, now);
+            self.entry(host, &c.path).tracks[slot(u.resource)].observe(u.value, now);
         }
     }
 
-    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> &mut [Track; 4] {
+    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> &mut Entry {
         let key = Key {
             host: host.clone(),
             path: path.to_owned(),
@@ -231,8 +253,8 @@ impl Book {
     /// Forgets components whose agent has said nothing for `idle`
     /// (removed cgroups, departed agents).
     pub fn expire(&mut self, now: Instant, idle: Duration) {
-        self.components.retain(|_, tracks| {
-            tracks.iter().any(|t| {
+        self.components.retain(|_, entry| {
+            entry.tracks.iter().any(|t| {
                 let last = t
                     .usage
                     .map(|u| u.1)
@@ -289,7 +311,7 @@ mod tests {
         let t0 = Instant::now();
         let mut book = Book::default();
         book.predictions(&None, &batch(2.0, 5000), t0);
-        let track = book.components[&key()][0];
+        let track = book.components[&key()].tracks[0];
         // Lead 3 just after arrival: horizons 1..=3 → max upper 2.3.
         assert!((track.wanted(t0, 3).unwrap() - 2.3).abs() < 1e-6);
         // Two steps later the held horizons shift: 3..=5 (2.5).
@@ -331,7 +353,7 @@ mod tests {
         let now = Instant::now();
         let mut book = Book::default();
         book.predictions(&None, &batch(0.5, 5000), now);
-        let track = &mut book.components.get_mut(&key()).unwrap()[0];
+        let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
         track.observe(3.0, now);
         assert_eq!(track.wanted(now, 1), Some(3.0));
     }

@@ -7,9 +7,9 @@ use std::{sync::Arc, time::Instant};
 use shadow_agent::wire::{self, Resource};
 
 use crate::{
-    aggregate::{Aggregator, SystemForecast},
+    aggregate::{Aggregator, Sums, SystemForecast},
     allocate::{Want, allocate},
-    book::{Book, Key, slot},
+    book::{Book, Key, Optin, slot},
     capacity::Capacity,
     config::Config,
 };
@@ -22,6 +22,9 @@ const RESEND: f32 = 0.05;
 /// Ticks between full resends of the reservation state to agents.
 const RESEND_EVERY: u64 = 30;
 
+/// Resources with cgroup knobs (network has none).
+const MANAGEABLE: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::Io];
+
 /// A reservation to write to a managed cgroup.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
@@ -32,6 +35,8 @@ pub struct Decision {
     /// Amount to reserve, in the resource's unit; None releases it (the
     /// cgroup's own values are restored).
     pub amount: Option<f64>,
+    /// Reservation in force before this decision.
+    pub previous: Option<f32>,
     /// The cgroup's latest usage (a hard limit never goes below it).
     pub usage: f64,
     /// Why, for the log and the dry-run lines.
@@ -80,86 +85,93 @@ impl Engine {
         &self.capacity
     }
 
-    /// One decision cycle at `now`.
+    /// One decision cycle at `now`: a single pass over the book (it is the
+    /// largest structure here; one pass keeps the cycle memory-bound once)
+    /// that sums the system forecast, updates recommendations and collects
+    /// what the managed cgroups want; then the managed wants are fitted
+    /// within capacity.
     pub fn cycle(&mut self, now: Instant) -> Cycle {
         self.ticks += 1;
-        let system = self.aggregator.cycle(&self.book, &self.capacity, now);
         let lead = self.config.lead();
+        let mut sums = Sums::default();
         let mut decisions = Vec::new();
-        let mut over_committed = Vec::new();
-        for resource in [Resource::Cpu, Resource::Memory, Resource::Io] {
-            let i = slot(resource);
-            let mut managed: Vec<(&Key, Want)> = Vec::new();
-            for (key, tracks) in &mut self.book.components {
-                let track = &mut tracks[i];
-                let rule = match &key.host {
-                    None => self.config.rule_for(&key.path),
-                    Some(_) => None,
-                };
-                let bounds = rule.and_then(|r| r.bounds(resource).map(|b| (r.priority, b)));
+        let mut wants: [Vec<(Key, Want)>; 4] = Default::default();
+        for (key, entry) in &mut self.book.components {
+            if key.host.is_none() {
+                sums.add(entry, now);
+            }
+            if entry.optin == Optin::Unknown {
+                entry.optin = optin(&self.config, key);
+            }
+            let rule = match entry.optin {
+                Optin::Rule(r) => Some(&self.config.manage[r]),
+                Optin::No | Optin::Unknown => None,
+            };
+            for resource in MANAGEABLE {
+                let track = &mut entry.tracks[slot(resource)];
                 let wanted = track.wanted(now, lead);
-                match (bounds, wanted) {
-                    (Some((priority, b)), Some(w)) => managed.push((
-                        key,
+                let Some(rule) = rule.filter(|r| r.bounds(resource).is_some()) else {
+                    // Recommendation only.
+                    track.reserved = wanted;
+                    continue;
+                };
+                let bounds = rule.bounds(resource).expect("filtered above");
+                match wanted {
+                    Some(w) => wants[slot(resource)].push((
+                        key.clone(),
                         Want {
-                            priority,
-                            floor: b.floor.0,
-                            ceiling: b.ceiling.0,
+                            priority: rule.priority,
+                            floor: bounds.floor.0,
+                            ceiling: bounds.ceiling.0,
                             wanted: f64::from(w),
                         },
                     )),
-                    (Some(_), None) => {
-                        if track.reserved.take().is_some() {
+                    None => {
+                        if let Some(previous) = track.reserved.take() {
                             decisions.push(Decision {
                                 path: key.path.clone(),
                                 resource,
                                 amount: None,
+                                previous: Some(previous),
                                 usage: track.usage.map_or(0.0, |u| f64::from(u.0)),
                                 reason:
-                                    "no live forecast (agent overdue or cgroup idle): releasing"
+                                    "no live forecast (agent overdue or cgroup gone): releasing"
                                         .into(),
                             });
                         }
                     }
-                    // Recommendation only.
-                    (None, w) => track.reserved = w,
                 }
             }
-            let wants: Vec<Want> = managed.iter().map(|m| m.1).collect();
-            let (granted, over) = allocate(&wants, self.capacity.of(resource));
+        }
+        let system = self.aggregator.finish(sums, &self.capacity);
+        let mut over_committed = Vec::new();
+        for resource in MANAGEABLE {
+            let managed = std::mem::take(&mut wants[slot(resource)]);
+            let list: Vec<Want> = managed.iter().map(|m| m.1).collect();
+            let (granted, over) = allocate(&list, self.capacity.of(resource));
             if over {
                 over_committed.push(resource);
             }
-            let keys: Vec<Key> = managed.into_iter().map(|m| m.0.clone()).collect();
-            for ((key, want), amount) in keys.into_iter().zip(wants).zip(granted) {
-                let track = &mut self
-                    .book
-                    .components
-                    .get_mut(&key)
-                    .expect("key from this map")[i];
-                let previous = track.reserved.map(f64::from);
-                let changed = previous.is_none_or(|p| (amount - p).abs() > REWRITE * p.max(1e-9));
+            for ((key, want), amount) in managed.into_iter().zip(granted) {
+                let Some(entry) = self.book.components.get_mut(&key) else {
+                    continue;
+                };
+                let track = &mut entry.tracks[slot(resource)];
+                let previous = track.reserved;
+                let changed = previous
+                    .map(f64::from)
+                    .is_none_or(|p| (amount - p).abs() > REWRITE * p.max(1e-9));
                 if !changed {
                     continue;
                 }
                 track.reserved = Some(amount as f32);
                 decisions.push(Decision {
-                    path: key.path.clone(),
+                    path: key.path,
                     resource,
                     amount: Some(amount),
+                    previous,
                     usage: track.usage.map_or(0.0, |u| f64::from(u.0)),
-                    reason: format!(
-                        "forecast {:.4} x (1 + margin {:.2}), floor {}, ceiling {}{}",
-                        want.wanted / f64::from(1.0 + track.margin),
-                        track.margin,
-                        want.floor,
-                        want.ceiling,
-                        if amount + 1e-9 < want.wanted.min(want.ceiling) {
-                            ", cut to fit capacity"
-                        } else {
-                            ""
-                        }
-                    ),
+                    reason: reason(&want, amount, track.margin),
                 });
             }
         }
@@ -171,14 +183,14 @@ impl Engine {
     }
 
     /// A decision could not be applied: the reservation in force is still
-    /// `previous`, so the next tick tries again.
-    pub fn not_applied(&mut self, d: &Decision, previous: Option<f32>) {
+    /// the previous one, so the next tick tries again.
+    pub fn not_applied(&mut self, d: &Decision) {
         let key = Key {
             host: None,
             path: d.path.clone(),
         };
-        if let Some(tracks) = self.book.components.get_mut(&key) {
-            tracks[slot(d.resource)].reserved = previous;
+        if let Some(entry) = self.book.components.get_mut(&key) {
+            entry.tracks[slot(d.resource)].reserved = d.previous;
         }
     }
 
@@ -187,13 +199,16 @@ impl Engine {
     pub fn reservations(&mut self, host: &Option<Arc<str>>, at_ms: u64) -> wire::ReservationBatch {
         let full = self.ticks % RESEND_EVERY == 1;
         let mut out = Vec::new();
-        for (key, tracks) in &mut self.book.components {
+        for (key, entry) in &mut self.book.components {
             if &key.host != host {
                 continue;
             }
-            let managed = key.host.is_none() && self.config.rule_for(&key.path).is_some();
+            let rule = match entry.optin {
+                Optin::Rule(r) => Some(&self.config.manage[r]),
+                Optin::No | Optin::Unknown => None,
+            };
             for resource in Resource::ALL {
-                let t = &mut tracks[slot(resource)];
+                let t = &mut entry.tracks[slot(resource)];
                 let Some(reserved) = t.reserved else {
                     continue;
                 };
@@ -208,12 +223,7 @@ impl Engine {
                     path: key.path.clone(),
                     resource,
                     reserved,
-                    managed: managed
-                        && self
-                            .config
-                            .rule_for(&key.path)
-                            .and_then(|r| r.bounds(resource))
-                            .is_some(),
+                    managed: rule.is_some_and(|r| r.bounds(resource).is_some()),
                     margin: t.margin,
                     exceeded: t.exceeded,
                     slack: t.slack(),
@@ -224,5 +234,145 @@ impl Engine {
             at_ms,
             reservations: out,
         }
+    }
+}
+
+/// Whether the configuration opts `key` in: only cgroups of this host can
+/// be written.
+fn optin(config: &Config, key: &Key) -> Optin {
+    if key.host.is_some() {
+        return Optin::No;
+    }
+    config
+        .manage
+        .iter()
+        .position(|r| crate::config::glob_match(&r.cgroup, &key.path))
+        .map_or(Optin::No, Optin::Rule)
+}
+
+/// The log line's explanation of a reservation.
+fn reason(want: &Want, amount: f64, margin: f32) -> String {
+    let cut = if amount + 1e-9 < want.wanted.min(want.ceiling) {
+        ", cut to fit capacity"
+    } else {
+        ""
+    };
+    format!(
+        "band {:.4} x (1 + margin {margin:.2}) within floor {} and ceiling {}{cut}",
+        want.wanted / f64::from(1.0 + margin),
+        want.floor,
+        want.ceiling,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    use shadow_agent::wire::{Component, Prediction, PredictionBatch, Source, Step};
+
+    use super::*;
+
+    fn predictions(paths: &[&str], upper: f32) -> PredictionBatch {
+        PredictionBatch {
+            at_ms: 0,
+            step_ms: 1000,
+            components: paths
+                .iter()
+                .map(|p| Component {
+                    path: (*p).into(),
+                    id: 0,
+                })
+                .collect(),
+            predictions: (0..paths.len() as u32)
+                .map(|component| Prediction {
+                    component,
+                    resource: Resource::Cpu,
+                    source: Source::Model,
+                    quantile: 0.95,
+                    volatility: 0.1,
+                    last: 0.5,
+                    next_report_ms: 3000,
+                    steps: vec![Step {
+                        ahead: 1,
+                        point: upper / 2.0,
+                        upper,
+                    }],
+                })
+                .collect(),
+        }
+    }
+
+    fn engine(rules: &str, cpus: f64) -> Engine {
+        let config = Config::parse(rules, Path::new("t.toml")).unwrap();
+        let capacity = Capacity {
+            cpu: Some(cpus),
+            ..Capacity::default()
+        };
+        Engine::new(config, capacity)
+    }
+
+    const RULES: &str = r#"
+        [[manage]]
+        cgroup = "/m/*"
+        cpu = { floor = 0.5, ceiling = 3 }
+    "#;
+
+    #[test]
+    fn only_opted_in_cgroups_get_decisions() {
+        let mut e = engine(RULES, 8.0);
+        let now = Instant::now();
+        e.book
+            .predictions(&None, &predictions(&["/m/a", "/other"], 2.0), now);
+        // A remote agent's cgroup at a managed path is never written.
+        e.book
+            .predictions(&Some("guest".into()), &predictions(&["/m/b"], 2.0), now);
+        let cycle = e.cycle(now);
+        assert_eq!(cycle.decisions.len(), 1, "{:?}", cycle.decisions);
+        assert_eq!(cycle.decisions[0].path, "/m/a");
+        assert_eq!(cycle.decisions[0].amount, Some(2.0));
+        // The others got recommendations, visible in the reservation state.
+        let local = e.reservations(&None, 0).reservations;
+        let other = local.iter().find(|r| r.path == "/other").unwrap();
+        assert!(!other.managed);
+        assert_eq!(other.reserved, 2.0);
+        assert!(local.iter().find(|r| r.path == "/m/a").unwrap().managed);
+        // Unchanged forecast: no rewrite.
+        assert!(e.cycle(now).decisions.is_empty());
+    }
+
+    #[test]
+    fn bounds_and_capacity_hold_under_a_flood() {
+        let mut e = engine(RULES, 4.0);
+        let now = Instant::now();
+        let paths: Vec<String> = (0..100).map(|i| format!("/m/c{i}")).collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        for _ in 0..50 {
+            e.book.predictions(&None, &predictions(&refs, 100.0), now);
+        }
+        let cycle = e.cycle(now);
+        let total: f64 = cycle.decisions.iter().filter_map(|d| d.amount).sum();
+        // Floors alone (100 x 0.5) exceed the 4 cores: scaled to fit.
+        assert!(total <= 4.0 + 1e-6, "{total}");
+        assert_eq!(cycle.over_committed, vec![Resource::Cpu]);
+        let mut e = engine(RULES, 64.0);
+        e.book
+            .predictions(&None, &predictions(&["/m/a"], 100.0), now);
+        let cycle = e.cycle(now);
+        assert_eq!(cycle.decisions[0].amount, Some(3.0), "ceiling");
+    }
+
+    #[test]
+    fn stale_forecast_releases_the_reservation() {
+        let mut e = engine(RULES, 8.0);
+        let now = Instant::now();
+        e.book.predictions(&None, &predictions(&["/m/a"], 1.0), now);
+        assert_eq!(e.cycle(now).decisions.len(), 1);
+        // next_report 3 s + 2 ticks of grace.
+        let later = now + Duration::from_secs(6);
+        let cycle = e.cycle(later);
+        assert_eq!(cycle.decisions.len(), 1);
+        assert_eq!(cycle.decisions[0].amount, None);
+        assert!(e.cycle(later).decisions.is_empty(), "released once");
     }
 }
