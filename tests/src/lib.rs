@@ -21,6 +21,8 @@ use std::{
 use serde_json::Value;
 use shadow_agent::cgroups::Mounts;
 
+pub mod orchestrator;
+
 /// Fails the test unless it runs as root.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

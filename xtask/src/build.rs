@@ -106,7 +106,8 @@ pub fn test() -> anyhow::Result<()> {
                 "--",
                 "--test-threads=1",
             ])
-            .env("SHADOW_AGENT_BIN", binary("shadow-agent")),
+            .env("SHADOW_AGENT_BIN", binary("shadow-agent"))
+            .env("SHADOW_ORCHESTRATOR_BIN", binary("shadow-orchestrator")),
         &mut totals,
     )?;
     // One closing line for the whole run (CI reads the last one).

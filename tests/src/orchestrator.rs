@@ -1,0 +1,152 @@
+//! `shadow-orchestrator` run as a real subprocess for the tests: its own
+//! socket and state directory under a temporary folder, its stdout JSON
+//! lines (status and dry-run writes) and stderr log collected.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Path of the orchestrator binary (set by `cargo xtask test`).
+pub fn orchestrator_bin() -> PathBuf {
+    PathBuf::from(std::env::var_os("SHADOW_ORCHESTRATOR_BIN").expect(
+        "SHADOW_ORCHESTRATOR_BIN is not set: run the integration tests with `cargo xtask test`",
+    ))
+}
+
+/// A temporary folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty folder named after `name` and this process.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("shadow-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running orchestrator.
+pub struct Orchestrator {
+    child: Child,
+    /// Its socket.
+    pub socket: PathBuf,
+    stdout: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Orchestrator {
+    /// Starts it with `socket` and `state_dir` (and a 200 ms tick, status
+    /// lines on) plus `extra` arguments; returns once it listens.
+    pub fn start(socket: &Path, state_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(orchestrator_bin())
+            .arg("--socket")
+            .arg(socket)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--tick", "200ms", "--status"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shadow-orchestrator");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("ready on") {
+                    let _ = ready_tx.send(());
+                }
+                let mut s = sink.lock().expect("lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+                sink.lock().expect("lock").push(value);
+            }
+        });
+        let mut this = Self {
+            child,
+            socket: socket.to_owned(),
+            stdout,
+            stderr,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let status = this.child.try_wait();
+            panic!(
+                "orchestrator did not start ({status:?}):\n{}",
+                this.stderr()
+            );
+        }
+        this
+    }
+
+    /// The stdout JSON lines so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.stdout.lock().expect("lock").clone()
+    }
+
+    /// The log so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits until `what` holds for the stdout lines, or panics after
+    /// `timeout` with the log.
+    pub fn wait_for(&self, timeout: Duration, what: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if what(&self.lines()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("condition not met in {timeout:?}; log:\n{}", self.stderr());
+    }
+
+    /// Sends `signal` and waits for the exit; returns its status.
+    pub fn signal(mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.child.wait().expect("wait orchestrator")
+    }
+}
+
+impl Drop for Orchestrator {
+    fn drop(&mut self) {
+        if self.is_running() {
+            // SAFETY: signalling our own child; SIGTERM lets it restore.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The orchestrator's side of the wire protocol over a real Unix socket:
+//! bad peers are refused with a reason and disconnected, one at a time,
+//! while a good agent keeps being served throughout.
+
+use std::{
+    io::{Read as _, Write as _},
+    os::unix::net::UnixStream,
+    time::{Duration, Instant},
+};
+
+use shadow_agent::wire::{
+    self, Code, Component, Compression, Hello, Message, Prediction, PredictionBatch, Resource,
+    Source, Step, Usage, UsageBatch,
+};
+use shadow_tests::{
+    orchestrator::{Orchestrator, TempDir},
+    require_root,
+};
+
+fn hello(version: u16) -> Hello {
+    Hello {
+        version,
+        host: "test".into(),
+        agent: "wire-test".into(),
+        tick_ms: 200,
+    }
+}
+
+fn connect(o: &Orchestrator) -> UnixStream {
+    let s = UnixStream::connect(&o.socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads frames until an Error frame or the end; returns the error's code
+/// and message, or None if the peer just closed.
+fn refusal(s: &mut UnixStream) -> Option<(Code, String)> {
+    let mut buf = Vec::new();
+    loop {
+        match wire::read_message(s, &mut buf) {
+            Ok(Message::Error(f)) => return Some((f.code, f.message)),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// True once the orchestrator closed `s` (read returns 0 or fails).
+fn closed(s: &mut UnixStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(s.read(&mut byte), Ok(0) | Err(_))
+}
+
+fn report(s: &mut UnixStream, upper: f32) {
+    let components = vec![Component {
+        path: "/wire-test/a".into(),
+        id: 7,
+    }];
+    let usage = UsageBatch {
+        at_ms: 1,
+        interval_ms: 200,
+        components: components.clone(),
+        usage: vec![Usage {
+            component: 0,
+            resource: Resource::Cpu,
+            value: 0.5,
+        }],
+    };
+    let predictions = PredictionBatch {
+        at_ms: 1,
+        step_ms: 200,
+        components,
+        predictions: vec![Prediction {
+            component: 0,
+            resource: Resource::Cpu,
+            source: Source::Model,
+            quantile: 0.95,
+            volatility: 0.1,
+            last: 0.5,
+            next_report_ms: 5000,
+            steps: vec![Step {
+                ahead: 1,
+                point: 0.5,
+                upper,
+            }],
+        }],
+    };
+    wire::write_message(s, &Message::Usage(usage), Compression::Auto).unwrap();
+    wire::write_message(s, &Message::Predictions(predictions), Compression::Auto).unwrap();
+}
+
+#[test]
+fn bad_peers_are_refused_while_a_good_agent_is_served() {
+    require_root();
+    let dir = TempDir::new("wire");
+    let mut o = Orchestrator::start(&dir.0.join("o.sock"), &dir.0.join("state"), &[]);
+
+    // A peer that connects and says nothing must not hold anyone up.
+    let _silent = connect(&o);
+
+    let mut good = connect(&o);
+    let welcome = wire::connect(&mut good, hello(wire::VERSION)).expect("handshake");
+    assert_eq!(welcome.version, wire::VERSION);
+
+    // Another protocol version: refused, naming both versions.
+    let mut s = connect(&o);
+    wire::write_message(&mut s, &Message::Hello(hello(99)), Compression::Off).unwrap();
+    let (code, message) = refusal(&mut s).expect("an Error frame");
+    assert_eq!(code, Code::Incompatible);
+    assert!(
+        message.contains("99") && message.contains(&wire::VERSION.to_string()),
+        "{message}"
+    );
+
+    // Not our protocol at all (an HTTP request): the "length" is absurd.
+    let mut s = connect(&o);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::TooLarge));
+
+    // A first frame that is not a Hello.
+    let mut s = connect(&o);
+    let usage = UsageBatch {
+        at_ms: 0,
+        interval_ms: 1,
+        components: vec![],
+        usage: vec![],
+    };
+    wire::write_message(&mut s, &Message::Usage(usage), Compression::Off).unwrap();
+    assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::Unexpected));
+
+    // After a good handshake: a malformed frame (valid length, garbage body).
+    let mut s = connect(&o);
+    wire::connect(&mut s, hello(wire::VERSION)).unwrap();
+    s.write_all(&[5, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])
+        .unwrap();
+    assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::Malformed));
+    assert!(closed(&mut s));
+
+    // Oversized length prefix.
+    let mut s = connect(&o);
+    wire::connect(&mut s, hello(wire::VERSION)).unwrap();
+    s.write_all(&(wire::MAX_FRAME as u32 + 1).to_le_bytes())
+        .unwrap();
+    assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::TooLarge));
+
+    // A frame cut short by a disconnect.
+    let mut s = connect(&o);
+    wire::connect(&mut s, hello(wire::VERSION)).unwrap();
+    s.write_all(&[100, 0, 0, 0, 0, 1, 2]).unwrap();
+    drop(s);
+
+    // Through all of that the good agent is served: it reports and gets
+    // its recommendation back.
+    report(&mut good, 1.5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    let reservation = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no reservation state came back:\n{}",
+            o.stderr()
+        );
+        if let Ok(Message::Reservations(b)) = wire::read_message(&mut good, &mut buf)
+            && let Some(r) = b
+                .reservations
+                .into_iter()
+                .find(|r| r.path == "/wire-test/a")
+        {
+            break r;
+        }
+    };
+    assert!(!reservation.managed, "not opted in: a recommendation");
+    assert!(reservation.reserved >= 1.5, "{reservation:?}");
+    assert!(o.is_running(), "the orchestrator survived:\n{}", o.stderr());
+    let log = o.stderr();
+    for reason in ["version 99", "unexpected message", "closed mid-frame"] {
+        assert!(log.contains(reason), "no log line with {reason:?}:\n{log}");
+    }
+    let status = o.signal(libc::SIGTERM);
+    assert!(status.success(), "{status}");
+}
