@@ -115,10 +115,10 @@ impl Sums {
             if let Some((used, _)) = t.usage {
                 self.out[i].used += f64::from(used);
             }
-            let Some(f) = t.forecast.filter(|f| !f.is_stale(now)) else {
+            let Some(f) = t.forecast.as_ref().and_then(|f| f.live(now)) else {
                 continue;
             };
-            let (point, upper) = f.at(now, 1);
+            let (point, upper) = f.at(1);
             let e = f64::from(upper - point);
             self.out[i].point += f64::from(point);
             self.out[i].upper_sum += f64::from(upper);
@@ -126,7 +126,7 @@ impl Sums {
             self.band[i].0 += e;
             self.band[i].1 += e * e;
             if let Some((used, _)) = t.usage {
-                let (predicted, _) = f.at(now, 0);
+                let (predicted, _) = f.at(0);
                 let r = f64::from(used - predicted);
                 let errors = &mut self.errors[i];
                 errors.0 += r;

@@ -23,8 +23,9 @@ pub const MAX_MARGIN: f32 = 1.0;
 /// Weight of the newest interval in the exceeded/slack averages (about the
 /// last 50 intervals).
 const ALPHA: f32 = 0.02;
-/// Horizons held per forecast.
-pub const HELD_STEPS: usize = 8;
+/// Horizons held per forecast: the agent's forecasters serve up to
+/// [`shadow_agent::forecast::MAX_HORIZON`]; further ones are dropped.
+pub const HELD_STEPS: usize = shadow_agent::forecast::MAX_HORIZON;
 
 /// A component: a cgroup on the orchestrator's host (`host` is None, from a
 /// local agent) or inside a remote agent's guest.
@@ -36,80 +37,114 @@ pub struct Key {
     pub path: String,
 }
 
-/// The forecast held for one component and resource.
+/// The forecast held for one component and resource. Kept compact (one
+/// of these per component and resource is what a cycle walks through).
 #[derive(Clone, Copy, Debug)]
 pub struct Held {
-    /// `(ahead, point, upper)` per horizon, in increasing `ahead`.
-    steps: [(u16, f32, f32); HELD_STEPS],
-    len: usize,
-    /// Length of one step.
-    step: Duration,
+    /// Point forecast per horizon, in increasing `ahead`.
+    points: [f32; HELD_STEPS],
+    /// Upper band per horizon.
+    uppers: [f32; HELD_STEPS],
+    /// Ticks ahead of each horizon.
+    aheads: [u16; HELD_STEPS],
+    len: u8,
+    /// Whether the band came from a hint.
+    pub source: Source,
+    /// Length of one step, in milliseconds.
+    step_ms: u32,
+    /// Milliseconds after `received` when the agent becomes overdue.
+    valid_ms: u32,
     /// When it arrived.
     received: Instant,
-    /// After this the agent is overdue and the forecast is not trusted.
-    valid_until: Instant,
     /// Quantile of the bands.
     pub quantile: f32,
     /// Typical one-step error.
     pub volatility: f32,
-    /// Whether the band came from a hint.
-    pub source: Source,
 }
 
 impl Held {
-    /// Holds a received prediction whose steps are `step` long.
-    pub fn new(p: &wire::Prediction, step: Duration, now: Instant) -> Self {
-        let mut steps = [(0, 0.0, 0.0); HELD_STEPS];
-        let len = p.steps.len().min(HELD_STEPS);
-        for (slot, s) in steps.iter_mut().zip(&p.steps) {
-            *slot = (s.ahead, s.point, s.upper.max(s.point));
-        }
-        // Two missed ticks of grace past the promised next report.
-        let valid = Duration::from_millis(u64::from(p.next_report_ms)) + 2 * step;
-        Self {
-            steps,
-            len,
-            step,
+    /// Holds a received prediction whose steps are `step_ms` long.
+    pub fn new(p: &wire::Prediction, step_ms: u32, now: Instant) -> Self {
+        let mut held = Self {
+            points: [0.0; HELD_STEPS],
+            uppers: [0.0; HELD_STEPS],
+            aheads: [0; HELD_STEPS],
+            len: p.steps.len().min(HELD_STEPS) as u8,
+            source: p.source,
+            step_ms: step_ms.max(1),
+            // Two missed ticks of grace past the promised next report.
+            valid_ms: p.next_report_ms.saturating_add(step_ms.saturating_mul(2)),
             received: now,
-            valid_until: now + valid,
             quantile: p.quantile,
             volatility: p.volatility,
-            source: p.source,
+        };
+        for (i, s) in p.steps.iter().take(HELD_STEPS).enumerate() {
+            held.aheads[i] = s.ahead;
+            held.points[i] = s.point;
+            held.uppers[i] = s.upper.max(s.point);
         }
+        held
     }
 
-    /// Whether the agent is overdue.
-    pub fn is_stale(&self, now: Instant) -> bool {
-        now > self.valid_until
+    /// The forecast as seen at `now`, or None if the agent is overdue.
+    /// The elapsed time is worked out once here: a cycle asks each held
+    /// forecast several questions, and 40,000 of them per tick add up.
+    pub fn live(&self, now: Instant) -> Option<Live<'_>> {
+        let d = now.saturating_duration_since(self.received);
+        let ms = d.as_secs().saturating_mul(1000) + u64::from(d.subsec_millis());
+        if ms > u64::from(self.valid_ms) {
+            return None;
+        }
+        let step = u64::from(self.step_ms);
+        let elapsed = ((ms + step / 2) / step).min(u64::from(u16::MAX)) as u16;
+        Some(Live {
+            held: self,
+            elapsed,
+        })
+    }
+}
+
+/// A held forecast at one moment: its horizons shifted by the whole steps
+/// elapsed since it was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Live<'a> {
+    held: &'a Held,
+    elapsed: u16,
+}
+
+impl Live<'_> {
+    /// Index of the horizon covering the interval that ends `k` steps from
+    /// now (k = 0: the one ending now, or the first horizon if the forecast
+    /// is that fresh); past the last horizon, the last one.
+    fn index(&self, k: u16) -> Option<usize> {
+        let len = usize::from(self.held.len);
+        if len == 0 {
+            return None;
+        }
+        let ahead = self.elapsed.saturating_add(k).max(1);
+        Some(
+            self.held.aheads[..len]
+                .iter()
+                .position(|&a| a >= ahead)
+                .unwrap_or(len - 1),
+        )
     }
 
-    /// Whole steps elapsed since the forecast was made.
-    fn elapsed_steps(&self, now: Instant) -> u16 {
-        let e = now.saturating_duration_since(self.received).as_secs_f64()
-            / self.step.as_secs_f64().max(1e-6);
-        e.round().min(f64::from(u16::MAX)) as u16
-    }
-
-    /// `(point, upper)` for the interval ending `k` steps after `now`
-    /// (k = 0: the one ending now, or the first horizon if the forecast is
-    /// that fresh); past the last horizon, the last one.
-    pub fn at(&self, now: Instant, k: u16) -> (f32, f32) {
-        let ahead = self.elapsed_steps(now).saturating_add(k).max(1);
-        let steps = &self.steps[..self.len];
-        let s = steps
-            .iter()
-            .find(|s| s.0 >= ahead)
-            .or(steps.last())
-            .copied()
-            .unwrap_or((0, 0.0, 0.0));
-        (s.1, s.2)
+    /// `(point, upper)` for the interval ending `k` steps from now.
+    pub fn at(&self, k: u16) -> (f32, f32) {
+        self.index(k)
+            .map_or((0.0, 0.0), |i| (self.held.points[i], self.held.uppers[i]))
     }
 
     /// Highest upper band over the next `lead` intervals: what must be
     /// waiting so demand does not outrun the knob before the next decision.
-    pub fn upper_within(&self, now: Instant, lead: u16) -> f32 {
-        (1..=lead.max(1))
-            .map(|k| self.at(now, k).1)
+    pub fn upper_within(&self, lead: u16) -> f32 {
+        let (Some(first), Some(last)) = (self.index(1), self.index(lead.max(1))) else {
+            return 0.0;
+        };
+        self.held.uppers[first..=last]
+            .iter()
+            .copied()
             .fold(0.0, f32::max)
     }
 }
@@ -168,8 +203,8 @@ impl Track {
     /// band raised by its margin, and never below what it uses now. None
     /// if its agent is overdue (the reservation is then released).
     pub fn wanted(&self, now: Instant, lead: u16) -> Option<f32> {
-        let forecast = self.forecast.filter(|f| !f.is_stale(now))?;
-        let band = forecast.upper_within(now, lead) * (1.0 + self.margin);
+        let forecast = self.forecast.as_ref()?.live(now)?;
+        let band = forecast.upper_within(lead) * (1.0 + self.margin);
         let current = self.usage.map_or(0.0, |u| u.0);
         Some(band.max(current))
     }
@@ -222,13 +257,12 @@ impl Book {
         b: &wire::PredictionBatch,
         now: Instant,
     ) {
-        let step = Duration::from_millis(u64::from(b.step_ms));
         for p in &b.predictions {
             let Some(c) = b.components.get(p.component as usize) else {
                 continue;
             };
             let track = &mut self.entry(host, &c.path).tracks[slot(p.resource)];
-            track.forecast = Some(Held::new(p, step, now));
+            track.forecast = Some(Held::new(p, b.step_ms, now));
         }
     }
 
