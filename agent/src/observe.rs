@@ -20,6 +20,7 @@ use crate::{
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
     transmit::{Target, Transmitter},
+    wire::Resource,
 };
 
 /// Output format.
@@ -64,7 +65,10 @@ pub struct ObserveArgs {
     /// Send every cgroup's usage and forecasts (horizons 1..6) to the
     /// orchestrator at this Unix socket path, or `tcp:HOST:PORT` for a
     /// remote one (implies --forecast). Observation goes on if it is
-    /// unreachable; the agent reconnects.
+    /// unreachable; the agent reconnects. The reservation the orchestrator
+    /// holds for each cgroup's CPU is added to the output
+    /// (`cpu_reserved_cores`, `cpu_reservation_managed`; the table's RSV%
+    /// column, `*` where the orchestrator writes the knobs).
     #[arg(long, value_name = "SOCKET")]
     pub orchestrator: Option<String>,
     /// At exit, print the collector's own cost to stderr as one JSON line:
@@ -183,11 +187,29 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        let reserved = transmitter.as_ref().map(Transmitter::reservations);
+        let reserved = reserved
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()));
         let rows: Vec<Row> = samples
             .into_iter()
             .zip(forecasts)
-            .map(|(sample, forecast)| Row { sample, forecast })
+            .map(|(sample, forecast)| {
+                let reservation = reserved.as_ref().and_then(|r| {
+                    let r = r.get(&(sample.cgroup.clone(), Resource::Cpu))?;
+                    Some(CpuReservation {
+                        cpu_reserved_cores: f64::from(r.reserved),
+                        cpu_reservation_managed: r.managed,
+                    })
+                });
+                Row {
+                    sample,
+                    forecast,
+                    reservation,
+                }
+            })
             .collect();
+        drop(reserved);
         let written = match args.format {
             Format::Json => write_json(&mut stdout, &rows),
             Format::Table => write_table(&mut stdout, rows, args.top, collector.cgroups()),
@@ -253,6 +275,17 @@ struct Row {
     sample: Sample,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     forecast: Option<CpuForecast>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    reservation: Option<CpuReservation>,
+}
+
+/// What the orchestrator holds for a cgroup's CPU (with --orchestrator).
+#[derive(Clone, Copy, Serialize)]
+struct CpuReservation {
+    /// Cores reserved (managed) or recommended.
+    cpu_reserved_cores: f64,
+    /// True if the orchestrator writes this cgroup's knobs.
+    cpu_reservation_managed: bool,
 }
 
 fn write_json(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<()> {
@@ -280,7 +313,12 @@ fn write_table(
         "\n{cgroups} cgroups, {} active; per second:",
         rows.len()
     )?;
-    let forecast_header = if forecasting { "  NEXT% UPPER%" } else { "" };
+    let reserving = rows.iter().any(|r| r.reservation.is_some());
+    let forecast_header = match (forecasting, reserving) {
+        (true, true) => "  NEXT% UPPER%   RSV% ",
+        (true, false) => "  NEXT% UPPER%",
+        _ => "",
+    };
     writeln!(
         out,
         "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}{forecast_header}  CGROUP",
@@ -298,9 +336,19 @@ fn write_table(
             (true, None) => format!(" {:>6} {:>6}", "-", "-"),
             (false, _) => String::new(),
         };
+        let reservation = match (reserving, r.reservation) {
+            // A trailing '*' marks a reservation the orchestrator writes.
+            (true, Some(v)) => format!(
+                " {:>6.1}{}",
+                v.cpu_reserved_cores * 100.0,
+                if v.cpu_reservation_managed { "*" } else { " " }
+            ),
+            (true, None) => format!(" {:>6} ", "-"),
+            (false, _) => String::new(),
+        };
         writeln!(
             out,
-            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}{forecast}  {}",
+            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}{forecast}{reservation}  {}",
             per_s(u.cpu_ns) / 1e7,
             per_s(u.runq_delay_ns) / 1e6,
             per_s(u.page_faults),
