@@ -121,11 +121,7 @@ impl Recurrence {
         if u.is_nan() {
             return;
         }
-        let miss = 1.0 - q;
-        // A share this close to 1 - q is noise: its variance under "no
-        // better than reserving nothing" is q (1 - q).
-        let null_var = q * miss;
-        let mut best = (NONE, 0.0f32);
+        let mut woke = false;
         for i in 0..LAGS {
             let m = self.lags[i] as usize;
             // y's tick is one past the ring's newest, so one period before
@@ -135,17 +131,36 @@ impl Recurrence {
             }
             let maxima = window_maxima(ring, m - 1);
             for (k, &top) in maxima.iter().enumerate() {
-                let (used, awake) = (&mut self.used[i][k], &mut self.awake[i][k]);
                 if top > u {
                     let share = ((y - u) / (top - u)).clamp(0.0, 1.0);
-                    *used = (1.0 - BETA) * *used + share;
-                    *awake = (1.0 - BETA) * *awake + 1.0;
+                    self.used[i][k] = (1.0 - BETA) * self.used[i][k] + share;
+                    self.awake[i][k] = (1.0 - BETA) * self.awake[i][k] + 1.0;
+                    woke = true;
                 }
-                if *awake > 0.0 {
-                    let p = *used / *awake;
+            }
+        }
+        // The selection only changes when a record did.
+        if woke {
+            self.select(q);
+        }
+    }
+
+    /// The candidate with the highest share used among those whose share
+    /// exceeds `1 - q` by two standard errors.
+    fn select(&mut self, q: f32) {
+        let miss = 1.0 - q;
+        // A share this close to 1 - q is noise: its variance under "no
+        // better than reserving nothing" is q (1 - q).
+        let null_var = q * miss;
+        let mut best = (NONE, 0.0f32);
+        for i in 0..LAGS {
+            for k in 0..W {
+                let awake = self.awake[i][k];
+                if awake > 0.0 {
+                    let p = self.used[i][k] / awake;
                     let excess = p - miss;
                     let var = (p * (1.0 - p)).max(null_var);
-                    if excess > 0.0 && excess * excess * *awake > Z2 * var && p > best.1 {
+                    if excess > 0.0 && excess * excess * awake > Z2 * var && p > best.1 {
                         best = ((i * W + k) as u8, p);
                     }
                 }
