@@ -17,6 +17,7 @@
 use super::experts::{EXPERTS, Experts, SEASONAL};
 use super::period::PeriodDetector;
 use super::quantile::{Calibration, SIGMA_FAST, SIGMA_SLOW};
+use super::recur::Recurrence;
 use super::ring::Ring;
 use super::{Config, Error, Forecast, MAX_GAP_TICKS, MAX_HORIZON, Update, pinball};
 
@@ -62,6 +63,8 @@ pub struct Forecaster {
     ring: Ring,
     period: PeriodDetector,
     experts: Experts,
+    /// Lifts of the band for peaks that recur at a long wall-clock period.
+    recur: Recurrence,
     /// `pending[target % MAX_HORIZON][h - 1][expert]`: the point forecast
     /// each expert made `h` ticks before `target`, kept until it is scored.
     pending: [[[f32; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
@@ -96,6 +99,7 @@ impl Forecaster {
             ring: Ring::new(),
             period: PeriodDetector::new(cfg.interval_s()),
             experts: Experts::new(),
+            recur: Recurrence::new(cfg.interval_s()),
             pending: [[[f32::NAN; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
             calibration: [Calibration::new(); MAX_HORIZON],
             band_loss: [[0.0; BANDS]; MAX_HORIZON],
@@ -187,6 +191,7 @@ impl Forecaster {
             let err = (y - self.point[0]).abs();
             self.volatility += SIGMA_FAST * (err - self.volatility);
         }
+        self.recur.score(&self.ring, y, q);
         for h in 0..self.cfg.horizon() {
             if self.n <= h as u64 {
                 break;
@@ -321,6 +326,7 @@ impl Forecaster {
             let slot = ((self.n + h as u64) % MAX_HORIZON as u64) as usize;
             self.pending[slot][h] = *row;
         }
+        self.recur.lift(&self.ring, &mut self.upper, horizon);
     }
 }
 

@@ -20,6 +20,8 @@
 //!   mean-reverting AR(1), seasonal naive).
 //! - `quantile.rs`: online calibration of a band from realised errors.
 //! - `period.rs`: self-detected period over a bounded set of candidate lags.
+//! - `recur.rs`: band lifts for peaks that recur at a long wall-clock
+//!   period with jittered timing (a specialist scored on its own ticks).
 //! - `ring.rs`: the bounded window of recent values the seasonal parts need.
 //! - [`Reporter`] (`reporter.rs`): volatility-adaptive decision to send.
 //! - [`CounterRate`] (`counter.rs`): cumulative counters to rates, resets.
@@ -29,6 +31,7 @@ mod ensemble;
 mod experts;
 mod period;
 mod quantile;
+mod recur;
 mod reporter;
 mod ring;
 #[cfg(test)]

@@ -41,6 +41,17 @@ const WARM: usize = 1024;
 /// Re-select the period every this many ticks; the statistics move slowly.
 const RESELECT_EVERY: u32 = 32;
 
+/// The wall-clock periods longer than the dense lags, in ticks of
+/// `interval_s`, up to `max_lag`, ascending (a day of 5-minute samples is
+/// 288 ticks; one, two and five minutes of 1-second samples are 60, 120 and
+/// 300).
+pub(crate) fn long_wall_lags(interval_s: f64, max_lag: usize) -> impl Iterator<Item = u16> {
+    WALL_PERIODS_S.into_iter().filter_map(move |p| {
+        let k = (p / interval_s).round();
+        (k > DENSE_MAX as f64 && k <= max_lag as f64).then_some(k as u16)
+    })
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct PeriodDetector {
     lags: [u16; MAX_CANDIDATES],
@@ -64,14 +75,10 @@ impl PeriodDetector {
             lags[count] = k as u16;
             count += 1;
         }
-        for p in WALL_PERIODS_S {
-            let k = (p / interval_s).round();
-            if k > DENSE_MAX as f64 && k <= max_lag as f64 && count < MAX_CANDIDATES {
-                let k = k as u16;
-                if !lags[..count].contains(&k) {
-                    lags[count] = k;
-                    count += 1;
-                }
+        for k in long_wall_lags(interval_s, max_lag) {
+            if count < MAX_CANDIDATES && !lags[..count].contains(&k) {
+                lags[count] = k;
+                count += 1;
             }
         }
         Self {
