@@ -12,8 +12,6 @@ use shadow_agent::wire::Resource;
 
 /// Default Unix socket agents connect to.
 pub const DEFAULT_SOCKET: &str = "/run/shadow/orchestrator.sock";
-/// Default directory of the journal of original knob values.
-pub const DEFAULT_STATE_DIR: &str = "/run/shadow";
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]

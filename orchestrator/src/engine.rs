@@ -39,6 +39,8 @@ pub struct Decision {
     pub previous: Option<f32>,
     /// The cgroup's latest usage (a hard limit never goes below it).
     pub usage: f64,
+    /// The configured ceiling of the resource for this cgroup.
+    pub ceiling: f64,
     /// Why, for the log and the dry-run lines.
     pub reason: String,
 }
@@ -134,6 +136,7 @@ impl Engine {
                                 amount: None,
                                 previous: Some(previous),
                                 usage: track.usage.map_or(0.0, |u| f64::from(u.0)),
+                                ceiling: bounds.ceiling.0,
                                 reason:
                                     "no live forecast (agent overdue or cgroup gone): releasing"
                                         .into(),
@@ -171,6 +174,7 @@ impl Engine {
                     amount: Some(amount),
                     previous,
                     usage: track.usage.map_or(0.0, |u| f64::from(u.0)),
+                    ceiling: want.ceiling,
                     reason: reason(&want, amount, track.margin),
                 });
             }

@@ -12,11 +12,20 @@
 //! - [`aggregate`]: the system-wide forecast with diversification.
 //! - [`allocate`]: fitting reservations within capacity by priority.
 //! - [`engine`]: each tick's decisions.
+//! - [`actuator`]: which cgroup knobs exist on this host (v2 or v1 per
+//!   controller), their values in the kernel's own formats, and guarded
+//!   writes (rate limit, cooldown, never a hard cap below usage, dry-run).
+//! - [`journal`]: every original value, fsynced before the first write that
+//!   changes it, so a normal exit and the start after a crash put it back.
+//! - [`apply`]: decisions turned into knob writes.
 
+pub mod actuator;
 pub mod aggregate;
 pub mod allocate;
+pub mod apply;
 pub mod book;
 pub mod capacity;
 pub mod config;
 pub mod engine;
+pub mod journal;
 pub mod server;

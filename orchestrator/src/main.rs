@@ -14,12 +14,16 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use anyhow::Context as _;
 use clap::Parser;
 use shadow_agent::wire::{self, Message, Resource};
 use shadow_orchestrator::{
+    actuator::{Actuator, Layout, Limits, Mode, RestoreReport},
+    apply::apply,
     capacity::Capacity,
-    config::{Config, DEFAULT_SOCKET, DEFAULT_STATE_DIR},
+    config::{Config, DEFAULT_SOCKET},
     engine::Engine,
+    journal::DEFAULT_STATE_DIR,
     server::{Event, Outbox, Server},
 };
 
@@ -59,6 +63,10 @@ struct Cli {
     /// Stop after this many ticks (tests, demos); default: until SIGTERM/Ctrl-C.
     #[arg(long)]
     ticks: Option<u64>,
+    /// Only put back the original knob values a crashed run left in the
+    /// journal, then exit.
+    #[arg(long)]
+    restore: bool,
 }
 
 /// `--version`: the build and the wire protocol it speaks.
@@ -114,6 +122,23 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         // async-signal-safe.
         unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
     }
+    let state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let mode = if cli.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Write
+    };
+    // Before anything else: put back what a crashed run left changed.
+    let layout = Layout::from_system().context("finding the cgroup mounts")?;
+    let (mut actuator, restored) = Actuator::open(layout, &state_dir, mode, Limits::default())
+        .with_context(|| format!("opening the journal in {}", state_dir.display()))?;
+    log_restore("after a crash", &restored);
+    if cli.restore {
+        return Ok(());
+    }
     let hostname = hostname();
     let capacity = Capacity::detect(&config.capacity);
     let (server, events) = Server::new(&hostname);
@@ -131,10 +156,6 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
             "no cgroup is opted in (`[[manage]]` in the configuration): recommending only"
         );
     }
-    let _state_dir = config
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
     tracing::info!(
         "listening on {}; capacity: cpu {:?} cores, memory {:?} bytes, io {:?} B/s, net {:?} B/s",
         socket.display(),
@@ -163,13 +184,27 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         done += 1;
         let cycle = engine.cycle(now);
         for d in &cycle.decisions {
-            tracing::info!(
-                "{} {}: reserve {:?} ({})",
-                d.path,
-                d.resource.name(),
-                d.amount,
-                d.reason
-            );
+            let capacity = engine.capacity().of(d.resource);
+            match apply(&mut actuator, d, d.ceiling, capacity, now) {
+                Ok(applied) if applied.complete() => {}
+                Ok(applied) => {
+                    tracing::debug!(
+                        "{} {}: not yet: {}",
+                        d.path,
+                        d.resource.name(),
+                        applied.refused.join("; ")
+                    );
+                    engine.not_applied(d);
+                }
+                Err(e) if e.is_gone() => {
+                    tracing::debug!("{} is gone: {e}", d.path);
+                    actuator.forget(&d.path);
+                }
+                Err(e) => {
+                    tracing::warn!("{} {}: {e}", d.path, d.resource.name());
+                    engine.not_applied(d);
+                }
+            }
         }
         for r in &cycle.over_committed {
             tracing::warn!(
@@ -183,8 +218,37 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         send_reservations(&mut engine, &peers);
         engine.book.expire(now, Duration::from_secs(600));
     }
-    tracing::info!("stopping");
+    tracing::info!("stopping: restoring the original knob values");
+    let restored = actuator
+        .restore_all()
+        .context("restoring the original knob values")?;
+    log_restore("on exit", &restored);
+    if !restored.failed.is_empty() {
+        anyhow::bail!(
+            "{} original values could not be restored; they stay in the journal for the next start (or `shadow-orchestrator --restore`)",
+            restored.failed.len()
+        );
+    }
     Ok(())
+}
+
+fn log_restore(when: &str, r: &RestoreReport) {
+    if !r.restored.is_empty() || !r.gone.is_empty() {
+        tracing::info!(
+            "restored {} original knob values {when} ({} cgroups were gone)",
+            r.restored.len(),
+            r.gone.len()
+        );
+    }
+    for f in &r.failed {
+        tracing::error!("cannot restore {}: {}", f.entry.path.display(), f.cause);
+    }
+    if !r.pending.is_empty() {
+        tracing::warn!(
+            "dry run: {} original values from a crashed run are still to be restored (run without --dry-run)",
+            r.pending.len()
+        );
+    }
 }
 
 fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>) {

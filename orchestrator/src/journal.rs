@@ -1,0 +1,262 @@
+//! The journal: every knob's original value, on disk before the knob is
+//! first changed, so that a normal exit and the start after a crash (kill
+//! -9, power loss) can put it back.
+//!
+//! Format: `<state dir>/journal.jsonl`, one JSON object per line,
+//! `{"cgroup":"/a","knob":"memory.high","path":"/sys/fs/cgroup/a/memory.high","original":"max"}`,
+//! appended and fsynced (file, and the directory when the file is new)
+//! before the write it protects. `original` is the exact text to write back.
+//! A torn last line (no newline) is ignored with a warning: the write it
+//! protected never happened, because it waits for the fsync. The journal
+//! is removed once every entry has been restored.
+//!
+//! The state directory (default [`DEFAULT_STATE_DIR`], created 0700) is
+//! locked with `flock` while a journal is open, so a second orchestrator
+//! cannot "restore" the first one's live settings under it.
+
+use std::{
+    collections::HashSet,
+    fs::{self, DirBuilder, File, OpenOptions},
+    io::{self, Read as _, Write as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    },
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::actuator::Knob;
+
+/// Where the journal lives unless configured otherwise: /run is a tmpfs,
+/// emptied at boot, which is right because cgroups do not survive a reboot
+/// either.
+pub const DEFAULT_STATE_DIR: &str = "/run/shadow";
+
+/// The journal's file name in the state directory.
+pub const FILE_NAME: &str = "journal.jsonl";
+
+/// A journal larger than this is not ours (10,000 cgroups x 4 knobs at
+/// ~200 bytes an entry is 8 MB).
+const MAX_LEN: u64 = 64 << 20;
+
+/// One knob's original value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The cgroup, relative to the v2 root.
+    pub cgroup: String,
+    /// The knob.
+    pub knob: Knob,
+    /// The file written (absolute), so restoring needs no layout guesswork.
+    pub path: PathBuf,
+    /// The exact text to write back.
+    pub original: String,
+}
+
+/// Why the journal could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The state directory could not be created or opened.
+    #[error("cannot create or open state directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Another process holds the state directory.
+    #[error("state directory {path} is in use by another shadow-orchestrator ({source})")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The cause (EWOULDBLOCK).
+        #[source]
+        source: io::Error,
+    },
+    /// The journal could not be read.
+    #[error("cannot read journal {path}: {source}")]
+    Read {
+        /// The journal file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The journal is implausibly large.
+    #[error("journal {path} is larger than {MAX_LEN} bytes: not a Shadow journal?")]
+    TooLarge {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// An entry could not be made durable (the knob write is not made).
+    #[error("cannot write journal {path}: {source}")]
+    Write {
+        /// The journal file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a journal held when it was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// Entries, first per file only (a later one would be a value Shadow
+    /// wrote itself, not the original), in the order they were written.
+    pub entries: Vec<Entry>,
+    /// Lines that were torn or unreadable and ignored.
+    pub skipped: usize,
+}
+
+/// An open, locked journal.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: Option<File>,
+    /// Held for the flock; closing it releases the directory.
+    _lock: File,
+}
+
+impl Journal {
+    /// Creates `dir` (0700) if needed, locks it and reads any journal that
+    /// a previous run left there.
+    pub fn open(dir: &Path) -> Result<(Self, Contents), JournalError> {
+        let dir_err = |source| JournalError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(dir_err)?;
+        let lock = File::open(dir).map_err(dir_err)?;
+        // SAFETY: flock on a descriptor this function owns; no memory involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(JournalError::Locked {
+                path: dir.to_path_buf(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        let contents = Self::read(dir)?;
+        let journal = Self {
+            dir: dir.to_path_buf(),
+            path: dir.join(FILE_NAME),
+            file: None,
+            _lock: lock,
+        };
+        Ok((journal, contents))
+    }
+
+    /// Reads the journal in `dir` without locking or creating anything
+    /// (what a dry run reports). A missing journal is empty.
+    pub fn read(dir: &Path) -> Result<Contents, JournalError> {
+        let path = dir.join(FILE_NAME);
+        let read_err = |source| JournalError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut bytes = Vec::new();
+        match File::open(&path) {
+            Ok(f) => f
+                .take(MAX_LEN + 1)
+                .read_to_end(&mut bytes)
+                .map_err(read_err)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
+            Err(e) => return Err(read_err(e)),
+        };
+        if bytes.len() as u64 > MAX_LEN {
+            return Err(JournalError::TooLarge { path });
+        }
+        Ok(parse(&String::from_utf8_lossy(&bytes), &path))
+    }
+
+    /// Appends `entry` and makes it durable before returning.
+    pub fn append(&mut self, entry: &Entry) -> Result<(), JournalError> {
+        let write_err = |source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_string(entry).map_err(|e| write_err(e.into()))?;
+        line.push('\n');
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.path)
+                .map_err(write_err)?;
+            // The file's directory entry must be durable too.
+            sync_dir(&self.dir).map_err(write_err)?;
+            self.file = Some(file);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(write_err(io::Error::other("journal not open")));
+        };
+        file.write_all(line.as_bytes()).map_err(write_err)?;
+        file.sync_data().map_err(write_err)
+    }
+
+    /// Removes the journal once everything in it has been restored.
+    pub fn clear(&mut self) -> Result<(), JournalError> {
+        self.file = None;
+        let write_err = |source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        match fs::remove_file(&self.path) {
+            Ok(()) => sync_dir(&self.dir).map_err(write_err),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(write_err(e)),
+        }
+    }
+
+    /// The journal file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Parses journal text; `path` only names the file in warnings.
+pub fn parse(text: &str, path: &Path) -> Contents {
+    let mut contents = Contents::default();
+    let mut seen = HashSet::new();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // After the last '\n' is either nothing or a line torn by a crash.
+    if let Some(torn) = lines.pop().filter(|l| !l.is_empty()) {
+        tracing::warn!(journal = %path.display(), line = %truncate(torn),
+            "ignoring the journal's torn last line: the write it protected never happened");
+        contents.skipped += 1;
+    }
+    for line in lines.into_iter().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Entry>(line) {
+            Ok(entry) => {
+                if seen.insert(entry.path.clone()) {
+                    contents.entries.push(entry);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(journal = %path.display(), line = %truncate(line), cause = %e,
+                    "ignoring an unreadable journal line");
+                contents.skipped += 1;
+            }
+        }
+    }
+    contents
+}
+
+fn truncate(line: &str) -> String {
+    line.chars().take(200).collect()
+}
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;

@@ -1,0 +1,502 @@
+//! The actuator against the real kernel: v1 knobs written under cgroups the
+//! tests create and read back from cgroupfs; the hard memory cap refused
+//! below what a real process holds; a SIGKILLed writer's originals put back
+//! by the next open; dry runs that change nothing. v2 knobs are checked over
+//! a tree mimicking cgroupfs (hybrid hosts have no cpu/memory/io in v2).
+//!
+//! Two `#[ignore]`d tests are not tests: they are the child processes that
+//! the real tests start (this executable run again with an environment
+//! variable saying which), and fail when started any other way.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{self, BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use shadow_orchestrator::actuator::{
+    Actuator, Bytes, CpuQuota, Knob, Layout, Limits, Mode, Outcome, Refusal, Resource, Setting,
+    fake::FakeTree,
+};
+use shadow_tests::{TestCgroup, require_root};
+
+/// Which child a re-run of this executable is, and its arguments.
+const CHILD: &str = "SHADOW_ACTUATOR_CHILD";
+/// What a child prints once it has done its part.
+const READY: &str = "SHADOW-CHILD-READY";
+
+const V1: [&str; 3] = ["cpu", "memory", "blkio"];
+const V1_KNOBS: [Knob; 5] = [
+    Knob::CpuCfsQuota,
+    Knob::CpuShares,
+    Knob::MemorySoftLimit,
+    Knob::MemoryLimit,
+    Knob::BlkioWeight,
+];
+
+/// A private state directory, removed on drop.
+struct StateDir(PathBuf);
+
+impl StateDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "shadow-test-actuator-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn layout() -> Layout {
+    Layout::from_system().expect("cgroup mounts")
+}
+
+fn open(state: &Path, mode: Mode) -> Actuator {
+    let (act, report) = Actuator::open(layout(), state, mode, Limits::default()).expect("open");
+    assert!(
+        report.restored.is_empty() && report.failed.is_empty(),
+        "fresh state dir had a journal: {report:?}"
+    );
+    act
+}
+
+/// The exact text of each v1 knob file of `cgroup`, as the kernel shows it.
+fn v1_files(cgroup: &str) -> BTreeMap<Knob, String> {
+    let layout = layout();
+    V1_KNOBS
+        .iter()
+        .map(|&k| {
+            let path = layout.file(cgroup, k).expect("v1 knob path");
+            let text =
+                fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (k, text)
+        })
+        .collect()
+}
+
+/// New values for every v1 knob, with the kernel's text for each.
+fn v1_changes(act: &Actuator, cgroup: &str) -> Vec<(Knob, Setting, &'static str)> {
+    let Setting::CpuQuota(q) = act.read(cgroup, Knob::CpuCfsQuota).expect("read quota") else {
+        panic!("cpu.cfs_quota_us is not a quota");
+    };
+    assert_eq!(q.period_us, 100_000, "the kernel's default CFS period");
+    vec![
+        (
+            Knob::CpuCfsQuota,
+            Setting::CpuQuota(CpuQuota::from_cores(1.5, q.period_us)),
+            "150000\n",
+        ),
+        (Knob::CpuShares, Setting::Weight(2048), "2048\n"),
+        (
+            Knob::MemorySoftLimit,
+            Setting::Bytes(Bytes::Limit(256 << 20)),
+            "268435456\n",
+        ),
+        (
+            Knob::MemoryLimit,
+            Setting::Bytes(Bytes::Limit(512 << 20)),
+            "536870912\n",
+        ),
+        (Knob::BlkioWeight, Setting::Weight(500), "500\n"),
+    ]
+}
+
+/// On this host the cgroup's cpu, memory and io knobs are the v1 ones
+/// (the v2 tree has none of those controllers), and they all exist.
+#[test]
+fn layout_picks_v1_knobs_on_a_hybrid_host() {
+    let cg = TestCgroup::new("act-layout", &V1);
+    let layout = layout();
+    let v2 = layout.v2_controllers(&cg.path).expect("cgroup.controllers");
+    for c in ["cpu", "memory", "io"] {
+        assert!(
+            !v2.iter().any(|x| x == c),
+            "v2 has {c} here: this test assumes the hybrid development hosts"
+        );
+    }
+    let knobs = |r| layout.knobs_for(&cg.path, r).expect("knobs_for");
+    assert_eq!(knobs(Resource::Cpu), [Knob::CpuShares, Knob::CpuCfsQuota]);
+    assert_eq!(
+        knobs(Resource::Memory),
+        [Knob::MemorySoftLimit, Knob::MemoryLimit]
+    );
+    assert_eq!(
+        knobs(Resource::Io),
+        [Knob::BlkioWeight],
+        "blkio.bfq.weight missing: the kernel needs BFQ (CONFIG_IOSCHED_BFQ)"
+    );
+    assert!(knobs(Resource::Net).is_empty());
+    // A v2 knob that does not exist here is a read error naming the file,
+    // not "gone": the cgroup is there.
+    let act = open(&StateDir::new("layout").0, Mode::DryRun);
+    let err = act.read(&cg.path, Knob::CpuMax).unwrap_err();
+    assert!(!err.is_gone(), "{err}");
+    assert!(err.to_string().contains("cpu.max"), "{err}");
+}
+
+/// Every v1 knob written for real and read back from the kernel; then
+/// restore_all puts back exactly the text the kernel showed before.
+#[test]
+fn v1_knobs_are_written_and_restored_exactly() {
+    let cg = TestCgroup::new("act-v1", &V1);
+    let state = StateDir::new("v1");
+    let before = v1_files(&cg.path);
+    let mut act = open(&state.0, Mode::Write);
+    let now = Instant::now();
+    for (knob, new, text) in v1_changes(&act, &cg.path) {
+        let out = act.write(&cg.path, knob, new, "test", now).expect("write");
+        assert!(matches!(out, Outcome::Written { .. }), "{knob}: {out:?}");
+        let path = act.layout().file(&cg.path, knob).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            text,
+            "{knob} in the kernel"
+        );
+        assert_eq!(act.read(&cg.path, knob).unwrap(), new, "{knob} parsed back");
+    }
+    let journal = state.0.join("journal.jsonl");
+    assert_eq!(
+        fs::read_to_string(&journal).unwrap().lines().count(),
+        V1_KNOBS.len()
+    );
+    let report = act.restore_all().expect("restore");
+    assert_eq!(report.restored.len(), V1_KNOBS.len(), "{report:?}");
+    assert_eq!(v1_files(&cg.path), before);
+    assert!(!journal.exists(), "journal left after a full restore");
+}
+
+/// A child holding 64 MiB in the cgroup: memory.limit_in_bytes is not
+/// lowered below memory.usage_in_bytes, and is lowered to above it.
+#[test]
+fn hard_memory_limit_is_refused_below_real_usage() {
+    let cg = TestCgroup::new("act-usage", &["memory"]);
+    let state = StateDir::new("usage");
+    let mut child = ChildGuard(cg.spawn(&mut child_command("hold", &[])));
+    wait_ready(&mut child.0);
+    let layout = layout();
+    let usage_file = layout
+        .dir(&cg.path, Knob::MemoryLimit)
+        .unwrap()
+        .join("memory.usage_in_bytes");
+    let usage: u64 = fs::read_to_string(&usage_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(usage >= 64 << 20, "child holds 64 MiB, usage is {usage}");
+    let mut act = open(&state.0, Mode::Write);
+    let now = Instant::now();
+    let limit = |n| Setting::Bytes(Bytes::Limit(n));
+    let out = act
+        .write(&cg.path, Knob::MemoryLimit, limit(usage / 2), "cut", now)
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Refused(Refusal::BelowMemoryUsage { usage: u, .. }) if u >= usage / 2),
+        "{out:?}"
+    );
+    let path = layout.file(&cg.path, Knob::MemoryLimit).unwrap();
+    assert_eq!(
+        fs::read_to_string(&path).unwrap().trim(),
+        "9223372036854771712",
+        "refused write changed the limit"
+    );
+    let roomy = (usage + (64 << 20)) / 4096 * 4096;
+    let out = act
+        .write(&cg.path, Knob::MemoryLimit, limit(roomy), "cut", now)
+        .unwrap();
+    assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
+    assert_eq!(fs::read_to_string(&path).unwrap().trim(), roomy.to_string());
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the child died under the new limit"
+    );
+    drop(child);
+    let report = act.restore_all().unwrap();
+    assert_eq!(report.restored.len(), 1);
+    assert_eq!(
+        fs::read_to_string(&path).unwrap().trim(),
+        "9223372036854771712"
+    );
+}
+
+/// A child writes every v1 knob and is SIGKILLed; the next open restores
+/// the kernel's original text of each, before returning.
+#[test]
+fn originals_are_restored_after_sigkill() {
+    let cg = TestCgroup::new("act-crash", &V1);
+    let state = StateDir::new("crash");
+    let before = v1_files(&cg.path);
+    let mut cmd = child_command("crash", &[&cg.path, &state.0.to_string_lossy()]);
+    let mut child = ChildGuard(cmd.stdout(Stdio::piped()).spawn().expect("spawn child"));
+    wait_ready(&mut child.0);
+    let during = v1_files(&cg.path);
+    for k in V1_KNOBS {
+        assert_ne!(during[&k], before[&k], "{k} was not changed by the child");
+    }
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) }, 0);
+    let status = child.0.wait().expect("wait child");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert_eq!(v1_files(&cg.path), during, "nothing restored yet");
+    let (act, report) =
+        Actuator::open(layout(), &state.0, Mode::Write, Limits::default()).expect("reopen");
+    assert_eq!(report.restored.len(), V1_KNOBS.len(), "{report:?}");
+    assert!(report.failed.is_empty() && report.gone.is_empty());
+    assert_eq!(v1_files(&cg.path), before);
+    assert!(act.originals().is_empty());
+    assert!(!state.0.join("journal.jsonl").exists());
+}
+
+/// Dry run over every v1 knob: a JSON line for each, and no file changed,
+/// no journal, no state directory.
+#[test]
+fn dry_run_changes_no_file() {
+    let cg = TestCgroup::new("act-dry", &V1);
+    let state = StateDir::new("dry");
+    let before = v1_files(&cg.path);
+    let out = Capture::default();
+    let (mut act, _) = Actuator::open_with_output(
+        layout(),
+        &state.0,
+        Mode::DryRun,
+        Limits::default(),
+        Box::new(out.clone()),
+    )
+    .expect("open");
+    let now = Instant::now();
+    for (knob, new, text) in v1_changes(&act, &cg.path) {
+        let outcome = act.write(&cg.path, knob, new, "dry", now).unwrap();
+        assert!(
+            matches!(outcome, Outcome::DryRun { .. }),
+            "{knob}: {outcome:?}"
+        );
+        let line = out.last();
+        assert_eq!(line["cgroup"], cg.path.as_str());
+        assert_eq!(line["knob"], knob.file_name());
+        assert_eq!(line["new"], text.trim());
+        assert_eq!(line["reason"], "dry");
+    }
+    act.restore_all().unwrap();
+    assert_eq!(v1_files(&cg.path), before);
+    assert!(!state.0.exists(), "dry run created its state directory");
+}
+
+/// A cgroup removed mid-run: writes say "gone", restore drops it quietly.
+#[test]
+fn a_removed_cgroup_is_dropped_quietly() {
+    let state = StateDir::new("gone");
+    let mut act = open(&state.0, Mode::Write);
+    let cg = TestCgroup::new("act-gone", &["cpu"]);
+    let path = cg.path.clone();
+    let now = Instant::now();
+    act.write(&path, Knob::CpuShares, Setting::Weight(512), "x", now)
+        .unwrap();
+    drop(cg);
+    let err = act
+        .write(
+            &path,
+            Knob::CpuShares,
+            Setting::Weight(256),
+            "x",
+            now + Duration::from_secs(60),
+        )
+        .unwrap_err();
+    assert!(err.is_gone(), "{err}");
+    let report = act.restore_all().unwrap();
+    assert_eq!((report.gone.len(), report.restored.len()), (1, 0));
+    assert!(report.failed.is_empty());
+}
+
+/// The v2 knobs over a tree mimicking cgroupfs (the v2 controllers are not
+/// enabled here): written in the kernel's format, restored exactly.
+#[test]
+fn v2_knobs_over_a_mimicked_tree() {
+    require_root();
+    let tree = FakeTree::new("itest");
+    tree.v2_cgroup("/vm", &["cpu", "memory", "io"]);
+    let layout = tree.layout();
+    let knobs: Vec<Knob> = [Resource::Cpu, Resource::Memory, Resource::Io]
+        .into_iter()
+        .flat_map(|r| layout.knobs_for("/vm", r).unwrap())
+        .collect();
+    assert_eq!(
+        knobs,
+        [
+            Knob::CpuWeight,
+            Knob::CpuMax,
+            Knob::MemoryLow,
+            Knob::MemoryHigh,
+            Knob::IoWeight
+        ]
+    );
+    let before = tree.snapshot();
+    let state = tree.root.join("state");
+    let (mut act, _) =
+        Actuator::open(layout.clone(), &state, Mode::Write, Limits::default()).expect("open");
+    let now = Instant::now();
+    let changes = [
+        (Knob::CpuWeight, Setting::Weight(250), "250"),
+        (
+            Knob::CpuMax,
+            Setting::CpuQuota(CpuQuota::from_cores(0.5, 100_000)),
+            "50000 100000",
+        ),
+        (
+            Knob::MemoryLow,
+            Setting::Bytes(Bytes::Limit(1 << 30)),
+            "1073741824",
+        ),
+        (
+            Knob::MemoryHigh,
+            Setting::Bytes(Bytes::Limit(2 << 30)),
+            "2147483648",
+        ),
+        (Knob::IoWeight, Setting::Weight(300), "default 300"),
+    ];
+    for (knob, new, text) in changes {
+        let out = act.write("/vm", knob, new, "v2", now).unwrap();
+        assert!(matches!(out, Outcome::Written { .. }), "{knob}: {out:?}");
+        let path = layout.file("/vm", knob).unwrap();
+        assert_eq!(fs::read_to_string(path).unwrap(), text);
+    }
+    act.restore_all().unwrap();
+    let after: Vec<_> = tree
+        .snapshot()
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(&state))
+        .map(|(p, t)| (p, t.trim_end().to_owned()))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .map(|(p, t)| (p, t.trim_end().to_owned()))
+        .collect();
+    assert_eq!(after, before);
+}
+
+/// Child of `hard_memory_limit_is_refused_below_real_usage`: holds 64 MiB.
+/// Child of `originals_are_restored_after_sigkill`: writes every v1 knob.
+/// Both print READY and wait to be killed.
+#[test]
+#[ignore = "a child process of the actuator tests, started by them"]
+fn child() {
+    let args: Vec<String> = std::env::var(CHILD)
+        .expect("run by the actuator tests only")
+        .split('\t')
+        .map(str::to_owned)
+        .collect();
+    // Die with the test that started us, and on our own after a while, so
+    // an interrupted test run leaves no child behind.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut held = Vec::new();
+    match args[0].as_str() {
+        "hold" => {
+            held = vec![1u8; 64 << 20];
+        }
+        "crash" => {
+            let (cgroup, state) = (&args[1], Path::new(&args[2]));
+            let mut act = open(state, Mode::Write);
+            for (knob, new, _) in v1_changes(&act, cgroup) {
+                let out = act.write(cgroup, knob, new, "crash test", Instant::now());
+                assert!(
+                    matches!(out, Ok(Outcome::Written { .. })),
+                    "{knob}: {out:?}"
+                );
+            }
+            std::mem::forget(act);
+        }
+        other => panic!("unknown child {other}"),
+    }
+    println!(
+        "{READY} {}",
+        held.iter().map(|&b| u64::from(b)).sum::<u64>()
+    );
+    std::thread::sleep(Duration::from_secs(120));
+    panic!("child was not killed within 2 minutes");
+}
+
+/// This executable, run as child `kind` with `args`.
+fn child_command(kind: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("test executable"));
+    cmd.args([
+        "--exact",
+        "child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(
+        CHILD,
+        [kind]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\t"),
+    )
+    .stdout(Stdio::piped());
+    cmd
+}
+
+/// Reads the child's stdout until it says it is ready.
+fn wait_ready(child: &mut Child) {
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    loop {
+        match lines.next() {
+            // The harness prints "test child ... " without a newline first.
+            Some(Ok(line)) if line.contains(READY) => break,
+            Some(Ok(line)) => seen.push_str(&line),
+            _ => panic!("child exited before it was ready; it printed: {seen}"),
+        }
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+}
+
+/// Kills and reaps a child on drop, even when the test fails.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Dry-run output captured for inspection.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().expect("capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn last(&self) -> serde_json::Value {
+        let bytes = self.0.lock().expect("capture").clone();
+        let text = String::from_utf8(bytes).expect("utf-8");
+        serde_json::from_str(text.lines().last().expect("a dry-run line")).expect("JSON")
+    }
+}
