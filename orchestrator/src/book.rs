@@ -23,6 +23,8 @@ pub const MAX_MARGIN: f32 = 1.0;
 /// Weight of the newest interval in the exceeded/slack averages (about the
 /// last 50 intervals).
 const ALPHA: f32 = 0.02;
+/// Usage at or above this share of the reservation counts as exceeding it.
+const AT_CAP: f32 = 0.97;
 /// Horizons held per forecast: the agent's forecasters serve up to
 /// [`shadow_agent::forecast::MAX_HORIZON`]; further ones are dropped.
 pub const HELD_STEPS: usize = shadow_agent::forecast::MAX_HORIZON;
@@ -187,7 +189,9 @@ impl Track {
         let p = self
             .forecast
             .map_or(0.05, |f| (1.0 - f.quantile).clamp(0.001, 0.5));
-        let over = value > reserved;
+        // A hard cap censors demand: usage pinned at the reservation means
+        // demand was at least that, so it counts as exceeding it.
+        let over = value >= AT_CAP * reserved;
         self.margin = if over {
             self.margin + ETA * (1.0 - p)
         } else {
