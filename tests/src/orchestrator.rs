@@ -58,7 +58,7 @@ impl Orchestrator {
             .arg(state_dir)
             .args(["--tick", "200ms", "--status"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("SHADOW_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

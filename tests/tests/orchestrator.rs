@@ -172,7 +172,7 @@ fn originals_come_back_at_the_next_start_after_sigkill() {
         .arg(&state)
         .arg("--socket")
         .arg(dir.0.join("o2.sock"))
-        .env("RUST_LOG", "info")
+        .env("SHADOW_LOG", "info")
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);

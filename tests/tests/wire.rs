@@ -179,3 +179,75 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
     let status = o.signal(libc::SIGTERM);
     assert!(status.success(), "{status}");
 }
+
+/// A remote agent (a guest VM) reports over TCP: the same frames, and its
+/// components get recommendations, never writes (they are not this
+/// host's cgroups).
+#[test]
+fn remote_agent_over_tcp() {
+    require_root();
+    let dir = TempDir::new("wire-tcp");
+    let o = Orchestrator::start(
+        &dir.0.join("o.sock"),
+        &dir.0.join("state"),
+        &["--tcp", "127.0.0.1:0"],
+    );
+    let log = o.stderr();
+    let addr = log
+        .lines()
+        .find_map(|l| l.split("remote agents on tcp ").nth(1))
+        .unwrap_or_else(|| panic!("no TCP address in the log:\n{log}"))
+        .trim()
+        .to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect over TCP");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut h = hello(wire::VERSION);
+    h.host = "guest-1".into();
+    wire::connect(&mut s, h).expect("handshake over TCP");
+    let components = vec![Component {
+        path: "/".into(),
+        id: 1,
+    }];
+    let predictions = PredictionBatch {
+        at_ms: 1,
+        step_ms: 200,
+        components,
+        predictions: vec![Prediction {
+            component: 0,
+            resource: Resource::Cpu,
+            source: Source::Model,
+            quantile: 0.95,
+            volatility: 0.1,
+            last: 1.0,
+            next_report_ms: 5000,
+            steps: vec![Step {
+                ahead: 1,
+                point: 1.0,
+                upper: 2.0,
+            }],
+        }],
+    };
+    wire::write_message(
+        &mut s,
+        &Message::Predictions(predictions),
+        Compression::Auto,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "nothing came back over TCP:\n{}",
+            o.stderr()
+        );
+        if let Ok(Message::Reservations(b)) = wire::read_message(&mut s, &mut buf)
+            && let Some(r) = b.reservations.into_iter().find(|r| r.path == "/")
+        {
+            assert!(!r.managed, "a guest's cgroup is never managed: {r:?}");
+            assert!(r.reserved >= 2.0, "{r:?}");
+            break;
+        }
+    }
+    assert!(o.stderr().contains("guest-1"), "{}", o.stderr());
+}
