@@ -15,6 +15,8 @@
 mod frame;
 mod handshake;
 mod message;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 pub use frame::{Compression, decode_body, encode, read_message, write_message};

@@ -1,0 +1,6 @@
+//! Tests of the virtual interface: golden vectors, framing, validation and
+//! the handshake. Pure and in-memory (a `UnixStream` pair at most), so they
+//! run without privileges.
+
+mod samples;
+mod vectors;
