@@ -2,5 +2,6 @@
 //! the handshake. Pure and in-memory (a `UnixStream` pair at most), so they
 //! run without privileges.
 
+mod framing;
 mod samples;
 mod vectors;
