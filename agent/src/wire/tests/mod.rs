@@ -3,5 +3,7 @@
 //! run without privileges.
 
 mod framing;
+mod handshake;
 mod samples;
+mod validation;
 mod vectors;
