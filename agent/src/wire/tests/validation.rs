@@ -2,7 +2,9 @@
 //! use is refused as `Invalid`, both by `validate` and on the way in.
 
 use super::samples;
-use crate::wire::{Compression, Error, MAX_STEPS, MAX_STRING, Message, Step, decode_body, encode};
+use crate::wire::{
+    Compression, Error, MAX_ITEMS, MAX_STEPS, MAX_STRING, Message, Step, decode_body, encode,
+};
 
 /// Applies `change` to a sample and expects the receiver to refuse it.
 fn refused(mut msg: Message, change: impl FnOnce(&mut Message)) {
@@ -99,11 +101,41 @@ fn steps_must_be_present_increasing_from_one_and_bounded() {
     let mut ok = samples::predictions();
     steps(&mut ok, most.clone());
     ok.validate().expect("MAX_STEPS steps");
-    refused(samples::predictions(), |m| {
-        let mut more = most;
-        more.push(step(MAX_STEPS as u16 + 1));
-        steps(m, more)
-    });
+    // One more: `validate` refuses it, and the decoder stops at the limit.
+    let mut more = most;
+    more.push(step(MAX_STEPS as u16 + 1));
+    let mut long = samples::predictions();
+    steps(&mut long, more);
+    assert!(matches!(long.validate(), Err(Error::Invalid(_))));
+    too_long_to_decode(&long);
+}
+
+/// Lists over their limit are refused while decoding (see `bounded.rs`).
+fn too_long_to_decode(msg: &Message) {
+    let f = encode(msg, Compression::Off).expect("encode");
+    match decode_body(&f[4..]) {
+        // postcard keeps no text for custom errors: only the kind.
+        Err(Error::Decode(postcard::Error::SerdeDeCustom)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn lists_longer_than_max_items() {
+    let mut full = samples::usage();
+    let list = &mut usage(&mut full).usage;
+    let one = list[0];
+    list.resize(MAX_ITEMS, one);
+    full.validate().expect("MAX_ITEMS entries");
+    let f = encode(&full, Compression::Auto).expect("encode");
+    assert_eq!(decode_body(&f[4..]).expect("decode"), full);
+    usage(&mut full).usage.push(one);
+    assert!(matches!(full.validate(), Err(Error::Invalid(_))));
+    too_long_to_decode(&full);
+    let mut tables = samples::predictions();
+    let c = batch(&mut tables).components[0].clone();
+    batch(&mut tables).components.resize(MAX_ITEMS + 1, c);
+    too_long_to_decode(&tables);
 }
 
 #[test]
