@@ -37,7 +37,8 @@ fn every_kind_round_trips_with_and_without_compression() {
     for msg in every_kind() {
         for compression in [Compression::Off, Compression::Auto] {
             let f = encode(&msg, compression).expect("encode");
-            assert_eq!(read(&f).expect(msg.kind()), msg);
+            let back = read(&f).unwrap_or_else(|e| panic!("{}: {e}", msg.kind()));
+            assert_eq!(back, msg);
         }
     }
     // The large batch is the one that is compressed when allowed.
