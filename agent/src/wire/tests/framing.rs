@@ -219,3 +219,21 @@ fn corrupt_zstd_is_refused() {
     // decodes.
     assert!(matches!(read(&frame(1, &[])), Err(Error::Decode(_))));
 }
+
+/// A frame that announces `MAX_FRAME` and then stalls costs the bytes that
+/// arrived, not the announced length.
+#[test]
+fn announced_length_is_not_allocated_up_front() {
+    let mut f = (MAX_FRAME as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(&[0; 10]);
+    let mut buf = Vec::new();
+    let got = read_message(&mut Cursor::new(&f), &mut buf);
+    assert!(matches!(
+        got,
+        Err(Error::Truncated {
+            got: 10,
+            want: MAX_FRAME
+        })
+    ));
+    assert!(buf.capacity() < MAX_FRAME / 4, "{}", buf.capacity());
+}
