@@ -83,8 +83,13 @@ pub(super) fn read_body(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), Erro
             max: MAX_FRAME,
         });
     }
-    buf.resize(len, 0);
-    let got = read_full(r, buf)?;
+    // Grow with the bytes that actually arrive: four bytes announcing
+    // MAX_FRAME must not cost 4 MiB per connection before the peer sends
+    // anything (a reused buffer keeps its capacity, so steady streams do
+    // not reallocate).
+    buf.clear();
+    buf.reserve(len.min(64 << 10));
+    let got = r.take(len as u64).read_to_end(buf)?;
     if got < len {
         return Err(Error::Truncated { got, want: len });
     }

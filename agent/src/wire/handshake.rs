@@ -34,7 +34,11 @@ pub fn connect(stream: &mut (impl Read + Write), hello: Hello) -> Result<Welcome
 /// it (telling the peer why, when the connection still works).
 pub fn accept(stream: &mut (impl Read + Write), orchestrator: &str) -> Result<Hello, Error> {
     let mut body = Vec::new();
-    read_body(stream, &mut body)?;
+    if let Err(e) = read_body(stream, &mut body) {
+        // An oversized frame is the peer's fault too: say so before closing.
+        refuse(stream, &e);
+        return Err(e);
+    }
     let result = match decode_body(&body) {
         Ok(Message::Hello(h)) if h.version == VERSION => Ok(h),
         Ok(Message::Hello(h)) => Err(Error::Incompatible {

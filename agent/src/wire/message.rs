@@ -131,6 +131,7 @@ pub struct Prediction {
     /// heartbeat); until then the receiver should hold this forecast.
     pub next_report_ms: u32,
     /// Forecasts by horizon, in increasing `ahead`.
+    #[serde(deserialize_with = "super::bounded::steps")]
     pub steps: Vec<Step>,
 }
 
@@ -143,8 +144,10 @@ pub struct PredictionBatch {
     /// Length of one step (the agent's tick), in milliseconds.
     pub step_ms: u32,
     /// Components referred to by index below.
+    #[serde(deserialize_with = "super::bounded::items")]
     pub components: Vec<Component>,
     /// The forecasts.
+    #[serde(deserialize_with = "super::bounded::items")]
     pub predictions: Vec<Prediction>,
 }
 
@@ -167,8 +170,10 @@ pub struct UsageBatch {
     /// Length of the interval, in milliseconds.
     pub interval_ms: u32,
     /// Components referred to by index below.
+    #[serde(deserialize_with = "super::bounded::items")]
     pub components: Vec<Component>,
     /// The usage figures.
+    #[serde(deserialize_with = "super::bounded::items")]
     pub usage: Vec<Usage>,
 }
 
@@ -200,6 +205,7 @@ pub struct ReservationBatch {
     /// When they were decided, in milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// The reservations.
+    #[serde(deserialize_with = "super::bounded::items")]
     pub reservations: Vec<Reservation>,
 }
 

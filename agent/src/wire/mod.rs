@@ -9,12 +9,16 @@
 //! Layout:
 //! - `message.rs`: the message types (their order is the byte layout).
 //! - `frame.rs`: framing, compression, limits, reading and writing.
+//! - `bounded.rs`: list limits applied while decoding (memory bounds).
 //! - `validate.rs`: checks a decoded message's contents.
 //! - `handshake.rs`: the version handshake on both sides.
 
+mod bounded;
 mod frame;
 mod handshake;
 mod message;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 pub use frame::{Compression, decode_body, encode, read_message, write_message};

@@ -1,6 +1,8 @@
 //! Bounds on a decoded message's contents. postcard guarantees the shape;
 //! these checks guarantee the values are usable: finite, non-negative,
-//! indices in range, lists and strings bounded.
+//! indices in range, lists and strings bounded. The decoder already stops
+//! at the list limits (`bounded.rs`, for memory); the counts here also
+//! cover messages built locally.
 
 use super::{
     Component, Error, MAX_ITEMS, MAX_STEPS, MAX_STRING, Message, Prediction, PredictionBatch,
