@@ -119,13 +119,10 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64, (x0, x1): (f64, f64)) {
     );
     for k in 0..=4 {
         let y = y0 + (y1 - y0) * f64::from(k) / 4.0;
+        let (right, at, label_x, label_y) = (LEFT + w, py(y), LEFT - 6.0, py(y) + 4.0);
         let _ = writeln!(
             out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{2}" y2="{2}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
-            LEFT + w,
-            py(y),
-            LEFT - 6.0,
-            py(y) + 4.0,
+            r##"<line x1="{LEFT}" x2="{right}" y1="{at}" y2="{at}" stroke="#eee"/><text x="{label_x}" y="{label_y}" text-anchor="end">{}</text>"##,
             tick(y)
         );
         let x = x0 + (x1 - x0) * f64::from(k) / 4.0;
@@ -137,10 +134,10 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64, (x0, x1): (f64, f64)) {
             tick(x)
         );
     }
+    let middle = top + h / 2.0;
     let _ = writeln!(
         out,
-        r#"<text x="14" y="{}" transform="rotate(-90 14 {0})" text-anchor="middle">{}</text>"#,
-        top + h / 2.0,
+        r#"<text x="14" y="{middle}" transform="rotate(-90 14 {middle})" text-anchor="middle">{}</text>"#,
         escape(&panel.y_label)
     );
     for (i, s) in panel.series.iter().enumerate() {
