@@ -55,7 +55,7 @@ const WIDTH: f64 = 960.0;
 const PANEL_HEIGHT: f64 = 240.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 180.0;
-const TOP: f64 = 30.0;
+const TOP: f64 = 50.0;
 const GAP: f64 = 50.0;
 
 /// Renders `panels` stacked over a shared x axis labelled `x_label`.
@@ -76,7 +76,7 @@ pub fn svg(title: &str, x_label: &str, panels: &[Panel]) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{LEFT}" y="18" font-size="15">{}</text>"#,
+        r#"<text x="{LEFT}" y="20" font-size="15">{}</text>"#,
         escape(title)
     );
     for (i, panel) in panels.iter().enumerate() {

@@ -166,6 +166,10 @@ pub struct Track {
     pub exceeded: f32,
     /// Reservation last told to the agent.
     pub reported: Option<f32>,
+    /// The reservation in force is held down by its ceiling or by capacity,
+    /// not by the forecast: usage above it then says nothing about the
+    /// margin, which cannot buy more.
+    pub held_down: bool,
     used: f32,
     unused: f32,
 }
@@ -192,7 +196,9 @@ impl Track {
         // A hard cap censors demand: usage pinned at the reservation means
         // demand was at least that, so it counts as exceeding it.
         let over = value >= AT_CAP * reserved;
-        self.margin = if over {
+        self.margin = if over && self.held_down {
+            self.margin
+        } else if over {
             self.margin + ETA * (1.0 - p)
         } else {
             self.margin - ETA * p
@@ -384,6 +390,21 @@ mod tests {
         }
         assert!((t.margin - start).abs() < 1e-4, "{} vs {start}", t.margin);
         assert!(t.slack() > 0.0);
+    }
+
+    #[test]
+    fn usage_above_a_held_down_reservation_leaves_the_margin() {
+        let now = Instant::now();
+        let mut t = Track {
+            reserved: Some(1.0),
+            held_down: true,
+            ..Track::default()
+        };
+        for _ in 0..20 {
+            t.observe(2.0, now);
+        }
+        assert_eq!(t.margin, 0.0, "the ceiling, not the margin, holds it down");
+        assert!(t.exceeded > 0.3, "still counted as exceeded");
     }
 
     #[test]

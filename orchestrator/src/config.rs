@@ -58,6 +58,11 @@ pub struct Config {
     /// Ticks ahead the reservation looks: it covers the highest upper band
     /// over horizons 1..=lead, so it is raised before the demand arrives.
     pub lead: Option<u16>,
+    /// Least time between two writes to one knob, e.g. "1s".
+    pub min_interval: Option<String>,
+    /// Least time between raising a knob and lowering it again, e.g. "30s":
+    /// raises are never delayed, lowerings wait so a knob does not flap.
+    pub cooldown: Option<String>,
     /// Host capacity overrides and the bandwidths the host cannot report.
     #[serde(default)]
     pub capacity: CapacityConfig,
@@ -204,6 +209,14 @@ impl Config {
                 return Err(format!("tick = {tick:?} is below the 100ms minimum"));
             }
         }
+        for (key, value) in [
+            ("min_interval", &self.min_interval),
+            ("cooldown", &self.cooldown),
+        ] {
+            if let Some(v) = value {
+                shadow_agent::duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?;
+            }
+        }
         if let Some(lead) = self.lead
             && !(1..=shadow_agent::forecast::MAX_HORIZON as u16).contains(&lead)
         {
@@ -246,6 +259,20 @@ impl Config {
             .as_deref()
             .and_then(|t| shadow_agent::duration::parse(t).ok())
             .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// The actuator's rate limit and cooldown (defaults: 1 s and 30 s).
+    pub fn limits(&self) -> crate::actuator::Limits {
+        let parse = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|t| shadow_agent::duration::parse(t).ok())
+        };
+        let default = crate::actuator::Limits::default();
+        crate::actuator::Limits {
+            min_interval: parse(&self.min_interval).unwrap_or(default.min_interval),
+            cooldown: parse(&self.cooldown).unwrap_or(default.cooldown),
+            ..default
+        }
     }
 
     /// Horizons the reservations look ahead.
@@ -326,6 +353,7 @@ mod tests {
             socket = "/tmp/o.sock"
             tick = "500ms"
             lead = 4
+            cooldown = "5s"
             [capacity]
             io = "200MiB"
             [[manage]]
@@ -337,6 +365,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tick(), Duration::from_millis(500));
+        assert_eq!(c.limits().cooldown, Duration::from_secs(5));
+        assert_eq!(c.limits().min_interval, Duration::from_secs(1));
         assert_eq!(c.capacity.io, Some(Amount(200.0 * 1024.0 * 1024.0)));
         let rule = c.rule_for("/demo/x").unwrap();
         assert_eq!(rule.priority, 5);

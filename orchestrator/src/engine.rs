@@ -160,6 +160,7 @@ impl Engine {
                     continue;
                 };
                 let track = &mut entry.tracks[slot(resource)];
+                track.held_down = amount + 1e-9 < want.wanted;
                 let previous = track.reserved;
                 let changed = previous
                     .map(f64::from)

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use shadow_agent::wire::{self, Message, Resource};
 use shadow_orchestrator::{
-    actuator::{Actuator, Layout, Limits, Mode, RestoreReport},
+    actuator::{Actuator, Layout, Mode, RestoreReport},
     apply::apply,
     capacity::Capacity,
     config::{Config, DEFAULT_SOCKET},
@@ -137,7 +137,7 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
     };
     // Before anything else: put back what a crashed run left changed.
     let layout = Layout::from_system().context("finding the cgroup mounts")?;
-    let (mut actuator, restored) = Actuator::open(layout, &state_dir, mode, Limits::default())
+    let (mut actuator, restored) = Actuator::open(layout, &state_dir, mode, config.limits())
         .with_context(|| format!("opening the journal in {}", state_dir.display()))?;
     log_restore("after a crash", &restored);
     if cli.restore {
@@ -223,6 +223,7 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         engine.book.expire(now, Duration::from_secs(600));
     }
     tracing::info!("stopping: restoring the original knob values");
+    let _ = std::fs::remove_file(&socket);
     let restored = actuator
         .restore_all()
         .context("restoring the original knob values")?;

@@ -18,10 +18,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use serde_json::Value;
 use shadow_agent::cgroups::Mounts;
 
 pub mod orchestrator;
+pub mod scenario;
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {
@@ -47,27 +49,37 @@ impl TestCgroup {
     pub fn new(name: &str, v1: &[&str]) -> Self {
         require_root();
         let path = format!("/shadow-test-{name}-{}", std::process::id());
+        Self::create(&path, v1).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Creates `path` (relative to the v2 root) in v2 and in each of `v1`;
+    /// what was created is removed again on error and on drop.
+    pub fn create(path: &str, v1: &[&str]) -> anyhow::Result<Self> {
         let mut cg = Self {
-            path,
+            path: path.to_owned(),
             dirs: Vec::new(),
         };
-        let mounts = Mounts::from_system().expect("reading mountinfo");
-        let v2 = mounts
-            .v2_root()
-            .expect("no cgroup v2 hierarchy mounted")
-            .to_path_buf();
-        for root in std::iter::once(v2).chain(v1.iter().map(|c| {
-            mounts
+        let mounts = Mounts::from_system()?;
+        let v2 = mounts.v2_root()?.to_path_buf();
+        let mut roots = vec![v2];
+        for c in v1 {
+            let root = mounts
                 .v1
                 .get(*c)
-                .cloned()
-                .unwrap_or_else(|| panic!("v1 controller {c} is not mounted"))
-        })) {
+                .with_context(|| format!("the v1 {c} controller is not mounted"))?;
+            roots.push(root.clone());
+        }
+        for root in roots {
             let dir = root.join(cg.path.trim_start_matches('/'));
-            fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
             cg.dirs.push(dir);
         }
-        cg
+        Ok(cg)
+    }
+
+    /// The directory of this cgroup under v1 controller `controller`.
+    pub fn v1_dir(&self, controller: &str) -> Option<PathBuf> {
+        Mounts::from_system().ok()?.v1_dir(controller, &self.path)
     }
 
     /// The v2 directory.
@@ -75,8 +87,15 @@ impl TestCgroup {
         &self.dirs[0]
     }
 
-    /// Starts `cmd` inside this cgroup (every hierarchy) before it execs.
+    /// Starts `cmd` inside this cgroup (every hierarchy) before it execs,
+    /// its stdout piped.
     pub fn spawn(&self, cmd: &mut Command) -> Child {
+        self.start(cmd.stdout(Stdio::piped()))
+            .expect("spawn workload")
+    }
+
+    /// Starts `cmd` inside this cgroup (every hierarchy) before it execs.
+    pub fn start(&self, cmd: &mut Command) -> std::io::Result<Child> {
         let procs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join("cgroup.procs")).collect();
         // SAFETY: the closure only writes to files, which is async-signal-safe
         // enough for a freshly forked child of a test process.
@@ -88,7 +107,7 @@ impl TestCgroup {
                 Ok(())
             });
         }
-        cmd.stdout(Stdio::piped()).spawn().expect("spawn workload")
+        cmd.spawn()
     }
 }
 
@@ -116,14 +135,19 @@ impl Drop for TestCgroup {
 }
 
 /// The workload binary built with these tests (cargo puts it one folder
-/// above the test executables in `deps/`).
+/// above the test executables in `deps/`), or `SHADOW_WORKLOAD_BIN`.
 pub fn workload(args: &[&str]) -> Command {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("shadow-workload");
+    // `SHADOW_WORKLOAD_BIN` when run from elsewhere (`cargo xtask demo`).
+    let bin = match std::env::var_os("SHADOW_WORKLOAD_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => {
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .join("shadow-workload")
+        }
+    };
     // Read the whole binary once so it is in the page cache: otherwise the
     // first exec in a test cgroup reads it from disk, and that (correctly
     // attributed) I/O would be counted against the block test's figures.

@@ -56,7 +56,11 @@ impl Orchestrator {
             .arg(socket)
             .arg("--state-dir")
             .arg(state_dir)
-            .args(["--tick", "200ms", "--status"])
+            .args(if extra.contains(&"--tick") {
+                &["--status"][..]
+            } else {
+                &["--tick", "200ms", "--status"][..]
+            })
             .args(extra)
             .env("SHADOW_LOG", "info")
             .stdout(Stdio::piped())

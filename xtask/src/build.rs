@@ -66,15 +66,38 @@ pub fn binary(name: &str) -> PathBuf {
     cmd::root().join("target/release").join(name)
 }
 
-/// `cargo xtask run`: the agent observing this host.
-pub fn run_agent(args: &[String]) -> anyhow::Result<()> {
+/// `cargo release build` of the given packages/binaries.
+pub fn cargo_release(args: &[&str]) -> Command {
+    let mut cmd = cargo(None);
+    cmd.args(["build", "--release"]).args(args);
+    cmd
+}
+
+/// `cargo xtask run`: the orchestrator and the agent on this host,
+/// connected over the Unix socket; the agent's live table shows each
+/// cgroup's usage, forecast band and reservation. Ctrl-C (or SIGTERM) stops
+/// both; the orchestrator restores every knob it changed.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
     all()?;
-    let mut agent = Command::new(binary("shadow-agent"));
-    agent.arg("observe");
-    if args.is_empty() {
-        agent.args(["--interval", "1s", "--format", "table"]);
-    }
-    cmd::run(agent.args(args))
+    let agent_args: Vec<String> = if args.is_empty() {
+        ["--interval", "1s", "--format", "table"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.to_vec()
+    };
+    crate::stop::install();
+    let socket = std::path::Path::new("/run/shadow/orchestrator.sock");
+    let stack = crate::stack::Stack::start(crate::stack::Options {
+        config: None,
+        socket,
+        state_dir: std::path::Path::new("/run/shadow"),
+        orchestrator_args: &[],
+        agent_args: &agent_args,
+        agent_stdout: std::process::Stdio::inherit(),
+        orchestrator_stdout: std::process::Stdio::inherit(),
+    })?;
+    stack.wait_for_stop(crate::stop::requested)
 }
 
 /// `cargo xtask test`: every test. Lints and unit tests need no root; the

@@ -4,12 +4,16 @@
 //!
 //! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
 //! object and the binaries), `cmd` (running commands with clear failures),
-//! `bench` (overhead benchmarks).
+//! `bench` (overhead benchmarks), `stack` (orchestrator and agent started
+//! together), `demo` (the guided demonstration), `stop` (Ctrl-C handling).
 
 mod bench;
 mod build;
 mod cmd;
+mod demo;
 mod setup;
+mod stack;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -32,8 +36,12 @@ enum Command {
     BuildEbpf,
     /// Build everything (BPF object, then release binaries).
     Build,
-    /// Build, then start the agent in observe mode on this host (needs root).
-    /// Arguments after `--` go to `shadow-agent observe`.
+    /// Build, then start the orchestrator and the agent on this host,
+    /// connected over /run/shadow/orchestrator.sock (needs root): a live
+    /// table of every cgroup's usage, forecast band and reservation. Only
+    /// cgroups that /etc/shadow/shadow.toml opts in are written (none by
+    /// default: recommendations only). Ctrl-C stops both and restores every
+    /// knob. Arguments after `--` go to `shadow-agent observe`.
     /// Example: `cargo xtask run -- --cgroup /system.slice --count 5`
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -42,6 +50,18 @@ enum Command {
     /// Run every test: formatting, clippy, unit tests, then the privileged
     /// integration tests against the real kernel (needs root).
     Test,
+    /// A few-minute demonstration (needs root): a sandbox cgroup with a
+    /// static quota runs periodic CPU bursts; Shadow raises its quota ahead
+    /// of each burst. Prints per-burst figures and writes a plot.
+    /// Example: `cargo xtask demo --bursts 12 --out demo.svg`
+    Demo {
+        /// Number of bursts (10 s apart).
+        #[arg(long, default_value_t = 12)]
+        bursts: u64,
+        /// Where to write the SVG plot [default: target/demo.svg].
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Overhead benchmarks (needs root): ns per event per program, the
     /// sched pipe slowdown, and the collector's cost with 10,000 cgroups.
     Bench(bench::BenchArgs),
@@ -53,7 +73,8 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::BuildEbpf => build::ebpf(),
         Command::Build => build::all(),
-        Command::Run { args } => build::run_agent(&args),
+        Command::Run { args } => build::run(&args),
+        Command::Demo { bursts, out } => demo::run(out, bursts),
         Command::Test => build::test(),
         Command::Bench(args) => bench::run(&args),
     };

@@ -10,6 +10,11 @@
 //!   shadow-workload dio-read DEV BYTES      O_DIRECT reads of 1 MiB
 //!   shadow-workload tcp-recv                listen on 127.0.0.1:0, print port, count bytes
 //!   shadow-workload tcp-send PORT BYTES     send BYTES to 127.0.0.1:PORT
+//!   shadow-workload bursts PERIOD_MS BURST_MS THREADS COUNT
+//!                                           COUNT bursts of THREADS spinning
+//!                                           threads, one every PERIOD_MS, each
+//!                                           BURST_MS long, idle between; one
+//!                                           JSON line per burst start
 
 use std::{
     fs::OpenOptions,
@@ -38,15 +43,38 @@ fn main() {
         "dio-read" => direct_io(arg(1), num(2), false),
         "tcp-recv" => tcp_recv(),
         "tcp-send" => tcp_send(num(1), num(2)),
+        "bursts" => bursts(num(1), num(2), num(3), num(4)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES"
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT"
     );
     std::process::exit(2)
+}
+
+/// Periodic CPU bursts on a fixed schedule (the first after one period),
+/// so a forecaster can learn the period; prints each burst's start time
+/// (Unix seconds) as it begins, which the tests compare reservations with.
+fn bursts(period_ms: u64, burst_ms: u64, threads: u64, count: u64) {
+    let start = Instant::now();
+    for k in 1..=count {
+        let at = start + Duration::from_millis(period_ms * k);
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        println!(r#"{{"burst":{k},"start":{unix:.3}}}"#);
+        let until = Instant::now() + Duration::from_millis(burst_ms);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| std::thread::spawn(move || while Instant::now() < until {}))
+            .collect();
+        for w in workers {
+            let _ = w.join();
+        }
+    }
 }
 
 fn burn(seconds: u64, cpu: Option<usize>) {
