@@ -16,12 +16,10 @@
 //! share of the total error's variance that the individual variances do not
 //! explain, and starts at 1 (no diversification credit without evidence).
 
-use std::time::Instant;
-
 use shadow_agent::wire::Resource;
 
 use crate::{
-    book::{Entry, slot},
+    book::{Live, Track, slot},
     capacity::Capacity,
 };
 
@@ -108,16 +106,14 @@ pub struct Sums {
 }
 
 impl Sums {
-    /// Adds one component of this host (a guest's usage is already inside
-    /// its VM's cgroup here, so remote components are not added).
-    pub fn add(&mut self, entry: &Entry, now: Instant) {
-        for (i, t) in entry.tracks.iter().enumerate() {
-            if let Some((used, _)) = t.usage {
-                self.out[i].used += f64::from(used);
-            }
-            let Some(f) = t.forecast.as_ref().and_then(|f| f.live(now)) else {
-                continue;
-            };
+    /// Adds one track (resource `i`) of a component of this host (a
+    /// guest's usage is already inside its VM's cgroup here, so remote
+    /// components are not added), with its forecast as seen now.
+    pub fn add(&mut self, i: usize, t: &Track, live: Option<Live<'_>>) {
+        if let Some((used, _)) = t.usage {
+            self.out[i].used += f64::from(used);
+        }
+        if let Some(f) = live {
             let (point, upper) = f.at(1);
             let e = f64::from(upper - point);
             self.out[i].point += f64::from(point);

@@ -63,6 +63,7 @@ pub fn apply(
         act.note_cpu_usage(&d.path, d.usage);
     }
     let mut applied = Applied::default();
+    let reason = d.reason.to_string();
     for knob in act.layout().knobs_for(&d.path, d.resource)? {
         let target = match d.amount {
             Some(a) => setting(act, &d.path, knob, a, ceiling, capacity)?,
@@ -71,7 +72,7 @@ pub fn apply(
         let Some(target) = target else {
             continue;
         };
-        match act.write(&d.path, knob, target, &d.reason, now)? {
+        match act.write(&d.path, knob, target, &reason, now)? {
             Outcome::Written { .. } | Outcome::DryRun { .. } => applied.written += 1,
             Outcome::Unchanged => applied.unchanged += 1,
             Outcome::Refused(why) => applied.refused.push(format!("{knob}: {why}")),

@@ -213,8 +213,12 @@ impl Track {
     /// band raised by its margin, and never below what it uses now. None
     /// if its agent is overdue (the reservation is then released).
     pub fn wanted(&self, now: Instant, lead: u16) -> Option<f32> {
-        let forecast = self.forecast.as_ref()?.live(now)?;
-        let band = forecast.upper_within(lead) * (1.0 + self.margin);
+        self.wanted_from(self.forecast.as_ref()?.live(now), lead)
+    }
+
+    /// [`Track::wanted`] with the forecast already seen at the moment.
+    pub fn wanted_from(&self, live: Option<Live<'_>>, lead: u16) -> Option<f32> {
+        let band = live?.upper_within(lead) * (1.0 + self.margin);
         let current = self.usage.map_or(0.0, |u| u.0);
         Some(band.max(current))
     }

@@ -41,8 +41,9 @@ pub struct Decision {
     pub usage: f64,
     /// The configured ceiling of the resource for this cgroup.
     pub ceiling: f64,
-    /// Why, for the log and the dry-run lines.
-    pub reason: String,
+    /// Why, for the log and the dry-run lines (formatted only when a write
+    /// is made: most decisions of a large host never reach one).
+    pub reason: Reason,
 }
 
 /// What one tick decided.
@@ -99,9 +100,18 @@ impl Engine {
         let mut decisions = Vec::new();
         let mut wants: [Vec<(Key, Want)>; 4] = Default::default();
         for (key, entry) in &mut self.book.components {
+            // Each held forecast is seen at `now` once, for both uses.
+            let lives = entry
+                .tracks
+                .each_ref()
+                .map(|t| t.forecast.as_ref().and_then(|f| f.live(now)));
             if key.host.is_none() {
-                sums.add(entry, now);
+                for (i, t) in entry.tracks.iter().enumerate() {
+                    sums.add(i, t, lives[i]);
+                }
             }
+            let wanted: [Option<f32>; 4] =
+                std::array::from_fn(|i| entry.tracks[i].wanted_from(lives[i], lead));
             if entry.optin == Optin::Unknown {
                 entry.optin = optin(&self.config, key);
             }
@@ -111,7 +121,7 @@ impl Engine {
             };
             for resource in MANAGEABLE {
                 let track = &mut entry.tracks[slot(resource)];
-                let wanted = track.wanted(now, lead);
+                let wanted = wanted[slot(resource)];
                 let Some(rule) = rule.filter(|r| r.bounds(resource).is_some()) else {
                     // Recommendation only.
                     track.reserved = wanted;
@@ -137,9 +147,7 @@ impl Engine {
                                 previous: Some(previous),
                                 usage: track.usage.map_or(0.0, |u| f64::from(u.0)),
                                 ceiling: bounds.ceiling.0,
-                                reason:
-                                    "no live forecast (agent overdue or cgroup gone): releasing"
-                                        .into(),
+                                reason: Reason::Release,
                             });
                         }
                     }
@@ -176,7 +184,11 @@ impl Engine {
                     previous,
                     usage: track.usage.map_or(0.0, |u| f64::from(u.0)),
                     ceiling: want.ceiling,
-                    reason: reason(&want, amount, track.margin),
+                    reason: Reason::Reserve {
+                        want,
+                        amount,
+                        margin: track.margin,
+                    },
                 });
             }
         }
@@ -255,19 +267,49 @@ fn optin(config: &Config, key: &Key) -> Optin {
         .map_or(Optin::No, Optin::Rule)
 }
 
-/// The log line's explanation of a reservation.
-fn reason(want: &Want, amount: f64, margin: f32) -> String {
-    let cut = if amount + 1e-9 < want.wanted.min(want.ceiling) {
-        ", cut to fit capacity"
-    } else {
-        ""
-    };
-    format!(
-        "band {:.4} x (1 + margin {margin:.2}) within floor {} and ceiling {}{cut}",
-        want.wanted / f64::from(1.0 + margin),
-        want.floor,
-        want.ceiling,
-    )
+/// Why a decision was made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reason {
+    /// A reservation from the forecast.
+    Reserve {
+        /// What the component wanted and its bounds.
+        want: Want,
+        /// What it got.
+        amount: f64,
+        /// Its margin at the time.
+        margin: f32,
+    },
+    /// The forecast went stale: back to the original values.
+    Release,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Reason::Release => {
+                write!(
+                    f,
+                    "no live forecast (agent overdue or cgroup gone): releasing"
+                )
+            }
+            Reason::Reserve {
+                want,
+                amount,
+                margin,
+            } => {
+                let cut = if amount + 1e-9 < want.wanted.min(want.ceiling) {
+                    ", cut to fit capacity"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "wanted {:.4} (band x (1 + margin {margin:.2}), or usage) within floor {} and ceiling {}{cut}",
+                    want.wanted, want.floor, want.ceiling,
+                )
+            }
+        }
+    }
 }
 
 #[cfg(test)]
