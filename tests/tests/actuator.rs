@@ -11,16 +11,15 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{self, BufRead as _, BufReader},
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use shadow_orchestrator::actuator::{
     Actuator, Bytes, CpuQuota, Knob, Layout, Limits, Mode, Outcome, Refusal, Resource, Setting,
-    fake::FakeTree,
+    fake::{Capture, FakeTree},
 };
 use shadow_tests::{TestCgroup, require_root};
 
@@ -476,27 +475,5 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Dry-run output captured for inspection.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn last(&self) -> serde_json::Value {
-        let bytes = self.0.lock().expect("capture").clone();
-        let text = String::from_utf8(bytes).expect("utf-8");
-        serde_json::from_str(text.lines().last().expect("a dry-run line")).expect("JSON")
     }
 }

@@ -51,38 +51,42 @@ fn closed(s: &mut UnixStream) -> bool {
     matches!(s.read(&mut byte), Ok(0) | Err(_))
 }
 
-fn report(s: &mut UnixStream, upper: f32) {
-    let components = vec![Component {
-        path: "/wire-test/a".into(),
-        id: 7,
-    }];
-    let usage = UsageBatch {
-        at_ms: 1,
-        interval_ms: 200,
-        components: components.clone(),
-        usage: vec![Usage {
-            component: 0,
-            resource: Resource::Cpu,
-            value: 0.5,
-        }],
-    };
-    let predictions = PredictionBatch {
+/// One component's one-step CPU forecast.
+fn cpu_forecast(path: &str, point: f32, upper: f32) -> PredictionBatch {
+    PredictionBatch {
         at_ms: 1,
         step_ms: 200,
-        components,
+        components: vec![Component {
+            path: path.into(),
+            id: 7,
+        }],
         predictions: vec![Prediction {
             component: 0,
             resource: Resource::Cpu,
             source: Source::Model,
             quantile: 0.95,
             volatility: 0.1,
-            last: 0.5,
+            last: point,
             next_report_ms: 5000,
             steps: vec![Step {
                 ahead: 1,
-                point: 0.5,
+                point,
                 upper,
             }],
+        }],
+    }
+}
+
+fn report(s: &mut UnixStream, upper: f32) {
+    let predictions = cpu_forecast("/wire-test/a", 0.5, upper);
+    let usage = UsageBatch {
+        at_ms: 1,
+        interval_ms: 200,
+        components: predictions.components.clone(),
+        usage: vec![Usage {
+            component: 0,
+            resource: Resource::Cpu,
+            value: 0.5,
         }],
     };
     wire::write_message(s, &Message::Usage(usage), Compression::Auto).unwrap();
@@ -204,29 +208,7 @@ fn remote_agent_over_tcp() {
     let mut h = hello(wire::VERSION);
     h.host = "guest-1".into();
     wire::connect(&mut s, h).expect("handshake over TCP");
-    let components = vec![Component {
-        path: "/".into(),
-        id: 1,
-    }];
-    let predictions = PredictionBatch {
-        at_ms: 1,
-        step_ms: 200,
-        components,
-        predictions: vec![Prediction {
-            component: 0,
-            resource: Resource::Cpu,
-            source: Source::Model,
-            quantile: 0.95,
-            volatility: 0.1,
-            last: 1.0,
-            next_report_ms: 5000,
-            steps: vec![Step {
-                ahead: 1,
-                point: 1.0,
-                upper: 2.0,
-            }],
-        }],
-    };
+    let predictions = cpu_forecast("/", 1.0, 2.0);
     wire::write_message(
         &mut s,
         &Message::Predictions(predictions),

@@ -1,38 +1,12 @@
 //! The actuator over a directory tree mimicking cgroupfs: no root needed.
 
-use std::{
-    fs,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{fs, time::Duration};
 
 use super::*;
-use crate::{actuator::fake::FakeTree, journal};
-
-/// Dry-run output captured for inspection.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().expect("capture").clone();
-        String::from_utf8(bytes)
-            .expect("utf-8")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect()
-    }
-}
+use crate::{
+    actuator::fake::{Capture, FakeTree},
+    journal,
+};
 
 fn limits() -> Limits {
     Limits {
