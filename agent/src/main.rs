@@ -14,8 +14,9 @@ use tracing_subscriber::EnvFilter;
 ///   sudo shadow-agent observe --cgroup /system.slice --format json
 ///   sudo shadow-agent check
 ///   shadow-agent backtest trace.csv
+///   sudo shadow-agent observe --orchestrator /run/shadow/orchestrator.sock --format table
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(version = VERSION_TEXT.as_str(), verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,6 +54,15 @@ enum Command {
     /// Example: shadow-agent backtest ../shared/data/traces/nab/*.csv --format table
     Backtest(backtest::BacktestArgs),
 }
+
+/// `--version`: the build and the wire protocol it speaks.
+static VERSION_TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        shadow_agent::wire::VERSION
+    )
+});
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
