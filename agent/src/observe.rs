@@ -30,6 +30,9 @@ pub enum Format {
     Json,
     /// A table of the busiest cgroups, refreshed every interval.
     Table,
+    /// Nothing on stdout: for a service that only reports to the
+    /// orchestrator (`--orchestrator`).
+    None,
 }
 
 /// Arguments of `shadow-agent observe`.
@@ -213,6 +216,7 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         let written = match args.format {
             Format::Json => write_json(&mut stdout, &rows),
             Format::Table => write_table(&mut stdout, rows, args.top, collector.cgroups()),
+            Format::None => Ok(()),
         };
         if let Err(e) = written.and_then(|()| stdout.flush()) {
             // A closed pipe (`| head`) ends the run quietly.

@@ -328,6 +328,21 @@ mod tests {
     }
 
     #[test]
+    fn the_annotated_example_is_valid_and_says_the_defaults() {
+        let c = parse(include_str!("../../dist/shadow.toml")).unwrap();
+        assert_eq!(c.tick(), Duration::from_secs(1));
+        assert_eq!(c.lead(), 3);
+        assert_eq!(
+            c.limits().cooldown,
+            crate::actuator::Limits::default().cooldown
+        );
+        assert!(
+            c.manage.is_empty(),
+            "the example manages nothing until edited"
+        );
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("/demo/*", "/demo/a"));
         assert!(!glob_match("/demo/*", "/demo/a/b"));

@@ -5,12 +5,14 @@
 //! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
 //! object and the binaries), `cmd` (running commands with clear failures),
 //! `bench` (overhead benchmarks), `stack` (orchestrator and agent started
-//! together), `demo` (the guided demonstration), `stop` (Ctrl-C handling).
+//! together), `demo` (the guided demonstration), `stop` (Ctrl-C handling),
+//! `dist` (the release tarball).
 
 mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod dist;
 mod setup;
 mod stack;
 mod stop;
@@ -62,6 +64,10 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Build everything and pack the binaries, systemd units, example
+    /// configuration and docs into target/dist/shadow-<version>-<arch>.tar.gz
+    /// (docs/install.md).
+    Dist,
     /// Overhead benchmarks (needs root): ns per event per program, the
     /// sched pipe slowdown, and the collector's cost with 10,000 cgroups.
     Bench(bench::BenchArgs),
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Build => build::all(),
         Command::Run { args } => build::run(&args),
         Command::Demo { bursts, out } => demo::run(out, bursts),
+        Command::Dist => dist::run(),
         Command::Test => build::test(),
         Command::Bench(args) => bench::run(&args),
     };
