@@ -58,7 +58,8 @@ pub struct ObserveArgs {
     #[arg(long, default_value_t = 25)]
     pub top: usize,
     /// Forecast each cgroup's CPU demand for the next interval (online,
-    /// per cgroup) and add `cpu_cores`, `cpu_forecast_cores`,
+    /// per cgroup; demand = ran + waited on a run queue) and add
+    /// `cpu_demand_cores`, `cpu_forecast_cores`,
     /// `cpu_upper_cores` and `cpu_volatility_cores` to the output.
     #[arg(long)]
     pub forecast: bool,

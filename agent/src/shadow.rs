@@ -3,6 +3,12 @@
 //! expected to need next and, through a [`Reporter`] per series, when that
 //! forecast is worth sending to the orchestrator.
 //!
+//! CPU *demand* is forecast for every cgroup: the time its tasks ran plus
+//! the time they waited on a run queue (schedstat run delay), in cores. Usage
+//! alone cannot see past a CPU quota: a cgroup throttled at its quota shows
+//! usage equal to the quota whatever it asks for, while its tasks' waiting
+//! time grows with the unmet demand. On an idle host the two are the same.
+//!
 //! CPU is forecast for every cgroup. Block I/O and network get a forecaster
 //! only once the cgroup has used them: each forecaster holds about 4 KiB,
 //! and most cgroups never touch a disk or a socket. Memory is not measured
@@ -22,8 +28,9 @@ use crate::{
 /// One cgroup's CPU forecast for the next interval (`observe --forecast`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct CpuForecast {
-    /// CPU used in the interval just ended, in cores.
-    pub cpu_cores: f64,
+    /// CPU demand in the interval just ended (ran + waited to run), in
+    /// cores.
+    pub cpu_demand_cores: f64,
     /// Expected CPU demand over the next interval, in cores.
     pub cpu_forecast_cores: f64,
     /// Upper band of that demand at the configured quantile, in cores.
@@ -98,7 +105,7 @@ impl Shadows {
         }
         let secs = sample.interval_ns as f64 / 1e9;
         let u = &sample.usage;
-        let cpu = u.cpu_ns as f64 / sample.interval_ns as f64;
+        let cpu = (u.cpu_ns + u.runq_delay_ns) as f64 / sample.interval_ns as f64;
         let io = (u.io_read_bytes + u.io_write_bytes) as f64 / secs;
         let net = (u.net_rx_bytes + u.net_tx_bytes) as f64 / secs;
         let (config, reporting) = (self.config, self.reporting);
@@ -133,7 +140,7 @@ impl Shadows {
         let r = readings.iter().find(|r| r.resource == Resource::Cpu)?;
         let f = r.forecast?;
         Some(CpuForecast {
-            cpu_cores: r.value,
+            cpu_demand_cores: r.value,
             cpu_forecast_cores: f.point[0],
             cpu_upper_cores: f.upper[0],
             cpu_volatility_cores: f.volatility,

@@ -53,6 +53,9 @@ pub struct Config {
     pub tcp: Option<String>,
     /// Directory of the journal.
     pub state_dir: Option<PathBuf>,
+    /// Address of the Prometheus endpoint (off unless set), e.g.
+    /// "127.0.0.1:9464".
+    pub metrics: Option<String>,
     /// Length of one decision cycle, e.g. "1s".
     pub tick: Option<String>,
     /// Ticks ahead the reservation looks: it covers the highest upper band

@@ -18,6 +18,7 @@
 //! - [`journal`]: every original value, fsynced before the first write that
 //!   changes it, so a normal exit and the start after a crash put it back.
 //! - [`apply`]: decisions turned into knob writes.
+//! - [`metrics`]: the Prometheus endpoint.
 
 pub mod actuator;
 pub mod aggregate;
@@ -28,4 +29,5 @@ pub mod capacity;
 pub mod config;
 pub mod engine;
 pub mod journal;
+pub mod metrics;
 pub mod server;

@@ -24,6 +24,7 @@ use shadow_orchestrator::{
     config::{Config, DEFAULT_SOCKET},
     engine::Engine,
     journal::DEFAULT_STATE_DIR,
+    metrics::{CgroupLabel, Metrics},
     server::{Event, Outbox, Server},
 };
 
@@ -57,6 +58,10 @@ struct Cli {
     /// Log every write it would make as a JSON line on stdout; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464; off
+    /// by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Print the system-wide forecast as a JSON line on stdout every tick.
     #[arg(long)]
     status: bool,
@@ -100,6 +105,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = cli.state_dir.clone() {
         config.state_dir = Some(d);
+    }
+    if let Some(m) = cli.metrics.clone() {
+        config.metrics = Some(m);
     }
     let tick = cli.tick.unwrap_or_else(|| config.tick());
     run(&cli, config, tick)
@@ -168,6 +176,11 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         capacity.io,
         capacity.net
     );
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = &config.metrics {
+        let bound = shadow_orchestrator::metrics::serve(addr, metrics.clone())?;
+        tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
+    }
     eprintln!("shadow-orchestrator: ready on {}", socket.display());
     let mut engine = Engine::new(config, capacity);
     let mut peers: HashMap<u64, Peer> = HashMap::new();
@@ -178,7 +191,7 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         if now < deadline {
             let wait = (deadline - now).min(Duration::from_millis(100));
             match events.recv_timeout(wait) {
-                Ok(event) => handle(event, &mut engine, &mut peers),
+                Ok(event) => handle(event, &mut engine, &mut peers, &metrics),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("listeners stopped"),
             }
@@ -189,7 +202,12 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         let cycle = engine.cycle(now);
         for d in &cycle.decisions {
             let capacity = engine.capacity().of(d.resource);
-            match apply(&mut actuator, d, d.ceiling, capacity, now) {
+            let result = apply(&mut actuator, d, d.ceiling, capacity, now);
+            if let Ok(applied) = &result {
+                metrics.write(d.resource, "written", applied.written);
+                metrics.write(d.resource, "refused", applied.refused.len());
+            }
+            match result {
                 Ok(applied) if applied.complete() => {}
                 Ok(applied) => {
                     tracing::debug!(
@@ -203,13 +221,20 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
                 Err(e) if e.is_gone() => {
                     tracing::debug!("{} is gone: {e}", d.path);
                     actuator.forget(&d.path);
+                    metrics.forget_cgroup(&CgroupLabel {
+                        cgroup: d.path.clone(),
+                        resource: d.resource.name().into(),
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("{} {}: {e}", d.path, d.resource.name());
+                    metrics.write(d.resource, "failed", 1);
                     engine.not_applied(d);
                 }
             }
         }
+        metrics.record_cycle(&cycle, &engine, now.elapsed().as_secs_f64());
+        metrics.agents.set(peers.len() as i64);
         for r in &cycle.over_committed {
             tracing::warn!(
                 "the floors of the managed cgroups exceed the host's {} capacity: scaled down",
@@ -256,7 +281,7 @@ fn log_restore(when: &str, r: &RestoreReport) {
     }
 }
 
-fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>) {
+fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>, metrics: &Metrics) {
     let now = Instant::now();
     match event {
         Event::Connected {
@@ -279,8 +304,14 @@ fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>) {
                 return;
             };
             match &message {
-                Message::Predictions(b) => engine.book.predictions(&peer.host, b, now),
-                Message::Usage(b) => engine.book.usage(&peer.host, b, now),
+                Message::Predictions(b) => {
+                    metrics.predictions.inc_by(b.predictions.len() as u64);
+                    engine.book.predictions(&peer.host, b, now);
+                }
+                Message::Usage(b) => {
+                    metrics.usage.inc_by(b.usage.len() as u64);
+                    engine.book.usage(&peer.host, b, now);
+                }
                 _ => {}
             }
         }

@@ -70,6 +70,8 @@ pub struct Point {
     pub t: f64,
     /// Cores used.
     pub used: f64,
+    /// Cores demanded (used + waited to run).
+    pub demand: Option<f64>,
     /// Forecast upper band for the next interval, cores.
     pub upper: Option<f64>,
     /// Reservation the orchestrator holds, cores.
@@ -190,7 +192,9 @@ pub fn run(demo: &Demo) -> anyhow::Result<Outcome> {
         .filter(|l| l["cgroup"] == name.as_str())
         .map(|l| Point {
             t: l["ts"].as_f64().unwrap_or(f64::NAN),
-            used: l["cpu_cores"].as_f64().unwrap_or(f64::NAN),
+            used: l["cpu_ns"].as_f64().unwrap_or(f64::NAN)
+                / l["interval_ns"].as_f64().unwrap_or(f64::NAN),
+            demand: l["cpu_demand_cores"].as_f64(),
             upper: l["cpu_upper_cores"].as_f64(),
             reserved: l["cpu_reserved_cores"].as_f64(),
         })
@@ -304,6 +308,11 @@ impl Outcome {
             .map_or(0.0, |b| b - self.demo.period_ms as f64 / 1e3);
         let rel = |t: f64| t - t0;
         let used = self.points.iter().map(|p| (rel(p.t), p.used)).collect();
+        let demanded = self
+            .points
+            .iter()
+            .map(|p| (rel(p.t), p.demand.unwrap_or(f64::NAN)))
+            .collect();
         let upper = self
             .points
             .iter()
@@ -333,6 +342,7 @@ impl Outcome {
             series: vec![
                 Series::dashed("burst demand", "#bbb", demand),
                 Series::line("used", "black", used),
+                Series::line("demand (ran + waited)", "#9467bd", demanded),
                 Series::dashed("forecast upper", "#1f77b4", upper),
                 Series::line("reservation", "#2ca02c", reserved),
                 Series::line("quota (kernel)", "#d62728", quota),

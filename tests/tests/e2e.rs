@@ -7,7 +7,7 @@ use shadow_tests::scenario::{self, Demo};
 #[test]
 fn reservation_is_raised_before_a_burst_and_everything_is_restored() {
     let demo = Demo {
-        bursts: 8,
+        bursts: 10,
         ..Demo::default()
     };
     let out = scenario::run(&demo).expect("demo scenario");

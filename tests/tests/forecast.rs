@@ -29,7 +29,7 @@ fn forecast_follows_a_steady_workload() {
     let mean = |field: &str| {
         half.iter().map(|r| r[field].as_f64().unwrap()).sum::<f64>() / half.len() as f64
     };
-    let (used, forecast) = (mean("cpu_cores"), mean("cpu_forecast_cores"));
+    let (used, forecast) = (mean("cpu_demand_cores"), mean("cpu_forecast_cores"));
     eprintln!("mean usage {used:.3} cores, mean forecast {forecast:.3} cores");
     assert!(used > 0.2, "the workload barely ran ({used} cores)");
     assert!(

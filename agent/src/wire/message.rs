@@ -158,7 +158,8 @@ pub struct Usage {
     pub component: u32,
     /// Which resource; the value is in its unit.
     pub resource: Resource,
-    /// Mean usage over the interval.
+    /// Mean usage over the interval (for CPU, demand: ran + waited to run,
+    /// which a quota does not cap).
     pub value: f32,
 }
 
