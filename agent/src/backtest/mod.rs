@@ -83,7 +83,16 @@ pub struct BacktestArgs {
     /// quantile and horizon.
     #[arg(long)]
     pub summary: bool,
+    /// Also draw, per file (at most 12), the realised values, the first
+    /// model's forecast and upper band at the first horizon and quantile,
+    /// and (Shadow) the band the orchestrator holds under adaptive
+    /// reporting, over the evaluated half: an SVG written to this path.
+    #[arg(long, value_name = "SVG")]
+    pub plot: Option<PathBuf>,
 }
+
+/// Most panels in a `--plot` chart (one per file).
+const PLOT_PANELS: usize = 12;
 
 /// A `--model` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -113,7 +122,22 @@ fn parse_quantile(text: &str) -> Result<f64, String> {
 
 /// Runs the backtest.
 pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
-    let rows = evaluate_files(args)?;
+    let mut panels = Vec::new();
+    let rows = evaluate_files(args, args.plot.as_ref().map(|_| &mut panels))?;
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "backtest: {:?} at horizon {}, quantile {}",
+            models(args).first().copied().unwrap_or(Model::Shadow),
+            args.horizons.first().copied().unwrap_or(1),
+            args.quantile.first().copied().unwrap_or(0.95)
+        );
+        std::fs::write(
+            path,
+            crate::plot::svg(&title, "ticks since the evaluation started", &panels),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("backtest: plot written to {}", path.display());
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => report::json(&mut out, &rows, args.summary),
@@ -146,27 +170,43 @@ fn models(args: &BacktestArgs) -> Vec<Model> {
 }
 
 /// Every (series, model, quantile, horizon) row of a run.
-pub(crate) fn evaluate_files(args: &BacktestArgs) -> anyhow::Result<Vec<Row>> {
+/// With `plots`, also draws the first model at the first quantile and
+/// horizon for each series.
+pub(crate) fn evaluate_files(
+    args: &BacktestArgs,
+    mut plots: Option<&mut Vec<crate::plot::Panel>>,
+) -> anyhow::Result<Vec<Row>> {
     let select = JsonSelect {
         metric: &args.metric,
         cgroup: args.cgroup.as_deref(),
     };
     let horizons: Vec<usize> = args.horizons.iter().map(|&h| h as usize).collect();
     let mut rows = Vec::new();
-    for path in &args.files {
+    let total = args.files.len();
+    for (i, path) in args.files.iter().enumerate() {
+        if total > 1 && args.format == Format::Table {
+            // Long runs show progress (stderr, so output stays clean).
+            eprintln!("backtest: {}/{total} {}", i + 1, path.display());
+        }
         for series in input::read(path, &select)? {
-            for &q in &args.quantile {
+            for (qi, &q) in args.quantile.iter().enumerate() {
                 let mut p = Protocol::for_interval(series.interval_s, horizons.clone(), q);
                 p.season = args.season.unwrap_or(p.season);
                 p.window = args.residual_window.unwrap_or(p.window);
                 p.vpa_half_life = args.vpa_half_life.unwrap_or(p.vpa_half_life);
                 p.reporter_change = args.report_change;
                 p.reporter_heartbeat = args.report_heartbeat;
-                for model in models(args) {
-                    rows.extend(
-                        evaluate(&series, model, &p)
-                            .with_context(|| format!("{} with {model:?}", series.name))?,
-                    );
+                for (mi, model) in models(args).into_iter().enumerate() {
+                    let (r, pred) = evaluate(&series, model, &p)
+                        .with_context(|| format!("{} with {model:?}", series.name))?;
+                    rows.extend(r);
+                    if let Some(panels) = plots.as_deref_mut()
+                        && qi == 0
+                        && mi == 0
+                        && panels.len() < PLOT_PANELS
+                    {
+                        panels.push(panel(&series, &pred, p.horizons[0]));
+                    }
                 }
             }
         }
@@ -174,8 +214,42 @@ pub(crate) fn evaluate_files(args: &BacktestArgs) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Scores one model on one series, one row per horizon.
-fn evaluate(series: &Series, model: Model, p: &Protocol) -> anyhow::Result<Vec<Row>> {
+/// Realised values against the first horizon's point, band and (Shadow)
+/// held band, over the evaluated half of `series`.
+fn panel(series: &Series, pred: &models::Predictions, h: usize) -> crate::plot::Panel {
+    use crate::plot::Series as Line;
+    let y = &series.values;
+    let first = y.len() / 2 - 1;
+    let at = |v: &[f64]| -> Vec<(f64, f64)> {
+        (first..y.len() - h)
+            .map(|t| ((t - first + h) as f64, v[t]))
+            .collect()
+    };
+    let actual = (first..y.len() - h)
+        .map(|t| ((t - first + h) as f64, y[t + h]))
+        .collect();
+    let mut lines = vec![
+        Line::line("realised", "black", actual),
+        Line::line("forecast", "#1f77b4", at(&pred.point[0])),
+        Line::dashed("upper band", "#d62728", at(&pred.upper[0])),
+    ];
+    if let Some(r) = &pred.reported {
+        lines.push(Line::line("band held upstream", "#2ca02c", at(&r.upper[0])));
+    }
+    crate::plot::Panel {
+        title: series.name.clone(),
+        y_label: "value".into(),
+        series: lines,
+    }
+}
+
+/// Scores one model on one series, one row per horizon; also returns the
+/// forecasts (for plots).
+fn evaluate(
+    series: &Series,
+    model: Model,
+    p: &Protocol,
+) -> anyhow::Result<(Vec<Row>, models::Predictions)> {
     let y = &series.values;
     let n = y.len();
     let max_h = p.horizons.iter().copied().max().unwrap_or(1);
@@ -191,7 +265,8 @@ fn evaluate(series: &Series, model: Model, p: &Protocol) -> anyhow::Result<Vec<R
         .reported
         .as_ref()
         .map(|r| r.sent[first..].iter().filter(|s| **s).count() as u64);
-    Ok(p.horizons
+    let rows = p
+        .horizons
         .iter()
         .enumerate()
         .map(|(j, &h)| {
@@ -217,7 +292,8 @@ fn evaluate(series: &Series, model: Model, p: &Protocol) -> anyhow::Result<Vec<R
                 period: pred.period,
             }
         })
-        .collect())
+        .collect();
+    Ok((rows, pred))
 }
 
 #[cfg(test)]

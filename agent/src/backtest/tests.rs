@@ -18,6 +18,7 @@ fn args(files: Vec<PathBuf>, model: Vec<ModelChoice>) -> BacktestArgs {
         report_change: 0.10,
         report_heartbeat: 30.0,
         summary: false,
+        plot: None,
     }
 }
 
@@ -40,7 +41,7 @@ fn every_model_scores_a_synthetic_series() {
         Model::Ewma,
         Model::Vpa,
     ] {
-        let rows = evaluate(&series, model, &p).unwrap();
+        let (rows, _) = evaluate(&series, model, &p).unwrap();
         assert_eq!(rows.len(), 2);
         for r in &rows {
             assert_eq!(
@@ -83,7 +84,11 @@ fn nab_backtest_meets_targets() {
         "expected the 12 public NAB traces in {}",
         dir.display()
     );
-    let rows = evaluate_files(&args(files, vec![ModelChoice::Shadow])).unwrap();
+    let mut panels = Vec::new();
+    let rows = evaluate_files(&args(files, vec![ModelChoice::Shadow]), Some(&mut panels)).unwrap();
+    // One panel per file for --plot: realised, forecast, band, held band.
+    assert_eq!(panels.len(), 12);
+    assert!(panels.iter().all(|p| p.series.len() == 4));
     for a in report::aggregate(&rows) {
         let naive = if a.horizon == 1 { 0.0660 } else { 0.0667 };
         assert!(
