@@ -10,6 +10,7 @@
 //!   counters into per-interval deltas per cgroup.
 //! - [`counter_map`]: batched reads of the kernel's counter map.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
+//! - [`logging`]: log setup shared by both binaries.
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
 //! - [`plot`]: line charts as standalone SVG (reports, backtests).
 //! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
@@ -24,6 +25,7 @@ pub mod collector;
 pub mod counter_map;
 pub mod duration;
 pub mod forecast;
+pub mod logging;
 pub mod observe;
 pub mod plot;
 pub mod probes;

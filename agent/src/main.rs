@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shadow_agent::{backtest, observe, probes};
-use tracing_subscriber::EnvFilter;
 
 /// Shadow's agent: watches every cgroup from inside the kernel (eBPF) and
 /// forecasts what each will need.
@@ -65,13 +64,7 @@ static VERSION_TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("SHADOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    shadow_agent::logging::init("warn");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Observe(args) => observe::run(&args),

@@ -86,16 +86,7 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // SHADOW_LOG as for the agent (e.g. SHADOW_LOG=debug); colours only on
-    // a terminal, so log files stay plain text.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHADOW_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    shadow_agent::logging::init("info");
     let mut config = load_config(cli.config.as_deref())?;
     if let Some(s) = cli.socket.clone() {
         config.socket = Some(s);
