@@ -15,6 +15,7 @@
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
 //! - [`transmit`]: sends forecasts and usage to the orchestrator.
 //! - [`wire`]: the versioned protocol between agents and the orchestrator.
+//! - [`units`]: byte amounts with binary units (`2GiB`).
 
 pub mod backtest;
 pub mod btf;
@@ -27,4 +28,5 @@ pub mod observe;
 pub mod probes;
 pub mod shadow;
 pub mod transmit;
+pub mod units;
 pub mod wire;
