@@ -11,6 +11,7 @@
 //! - [`counter_map`]: batched reads of the kernel's counter map.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
+//! - [`hint`]: the hint socket: applications announce expected demand.
 //! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
 //! - [`transmit`]: sends forecasts and usage to the orchestrator.
@@ -24,6 +25,7 @@ pub mod collector;
 pub mod counter_map;
 pub mod duration;
 pub mod forecast;
+pub mod hint;
 pub mod observe;
 pub mod probes;
 pub mod shadow;
