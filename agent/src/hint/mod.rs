@@ -15,9 +15,11 @@
 //! - [`peer`]: who is calling (kernel credentials, cgroup) and what it may
 //!   name.
 //! - [`server`]: the Unix socket, one bounded thread per connection.
-//! - [`client`]: a small client for programs (and `shadow-agent hint`).
+//! - [`client`]: a small client for programs.
+//! - [`cli`]: `shadow-agent hint`, the client for shell scripts.
 
 pub mod book;
+pub mod cli;
 pub mod client;
 pub mod peer;
 pub mod protocol;
