@@ -21,6 +21,7 @@ use std::{
 use serde_json::Value;
 use shadow_agent::cgroups::Mounts;
 
+pub mod hint;
 pub mod orchestrator;
 
 /// Fails the test unless it runs as root.
@@ -45,8 +46,17 @@ pub struct TestCgroup {
 impl TestCgroup {
     /// Creates `/shadow-test-<name>-<pid>` in v2 and in each of `v1`.
     pub fn new(name: &str, v1: &[&str]) -> Self {
+        Self::at(format!("/shadow-test-{name}-{}", std::process::id()), v1)
+    }
+
+    /// Creates `<self>/<name>` in v2 and in each of `v1` (where this one
+    /// must exist too). Drop it before its parent.
+    pub fn child(&self, name: &str, v1: &[&str]) -> Self {
+        Self::at(format!("{}/{name}", self.path), v1)
+    }
+
+    fn at(path: String, v1: &[&str]) -> Self {
         require_root();
-        let path = format!("/shadow-test-{name}-{}", std::process::id());
         let mut cg = Self {
             path,
             dirs: Vec::new(),
@@ -77,6 +87,11 @@ impl TestCgroup {
 
     /// Starts `cmd` inside this cgroup (every hierarchy) before it execs.
     pub fn spawn(&self, cmd: &mut Command) -> Child {
+        self.spawn_with(cmd.stdout(Stdio::piped()))
+    }
+
+    /// [`TestCgroup::spawn`] with the stdio `cmd` already has.
+    pub fn spawn_with(&self, cmd: &mut Command) -> Child {
         let procs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join("cgroup.procs")).collect();
         // SAFETY: the closure only writes to files, which is async-signal-safe
         // enough for a freshly forked child of a test process.
@@ -88,7 +103,7 @@ impl TestCgroup {
                 Ok(())
             });
         }
-        cmd.stdout(Stdio::piped()).spawn().expect("spawn workload")
+        cmd.spawn().expect("spawn workload")
     }
 }
 

@@ -74,7 +74,10 @@ pub fn run(args: &HintArgs) -> anyhow::Result<()> {
     let reply = client.send(&args.request()).context("sending the hint")?;
     println!("{}", client.last_line());
     match reply {
-        Reply::Refused(r) => anyhow::bail!("refused ({:?}): {}", r.code, r.message),
+        Reply::Refused(r) => {
+            let code = serde_json::to_value(r.code).unwrap_or_default();
+            anyhow::bail!("refused ({}): {}", code.as_str().unwrap_or("?"), r.message)
+        }
         Reply::Accepted(_) | Reply::Cancelled { .. } => Ok(()),
     }
 }
