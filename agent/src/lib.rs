@@ -13,10 +13,12 @@
 //! - [`logging`]: log setup shared by both binaries.
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
 //! - [`plot`]: line charts as standalone SVG (reports, backtests).
+//! - [`hint`]: the hint socket: applications announce expected demand.
 //! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
 //! - [`transmit`]: sends forecasts and usage to the orchestrator.
 //! - [`wire`]: the versioned protocol between agents and the orchestrator.
+//! - [`units`]: byte amounts with binary units (`2GiB`).
 
 pub mod backtest;
 pub mod btf;
@@ -25,10 +27,12 @@ pub mod collector;
 pub mod counter_map;
 pub mod duration;
 pub mod forecast;
+pub mod hint;
 pub mod logging;
 pub mod observe;
 pub mod plot;
 pub mod probes;
 pub mod shadow;
 pub mod transmit;
+pub mod units;
 pub mod wire;

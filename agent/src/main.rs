@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shadow_agent::{backtest, observe, probes};
+use shadow_agent::{backtest, hint, observe, probes};
 
 /// Shadow's agent: watches every cgroup from inside the kernel (eBPF) and
 /// forecasts what each will need.
@@ -14,6 +14,7 @@ use shadow_agent::{backtest, observe, probes};
 ///   sudo shadow-agent check
 ///   shadow-agent backtest trace.csv
 ///   sudo shadow-agent observe --orchestrator /run/shadow/orchestrator.sock --format table
+///   shadow-agent hint --cpu 4 --memory 2GiB --start-in 30s --duration 5m
 #[derive(Parser)]
 #[command(version = VERSION_TEXT.as_str(), verbatim_doc_comment)]
 struct Cli {
@@ -52,6 +53,13 @@ enum Command {
     ///
     /// Example: shadow-agent backtest ../shared/data/traces/nab/*.csv --format table
     Backtest(backtest::BacktestArgs),
+    /// Tell the agent what this process's cgroup expects to need, so the
+    /// resources are waiting (docs/hints.md). Prints the agent's reply;
+    /// exits non-zero if it refused.
+    ///
+    /// Example: shadow-agent hint --cpu 4 --memory 2GiB --start-in 30s --duration 5m
+    /// Example: shadow-agent hint --cancel 17
+    Hint(hint::cli::HintArgs),
 }
 
 /// `--version`: the build and the wire protocol it speaks.
@@ -71,6 +79,7 @@ fn main() -> ExitCode {
         Command::Check => check(),
         Command::ProbeCost { duration } => probe_cost(duration),
         Command::Backtest(args) => backtest::run(&args),
+        Command::Hint(args) => hint::cli::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,10 @@
 use std::{
     io::Write as _,
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -17,6 +20,7 @@ use crate::{
     collector::{Collector, Sample},
     counter_map::CounterMap,
     forecast::MAX_HORIZON,
+    hint::{self, Book},
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
     transmit::{Target, Transmitter},
@@ -75,6 +79,17 @@ pub struct ObserveArgs {
     /// column, `*` where the orchestrator writes the knobs).
     #[arg(long, value_name = "SOCKET")]
     pub orchestrator: Option<String>,
+    /// Listen for applications' hints on this Unix socket (with --forecast
+    /// or --orchestrator; docs/hints.md). If another agent holds it, this
+    /// one observes without hints.
+    #[arg(long, value_name = "PATH", default_value = hint::DEFAULT_SOCKET)]
+    pub hint_socket: PathBuf,
+    /// Group that owns the hint socket (mode 0660): its members may hint.
+    #[arg(long, value_name = "NAME")]
+    pub hint_group: Option<String>,
+    /// Do not open the hint socket.
+    #[arg(long)]
+    pub no_hints: bool,
     /// At exit, print the collector's own cost to stderr as one JSON line:
     /// ticks, median and max time to read and resolve all maps, peak RSS.
     #[arg(long)]
@@ -133,7 +148,7 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         probes.reports().len()
     );
     let map = CounterMap::new(counters, pending)?;
-    let mut collector = Collector::new(map, Index::new(v2_root), args.rescan_every);
+    let mut collector = Collector::new(map, Index::new(v2_root.clone()), args.rescan_every);
     collector.walk_in_background(args.interval);
     let mut transmitter = args
         .orchestrator
@@ -148,6 +163,10 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         Some(Shadows::new(args.interval, args.quantile, horizon)?)
     } else {
         None
+    };
+    let hints = match &shadows {
+        Some(_) if !args.no_hints => start_hints(args, &v2_root),
+        _ => None,
     };
     let mut readings = Vec::new();
     let mut tagged = Vec::new();
@@ -174,12 +193,23 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         if let Some(shadows) = &mut shadows {
             shadows.retain_only(&samples);
             tagged.clear();
+            let mut book = hints.as_ref().map(|(_, b)| lock(b));
             for (i, s) in samples.iter().enumerate() {
                 readings.clear();
-                shadows.observe(s, &mut readings);
-                forecasts[i] = Shadows::cpu_forecast(&readings);
+                shadows.observe_hinted(s, book.as_deref_mut(), &mut readings);
+                forecasts[i] = Shadows::cpu_forecast(&readings).map(|mut f| {
+                    f.hint_trust = book.as_ref().map(|b| b.trust(&s.cgroup));
+                    f
+                });
                 tagged.extend(readings.iter().map(|&r| (i, r)));
             }
+            if let Some(book) = &mut book {
+                // One interval of grace lets the window's last usage in.
+                for o in book.settle(unix_now(), args.interval.as_secs_f64() * 1.5) {
+                    tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
+                }
+            }
+            drop(book);
             if let Some(t) = &mut transmitter {
                 let at_ms = (unix_now() * 1e3) as u64;
                 t.tick(
@@ -235,6 +265,36 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         eprintln!("{}", summary(&mut tick_ms, collector.cgroups()));
     }
     Ok(())
+}
+
+/// Opens the hint socket; observation goes on without it if it cannot.
+fn start_hints(
+    args: &ObserveArgs,
+    v2_root: &std::path::Path,
+) -> Option<(hint::server::Server, Arc<Mutex<Book>>)> {
+    let limits = hint::Limits::new(hint::host_capacity());
+    let book = Arc::new(Mutex::new(Book::new(limits)));
+    let config = hint::server::Config {
+        path: args.hint_socket.clone(),
+        group: args.hint_group.clone(),
+        limits,
+        v2_root: v2_root.to_owned(),
+        scope: args.cgroup.clone(),
+    };
+    match hint::server::Server::start(config, Arc::clone(&book)) {
+        Ok(server) => {
+            eprintln!("shadow-agent: hints on {}", server.path().display());
+            Some((server, book))
+        }
+        Err(e) => {
+            eprintln!("shadow-agent: no hint socket ({e}); observing without hints");
+            None
+        }
+    }
+}
+
+fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The collector's cost over the run, as one JSON object.
@@ -320,8 +380,8 @@ fn write_table(
     )?;
     let reserving = rows.iter().any(|r| r.reservation.is_some());
     let forecast_header = match (forecasting, reserving) {
-        (true, true) => "  NEXT% UPPER%   RSV% ",
-        (true, false) => "  NEXT% UPPER%",
+        (true, true) => "  NEXT% UPPER%  TRUST   RSV% ",
+        (true, false) => "  NEXT% UPPER%  TRUST",
         _ => "",
     };
     writeln!(
@@ -333,12 +393,15 @@ fn write_table(
         let u = &r.sample.usage;
         let per_s = |v: u64| v as f64 / secs;
         let forecast = match (forecasting, r.forecast) {
+            // TRUST is the cgroup's hint trust; '*' while a hint is live.
             (true, Some(f)) => format!(
-                " {:>6.1} {:>6.1}",
+                " {:>6.1} {:>6.1} {:>5}{}",
                 f.cpu_forecast_cores * 100.0,
-                f.cpu_upper_cores * 100.0
+                f.cpu_upper_cores * 100.0,
+                f.hint_trust.map_or("-".into(), |t| format!("{t:.2}")),
+                if f.hint_active { "*" } else { " " }
             ),
-            (true, None) => format!(" {:>6} {:>6}", "-", "-"),
+            (true, None) => format!(" {:>6} {:>6} {:>5} ", "-", "-", "-"),
             (false, _) => String::new(),
         };
         let reservation = match (reserving, r.reservation) {

@@ -14,6 +14,16 @@
 //! and most cgroups never touch a disk or a socket. Memory is not measured
 //! by the kernel programs (page faults are events, not bytes held), so it
 //! is not forecast here.
+//!
+//! Hints (crate::hint) are fused here: a live hint is a prior under the
+//! forecast of its cgroup. At every horizon whose interval overlaps the
+//! hinted window, the upper band is at least `amount × confidence × trust`
+//! (the point forecast is left to the model: the hint says what may come,
+//! the model what is likely). A band raised that way is marked
+//! [`Source::Hint`], and such forecasts are always sent, as is the first
+//! one after a hint stops raising the band, so the orchestrator sees both
+//! edges of the window. The realised usage is handed back to the hint book,
+//! which judges each hint after its window and updates the trust.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -22,7 +32,8 @@ use serde::Serialize;
 use crate::{
     collector::Sample,
     forecast::{Config, Error, Forecast, Forecaster, Reporter, ReporterConfig},
-    wire::Resource,
+    hint::{Amounts, Book},
+    wire::{Resource, Source},
 };
 
 /// One cgroup's CPU forecast for the next interval (`observe --forecast`).
@@ -37,6 +48,16 @@ pub struct CpuForecast {
     pub cpu_upper_cores: f64,
     /// Recent mean absolute one-interval error, in cores.
     pub cpu_volatility_cores: f64,
+    /// True if a hint's window covers the next interval (its prior is in
+    /// `cpu_upper_cores` when above the model's band).
+    pub hint_active: bool,
+    /// That hint's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint_id: Option<u64>,
+    /// The trust this cgroup's hints have earned, 0..=1 (None when the
+    /// hint socket is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint_trust: Option<f64>,
 }
 
 /// One resource of one cgroup after an interval.
@@ -50,12 +71,18 @@ pub struct Reading {
     pub forecast: Option<Forecast>,
     /// True if the forecast should be sent on (adaptive reporting).
     pub send: bool,
+    /// Whether a hint raised the upper band at some horizon.
+    pub source: Source,
+    /// The hint whose window covers the next interval, if any.
+    pub hint: Option<u64>,
 }
 
 /// A forecaster and its reporting state.
 struct Series {
     forecaster: Forecaster,
     reporter: Reporter,
+    /// The last forecast's band was raised by a hint.
+    hinted: bool,
 }
 
 /// The series of one cgroup.
@@ -100,6 +127,17 @@ impl Shadows {
     /// reading per resource the cgroup has used to `out`. Nothing is
     /// appended for an empty interval.
     pub fn observe(&mut self, sample: &Sample, out: &mut Vec<Reading>) {
+        self.observe_hinted(sample, None, out);
+    }
+
+    /// [`Shadows::observe`] with the live hints of `book` fused into the
+    /// forecasts and the realised usage recorded for judging them.
+    pub fn observe_hinted(
+        &mut self,
+        sample: &Sample,
+        book: Option<&mut Book>,
+        out: &mut Vec<Reading>,
+    ) {
         if sample.interval_ns == 0 {
             return;
         }
@@ -112,7 +150,14 @@ impl Shadows {
         let new = || Series {
             forecaster: Forecaster::new(config),
             reporter: Reporter::new(reporting),
+            hinted: false,
         };
+        let path = sample.cgroup.as_str();
+        let hinted = |book: &Option<&mut Book>, r| {
+            book.as_ref()
+                .is_some_and(|b| b.hints_resource(path, r, sample.ts))
+        };
+        let (io_hinted, net_hinted) = (hinted(&book, Resource::Io), hinted(&book, Resource::Net));
         let shadow = self
             .by_id
             .entry(sample.cgroup_id)
@@ -121,17 +166,35 @@ impl Shadows {
                 io: None,
                 net: None,
             });
-        out.push(step(&mut shadow.cpu, Resource::Cpu, sample.ts, cpu));
-        for (slot, resource, value) in [
-            (&mut shadow.io, Resource::Io, io),
-            (&mut shadow.net, Resource::Net, net),
+        let book_ref = book.as_deref();
+        let interval_s = config.interval_s();
+        let mut push = |series: &mut Series, resource, value| {
+            let mut r = step(series, resource, sample.ts, value);
+            if let Some(b) = book_ref {
+                fuse(series, &mut r, b, path, sample.ts, interval_s);
+            }
+            out.push(r);
+        };
+        push(&mut shadow.cpu, Resource::Cpu, cpu);
+        for (slot, resource, value, hinted) in [
+            (&mut shadow.io, Resource::Io, io, io_hinted),
+            (&mut shadow.net, Resource::Net, net, net_hinted),
         ] {
-            if slot.is_none() && value > 0.0 {
+            if slot.is_none() && (value > 0.0 || hinted) {
                 *slot = Some(Box::new(new()));
             }
             if let Some(series) = slot {
-                out.push(step(series, resource, sample.ts, value));
+                push(series, resource, value);
             }
+        }
+        if let Some(b) = book {
+            let usage = Amounts {
+                cpu,
+                memory: 0.0,
+                io,
+                net,
+            };
+            b.record(path, sample.ts, secs, usage);
         }
     }
 
@@ -144,6 +207,9 @@ impl Shadows {
             cpu_forecast_cores: f.point[0],
             cpu_upper_cores: f.upper[0],
             cpu_volatility_cores: f.volatility,
+            hint_active: r.hint.is_some(),
+            hint_id: r.hint,
+            hint_trust: None,
         })
     }
 
@@ -178,7 +244,37 @@ fn step(series: &mut Series, resource: Resource, t: f64, value: f64) -> Reading 
         value,
         forecast,
         send,
+        source: Source::Model,
+        hint: None,
     }
+}
+
+/// Raises `r`'s upper band to the hints' prior where their window overlaps
+/// a horizon's interval `(t + (h-1)Δ, t + hΔ]`; marks the reading as from a
+/// hint and to be sent when a hint raised it now or did last time.
+fn fuse(series: &mut Series, r: &mut Reading, book: &Book, path: &str, t: f64, interval_s: f64) {
+    let Some(f) = &mut r.forecast else {
+        return;
+    };
+    let mut raised = false;
+    for h in 0..f.horizon {
+        let from = t + h as f64 * interval_s;
+        let Some(prior) = book.prior(path, r.resource, from, from + interval_s) else {
+            continue;
+        };
+        if h == 0 {
+            r.hint = Some(prior.id);
+        }
+        if prior.floor > f.upper[h] {
+            f.upper[h] = prior.floor;
+            raised = true;
+        }
+    }
+    if raised {
+        r.source = Source::Hint;
+    }
+    r.send |= raised || series.hinted;
+    series.hinted = raised;
 }
 
 #[cfg(test)]
@@ -240,6 +336,58 @@ mod tests {
         assert_eq!(io.value, 4096.0);
         assert_eq!(io.forecast.unwrap().horizon, 6);
         assert!(io.send, "a new series' first forecast is sent");
+    }
+
+    #[test]
+    fn a_hint_raises_the_band_in_its_window_only_and_is_judged() {
+        use crate::hint::{Limits, book::INITIAL_TRUST, protocol::Command};
+        let capacity = crate::hint::Amounts {
+            cpu: 8.0,
+            memory: 1e12,
+            io: 1e12,
+            net: 1e12,
+        };
+        let mut book = Book::new(Limits::new(capacity));
+        let Ok(Command::Hint(spec)) = crate::hint::parse_line(
+            br#"{"cpu":4,"net":1000,"start_in":"10s","duration":"5s"}"#,
+            book.limits(),
+        ) else {
+            panic!("hint refused")
+        };
+        let id = book.submit("/c1", &spec, 100.0).unwrap().id;
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for t in 90..=120 {
+            out.clear();
+            shadows.observe_hinted(&sample(1, f64::from(t), 0.5, 0), Some(&mut book), &mut out);
+            let cpu = out[0];
+            let f = Shadows::cpu_forecast(&out).unwrap();
+            seen.push((t, f.cpu_upper_cores, cpu.source, cpu.hint, cpu.send));
+            // The next interval (t, t+1] overlaps the window [110, 115).
+            let inside = (110..=114).contains(&t);
+            assert_eq!(f.hint_id.is_some(), inside, "t={t}: {seen:?}");
+            if inside {
+                assert_eq!(f.hint_id, Some(id));
+                assert!(f.cpu_upper_cores >= 4.0 * INITIAL_TRUST, "t={t}");
+                assert_eq!(cpu.source, Source::Hint);
+                assert!(cpu.send, "hinted forecasts are always sent");
+                assert!(
+                    out.iter().any(|r| r.resource == Resource::Net),
+                    "net series made for the hint"
+                );
+            } else if !(104..=116).contains(&t) {
+                assert!(f.cpu_upper_cores < 2.0, "t={t}: {seen:?}");
+                assert_eq!(cpu.source, Source::Model);
+            }
+            book.settle(f64::from(t), 1.0);
+        }
+        // Hinted 4 cores (and 1000 B/s), used 0.5 (and nothing): trusted less.
+        assert!(
+            book.trust("/c1") < INITIAL_TRUST - 0.2,
+            "{}",
+            book.trust("/c1")
+        );
     }
 
     #[test]

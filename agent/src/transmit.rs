@@ -21,7 +21,7 @@ use crate::{
     shadow::Reading,
     wire::{
         self, Component, Compression, Hello, Message, Prediction, PredictionBatch, Reservation,
-        Resource, Source, Step, Usage, UsageBatch,
+        Resource, Step, Usage, UsageBatch,
     },
 };
 
@@ -358,7 +358,7 @@ pub fn batches(
         predictions.predictions.push(Prediction {
             component,
             resource: r.resource,
-            source: Source::Model,
+            source: r.source,
             quantile: options.quantile,
             volatility: f.volatility as f32,
             last: r.value as f32,

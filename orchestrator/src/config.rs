@@ -8,7 +8,7 @@
 use std::{path::Path, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
-use shadow_agent::wire::Resource;
+use shadow_agent::{units::parse_bytes, wire::Resource};
 
 /// Default Unix socket agents connect to.
 pub const DEFAULT_SOCKET: &str = "/run/shadow/orchestrator.sock";
@@ -114,32 +114,6 @@ impl TryFrom<AmountText> for Amount {
         }
         Ok(Amount(n))
     }
-}
-
-/// Parses "512", "64KiB", "2GiB", "1.5TiB" (binary units; "k", "M", "G"
-/// are accepted as the same binary units, as the kernel's own files do).
-pub fn parse_bytes(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not an amount (e.g. 512MiB, 2GiB)"))?;
-    let scale = match unit.trim() {
-        "" | "B" => 1.0,
-        "k" | "K" | "KiB" => 1024.0,
-        "M" | "MiB" => 1024.0 * 1024.0,
-        "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "T" | "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    Ok(n * scale)
 }
 
 /// Which cgroups may be written, and within which bounds.

@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use shadow_agent::cgroups::Mounts;
 
+pub mod hint;
 pub mod orchestrator;
 pub mod scenario;
 
@@ -47,8 +48,17 @@ pub struct TestCgroup {
 impl TestCgroup {
     /// Creates `/shadow-test-<name>-<pid>` in v2 and in each of `v1`.
     pub fn new(name: &str, v1: &[&str]) -> Self {
+        Self::at(format!("/shadow-test-{name}-{}", std::process::id()), v1)
+    }
+
+    /// Creates `<self>/<name>` in v2 and in each of `v1` (where this one
+    /// must exist too). Drop it before its parent.
+    pub fn child(&self, name: &str, v1: &[&str]) -> Self {
+        Self::at(format!("{}/{name}", self.path), v1)
+    }
+
+    fn at(path: String, v1: &[&str]) -> Self {
         require_root();
-        let path = format!("/shadow-test-{name}-{}", std::process::id());
         Self::create(&path, v1).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
@@ -90,8 +100,12 @@ impl TestCgroup {
     /// Starts `cmd` inside this cgroup (every hierarchy) before it execs,
     /// its stdout piped.
     pub fn spawn(&self, cmd: &mut Command) -> Child {
-        self.start(cmd.stdout(Stdio::piped()))
-            .expect("spawn workload")
+        self.spawn_with(cmd.stdout(Stdio::piped()))
+    }
+
+    /// [`TestCgroup::spawn`] with the stdio `cmd` already has.
+    pub fn spawn_with(&self, cmd: &mut Command) -> Child {
+        self.start(cmd).expect("spawn workload")
     }
 
     /// Starts `cmd` inside this cgroup (every hierarchy) before it execs.

@@ -15,6 +15,8 @@
 //!                                           threads, one every PERIOD_MS, each
 //!                                           BURST_MS long, idle between; one
 //!                                           JSON line per burst start
+//!   shadow-workload hint-relay SOCKET       one connection to a hint socket:
+//!                                           each stdin line sent, each reply printed
 
 use std::{
     fs::OpenOptions,
@@ -44,6 +46,7 @@ fn main() {
         "tcp-recv" => tcp_recv(),
         "tcp-send" => tcp_send(num(1), num(2)),
         "bursts" => bursts(num(1), num(2), num(3), num(4)),
+        "hint-relay" => hint_relay(arg(1)),
         _ => usage(),
     }
 }
@@ -211,4 +214,26 @@ fn tcp_send(port: u64, bytes: u64) {
     // Wait for the receiver to close, so every byte has crossed.
     let _ = conn.read(&mut [0u8; 1]);
     println!(r#"{{"bytes":{sent}}}"#);
+}
+
+/// Relays stdin lines to a hint socket over one connection, printing each
+/// reply line, so a test can hold a client inside a cgroup.
+fn hint_relay(socket: &str) {
+    use std::io::BufRead as _;
+    let stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    let mut replies = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut stream = stream;
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("stdin");
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("send");
+        let mut reply = String::new();
+        if replies.read_line(&mut reply).expect("reply") == 0 {
+            return;
+        }
+        stdout.write_all(reply.as_bytes()).expect("stdout");
+        stdout.flush().expect("flush");
+    }
 }

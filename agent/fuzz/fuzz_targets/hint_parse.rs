@@ -1,0 +1,42 @@
+//! Arbitrary bytes into the hint socket's request parser, as one line
+//! (what the server hands it after bounding the line). Any panic is a bug;
+//! refusals are fine. Whatever is accepted must be within the limits, and
+//! a hint must survive the book (clamping, the prior, judging).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shadow_agent::{
+    hint::{Amounts, Book, Command, Limits, parse_line},
+    wire::Resource,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits::new(Amounts {
+        cpu: 2.0,
+        memory: 8e9,
+        io: 1e11,
+        net: 1e11,
+    });
+    match parse_line(data, &limits) {
+        Ok(Command::Hint(spec)) => {
+            assert!(spec.duration <= limits.max_duration && !spec.duration.is_zero());
+            assert!(spec.start_in <= limits.max_start_in);
+            assert!((0.0..=1.0).contains(&spec.confidence));
+            for (_, v) in spec.amounts.named() {
+                assert!(v.is_finite() && v >= 0.0);
+            }
+            let mut book = Book::new(limits);
+            let a = book.submit("/x", &spec, 1000.0).expect("an empty book takes it");
+            assert!(a.amounts.cpu <= limits.capacity.cpu);
+            let p = book.prior("/x", Resource::Cpu, a.start, a.end);
+            assert!(p.is_none_or(|p| p.floor.is_finite() && p.floor <= limits.capacity.cpu));
+            book.record("/x", a.end, a.end - a.start, spec.amounts);
+            for o in book.settle(a.end + 1.0, 0.0) {
+                assert!((0.0..=1.0).contains(&o.trust));
+            }
+        }
+        Ok(Command::Cancel(_)) => {}
+        Err(refusal) => assert!(!refusal.message.is_empty()),
+    }
+});

@@ -1,0 +1,114 @@
+//! Who is calling, from the kernel: SO_PEERCRED gives the peer's pid, uid
+//! and gid (as they were when it connected); its cgroup is read from
+//! `/proc/<pid>/cgroup` at each request, so a process moved since it
+//! connected hints for where it is now. Nothing in a message can change
+//! who the caller is.
+//!
+//! Limits: a peer in another pid namespace is reported with its pid in
+//! ours (the kernel translates it); a peer that exited between sending and
+//! our read has no `/proc` entry and is refused (`identity`).
+
+use std::{io, os::fd::AsRawFd};
+
+use super::protocol::{Code, Refusal};
+
+/// The calling process, as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Its cgroup (v2 path, `/` = root).
+    pub cgroup: String,
+}
+
+/// The credentials of a connected Unix socket's peer.
+pub fn peer_cred(socket: &impl AsRawFd) -> io::Result<(i32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid, cred.uid, cred.gid))
+}
+
+/// The caller with its cgroup read now.
+pub fn identify(pid: i32, uid: u32, gid: u32) -> Result<Caller, Refusal> {
+    let refuse = |why: String| Refusal::new(Code::Identity, why);
+    if pid <= 0 {
+        return Err(refuse("the kernel gave no pid for this peer".into()));
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| refuse(format!("cannot read /proc/{pid}/cgroup: {e}")))?;
+    let cgroup =
+        v2_cgroup(&text).ok_or_else(|| refuse(format!("process {pid} has no cgroup v2 entry")))?;
+    Ok(Caller {
+        pid,
+        uid,
+        gid,
+        cgroup,
+    })
+}
+
+/// The v2 path in a `/proc/<pid>/cgroup` file (its `0::` line).
+pub fn v2_cgroup(text: &str) -> Option<String> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+    normalize(path).ok()
+}
+
+/// A cgroup path in canonical form: absolute, no empty, `.` or `..`
+/// segments, no trailing slash (`/` for the root).
+pub fn normalize(path: &str) -> Result<String, Refusal> {
+    let bad = |why: &str| Refusal::new(Code::Invalid, format!("cgroup {path:?}: {why}"));
+    if !path.starts_with('/') {
+        return Err(bad("must be absolute (relative to the v2 root)"));
+    }
+    if path.len() > 4096 || path.contains('\0') {
+        return Err(bad("not a path"));
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        if seg == "." || seg == ".." {
+            return Err(bad("no . or .. segments"));
+        }
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Whether `caller` may hint for (or cancel a hint of) `target`: its own
+/// cgroup or one below it; root (uid 0) any.
+pub fn authorize(caller: &Caller, target: &str) -> Result<(), Refusal> {
+    if caller.uid == 0 || crate::cgroups::is_within(target, &caller.cgroup) {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        Code::Forbidden,
+        format!(
+            "process {} (uid {}) in cgroup {} may only hint for its own cgroup or one below it, not {target}",
+            caller.pid, caller.uid, caller.cgroup
+        ),
+    ))
+}
