@@ -14,7 +14,7 @@
 //! branch-free, so the compiler vectorises the scoring and the mixing: the
 //! cost per update is what keeps 10,000 series per second cheap.
 
-use super::experts::{EXPERTS, Experts, SEASONAL};
+use super::experts::{EXPERTS, Experts, SEASONAL, Snapshot};
 use super::period::PeriodDetector;
 use super::quantile::{Calibration, SIGMA_FAST, SIGMA_SLOW};
 use super::recur::Recurrence;
@@ -65,9 +65,10 @@ pub struct Forecaster {
     experts: Experts,
     /// Lifts of the band for peaks that recur at a long wall-clock period.
     recur: Recurrence,
-    /// `pending[target % MAX_HORIZON][h - 1][expert]`: the point forecast
-    /// each expert made `h` ticks before `target`, kept until it is scored.
-    pending: [[[f32; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
+    /// `origins[n % MAX_HORIZON]`: the experts' state after the `n`-th
+    /// value, from which the forecasts made then are derived again when
+    /// their targets arrive and are scored (the last `MAX_HORIZON` origins).
+    origins: [Snapshot; MAX_HORIZON],
     /// Per horizon: each band's calibration…
     calibration: [Calibration<BANDS>; MAX_HORIZON],
     /// …its discounted pinball loss…
@@ -100,7 +101,7 @@ impl Forecaster {
             period: PeriodDetector::new(cfg.interval_s()),
             experts: Experts::new(),
             recur: Recurrence::new(cfg.interval_s()),
-            pending: [[[f32::NAN; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
+            origins: [Snapshot::EMPTY; MAX_HORIZON],
             calibration: [Calibration::new(); MAX_HORIZON],
             band_loss: [[0.0; BANDS]; MAX_HORIZON],
             point_loss: [[0.0; EXPERTS]; MAX_HORIZON],
@@ -184,7 +185,6 @@ impl Forecaster {
     /// Scores the forecasts whose target is the tick `y` belongs to.
     fn learn(&mut self, y: f32) {
         let q = self.cfg.quantile() as f32;
-        let slot = (self.n % MAX_HORIZON as u64) as usize;
         if self.n > 0 {
             // The mixed one-tick forecast made for this tick is still the
             // current one (`advance` has not run yet).
@@ -196,7 +196,10 @@ impl Forecaster {
             if self.n <= h as u64 {
                 break;
             }
-            let (p, valid) = sanitize(&self.pending[slot][h]);
+            // Made at the origin h ticks before the newest value, whose
+            // ring was h values shorter.
+            let origin = ((self.n - h as u64) % MAX_HORIZON as u64) as usize;
+            let (p, valid) = sanitize(&self.origins[origin].row(h, &self.ring, h));
             // Bias-corrected start: the first scores set the losses and
             // scales, then the fixed memories take over.
             let k = self.scored[h];
@@ -271,9 +274,12 @@ impl Forecaster {
         self.n += 1;
 
         let horizon = self.cfg.horizon();
+        let snapshot = self.experts.snapshot(&self.ring, self.period.period());
+        self.origins[(self.n % MAX_HORIZON as u64) as usize] = snapshot;
         let mut made = [[0.0f32; EXPERTS]; MAX_HORIZON];
-        self.experts
-            .forecast(&self.ring, self.period.period(), horizon, &mut made);
+        for (h, row) in made.iter_mut().enumerate().take(horizon) {
+            *row = snapshot.row(h, &self.ring, 0);
+        }
         // Tiny floor so that a series that is exactly predictable (loss 0)
         // does not divide by zero; relative to the series' level.
         let floor = 1e-9 * self.scale.abs() + f32::MIN_POSITIVE;
@@ -323,8 +329,6 @@ impl Forecaster {
             let point = (sp / wp).max(0.0);
             self.point[h] = point;
             self.upper[h] = (sb / wb).max(point);
-            let slot = ((self.n + h as u64) % MAX_HORIZON as u64) as usize;
-            self.pending[slot][h] = *row;
         }
         self.recur.lift(&self.ring, &mut self.upper, horizon);
     }

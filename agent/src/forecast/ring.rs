@@ -1,56 +1,67 @@
 //! The last few hundred values of a series, for the parts that look back a
 //! whole period (seasonal naive, the period detector).
 
-/// Capacity in values. A day of 5-minute samples is 288 ticks and five
-/// minutes of 1-second samples is 300; 320 covers both plus the horizon, at
-/// 1.25 KiB (f32: usage needs relative, not absolute, precision).
+/// Reach in values: the lags the seasonal parts may use are below this. A
+/// day of 5-minute samples is 288 ticks and five minutes of 1-second samples
+/// is 300; 320 covers both plus the horizon, at 1.25 KiB (f32: usage needs
+/// relative, not absolute, precision).
 pub(crate) const RING: usize = 320;
+/// Values kept beyond [`RING`], so that what was read at lag `k` can be read
+/// again up to `SLACK` ticks later, at lag `k + SLACK`: the forecasts made
+/// at an origin are re-derived when their target arrives (up to
+/// `MAX_HORIZON` ticks later), and the period detector's variogram is
+/// brought up to date in batches.
+pub(crate) const SLACK: usize = 16;
+/// Values stored.
+const CAP: usize = RING + SLACK;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Ring {
-    buf: [f32; RING],
+    buf: [f32; CAP],
     /// Index of the newest value.
     head: u16,
-    len: u16,
+    /// Values stored (at most [`CAP`]).
+    stored: u16,
 }
 
 impl Ring {
     pub(crate) fn new() -> Self {
         Self {
-            buf: [0.0; RING],
-            head: (RING - 1) as u16,
-            len: 0,
+            buf: [0.0; CAP],
+            head: (CAP - 1) as u16,
+            stored: 0,
         }
     }
 
     pub(crate) fn push(&mut self, y: f32) {
-        let head = if self.head as usize + 1 == RING {
+        let head = if self.head as usize + 1 == CAP {
             0
         } else {
             self.head + 1
         };
         self.head = head;
         self.buf[head as usize] = y;
-        if (self.len as usize) < RING {
-            self.len += 1;
+        if (self.stored as usize) < CAP {
+            self.stored += 1;
         }
     }
 
-    /// Values held (at most [`RING`]).
+    /// Values held within reach (at most [`RING`]).
     pub(crate) fn len(&self) -> usize {
-        self.len as usize
+        (self.stored as usize).min(RING)
     }
 
     /// The value `lag` ticks before the newest (`lag = 0` is the newest).
-    /// Callers keep `lag < len()`.
+    /// Callers keep `lag < len()`, or `lag < len() + d` for a value that
+    /// was within reach `d <= SLACK` ticks ago.
     #[inline]
     pub(crate) fn get(&self, lag: usize) -> f32 {
-        debug_assert!(lag < self.len());
+        debug_assert!(lag < self.stored as usize);
         let head = self.head as usize;
         let i = if lag <= head {
             head - lag
         } else {
-            head + RING - lag
+            head + CAP - lag
         };
         self.buf[i]
     }
@@ -69,7 +80,7 @@ impl Ring {
             let idx = if lag <= head {
                 head - lag
             } else {
-                head + RING - lag
+                head + CAP - lag
             };
             *o = y - self.buf[idx];
         }
@@ -83,14 +94,15 @@ mod tests {
     #[test]
     fn lags_wrap_around() {
         let mut r = Ring::new();
-        for i in 0..(RING + 5) {
+        for i in 0..(CAP + 5) {
             r.push(i as f32);
         }
         assert_eq!(r.len(), RING);
-        assert_eq!(r.get(0), (RING + 4) as f32);
-        assert_eq!(r.get(RING - 1), 5.0);
+        assert_eq!(r.get(0), (CAP + 4) as f32);
+        assert_eq!(r.get(RING - 1), (SLACK + 5) as f32);
+        assert_eq!(r.get(CAP - 1), 5.0);
         // Every head position: the contiguous reads agree with `get`.
-        for _ in 0..RING {
+        for _ in 0..CAP {
             r.push(r.get(0) + 1.5);
             let mut d = [0.0; 47];
             r.diffs_from_newest(2, &mut d);
