@@ -68,15 +68,16 @@ impl Ring {
 }
 
 impl Ring {
-    /// `out[i] = newest - value (first_lag + i) ticks back`, for a full
-    /// ring, read as at most two contiguous stretches (no per-element
-    /// wrap-around test), so callers' loops vectorise.
-    pub(crate) fn diffs_from_newest(&self, first_lag: usize, out: &mut [f32]) {
-        debug_assert!(self.len() == RING && first_lag + out.len() <= RING);
+    /// `out[i] = v - value (first_lag + i) ticks before v`, where `v` is the
+    /// value `delay` ticks before the newest, for a full ring, read as at
+    /// most two contiguous stretches (no per-element wrap-around test), so
+    /// callers' loops vectorise.
+    pub(crate) fn diffs_from(&self, delay: usize, first_lag: usize, out: &mut [f32]) {
+        debug_assert!(self.len() == RING && delay + first_lag + out.len() <= self.stored as usize);
         let head = self.head as usize;
-        let y = self.buf[head];
+        let y = self.get(delay);
         for (i, o) in out.iter_mut().enumerate() {
-            let lag = first_lag + i;
+            let lag = delay + first_lag + i;
             let idx = if lag <= head {
                 head - lag
             } else {
@@ -105,9 +106,11 @@ mod tests {
         for _ in 0..CAP {
             r.push(r.get(0) + 1.5);
             let mut d = [0.0; 47];
-            r.diffs_from_newest(2, &mut d);
-            for (i, v) in d.iter().enumerate() {
-                assert_eq!(*v, r.get(0) - r.get(i + 2));
+            for delay in [0, 7] {
+                r.diffs_from(delay, 2, &mut d);
+                for (i, v) in d.iter().enumerate() {
+                    assert_eq!(*v, r.get(delay) - r.get(delay + i + 2));
+                }
             }
         }
     }
