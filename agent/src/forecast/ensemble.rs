@@ -51,17 +51,57 @@ const BAND_ALPHA: [f32; BANDS] = {
     a
 };
 
+/// What the forecaster keeps per horizon: each band's calibration, its
+/// discounted pinball loss, each expert's discounted absolute error, and
+/// the ticks scored (saturating) for the young-state memories; the seasonal
+/// expert, which starts late, has its own count.
+#[derive(Debug, Clone, Copy)]
+struct HorizonState {
+    cal: Calibration<BANDS>,
+    band_loss: [f32; BANDS],
+    point_loss: [f32; EXPERTS],
+    scored: u32,
+    seasonal_scored: u32,
+}
+
+impl HorizonState {
+    const fn new() -> Self {
+        Self {
+            cal: Calibration::new(),
+            band_loss: [0.0; BANDS],
+            point_loss: [0.0; EXPERTS],
+            scored: 0,
+            seasonal_scored: 0,
+        }
+    }
+}
+
 /// Online forecaster of one series. See the module docs of
 /// [`crate::forecast`] for what it guarantees.
+///
+/// Laid out for the cold cache, the usual case when thousands of series
+/// are updated in turn: fields in declaration order (`repr(C)`), starting
+/// on a cache line, with what every update touches first (scalars, the
+/// experts, the lift's records, the origins, the period detector's
+/// per-tick part), then the per-horizon blocks (only the configured
+/// horizons are touched), then the ring, of which an update reads only the
+/// lines near the newest value and near a few lags.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Forecaster {
     cfg: Config,
     /// Values taken in so far (observed or imputed).
     n: u64,
     last_t: f64,
     scale: f32,
-    ring: Ring,
-    period: PeriodDetector,
+    /// Mean absolute one-tick error of the mixed point, for `volatility`.
+    volatility: f32,
+    /// Whether the seasonal expert forecast at the last tick, and whether
+    /// it ever did (its record then survives a period lost and found again).
+    seasonal_on: bool,
+    seasonal_seen: bool,
+    point: [f32; MAX_HORIZON],
+    upper: [f32; MAX_HORIZON],
     experts: Experts,
     /// Lifts of the band for peaks that recur at a long wall-clock period.
     recur: Recurrence,
@@ -69,24 +109,10 @@ pub struct Forecaster {
     /// value, from which the forecasts made then are derived again when
     /// their targets arrive and are scored (the last `MAX_HORIZON` origins).
     origins: [Snapshot; MAX_HORIZON],
-    /// Per horizon: each band's calibration…
-    calibration: [Calibration<BANDS>; MAX_HORIZON],
-    /// …its discounted pinball loss…
-    band_loss: [[f32; BANDS]; MAX_HORIZON],
-    /// …and each expert's discounted absolute error.
-    point_loss: [[f32; EXPERTS]; MAX_HORIZON],
-    /// Ticks scored per horizon (saturating), for the young-state memories;
-    /// the seasonal expert, which starts late, has its own count.
-    scored: [u32; MAX_HORIZON],
-    seasonal_scored: [u32; MAX_HORIZON],
-    /// Whether the seasonal expert forecast at the last tick, and whether
-    /// it ever did (its record then survives a period lost and found again).
-    seasonal_on: bool,
-    seasonal_seen: bool,
-    /// Mean absolute one-tick error of the mixed point, for `volatility`.
-    volatility: f32,
-    point: [f32; MAX_HORIZON],
-    upper: [f32; MAX_HORIZON],
+    period: PeriodDetector,
+    /// Per-horizon calibration and records, one block per horizon.
+    horizons: [HorizonState; MAX_HORIZON],
+    ring: Ring,
 }
 
 impl Forecaster {
@@ -102,11 +128,7 @@ impl Forecaster {
             experts: Experts::new(),
             recur: Recurrence::new(cfg.interval_s()),
             origins: [Snapshot::EMPTY; MAX_HORIZON],
-            calibration: [Calibration::new(); MAX_HORIZON],
-            band_loss: [[0.0; BANDS]; MAX_HORIZON],
-            point_loss: [[0.0; EXPERTS]; MAX_HORIZON],
-            scored: [0; MAX_HORIZON],
-            seasonal_scored: [0; MAX_HORIZON],
+            horizons: [HorizonState::new(); MAX_HORIZON],
             seasonal_on: false,
             seasonal_seen: false,
             volatility: 0.0,
@@ -202,21 +224,21 @@ impl Forecaster {
             let (p, valid) = sanitize(&self.origins[origin].row(h, &self.ring, h));
             // Bias-corrected start: the first scores set the losses and
             // scales, then the fixed memories take over.
-            let k = self.scored[h];
-            self.scored[h] = k.saturating_add(1);
+            let k = self.horizons[h].scored;
+            self.horizons[h].scored = k.saturating_add(1);
             let young = 1.0 / (k as f32 + 1.0);
             // The seasonal expert's record restarts when it first appears
             // (see `adopt_seasonal`): its own first scores replace the
             // borrowed one at once.
-            let ks = self.seasonal_scored[h];
-            self.seasonal_scored[h] = ks.saturating_add(valid[SEASONAL] as u32);
+            let ks = self.horizons[h].seasonal_scored;
+            self.horizons[h].seasonal_scored = ks.saturating_add(valid[SEASONAL] as u32);
             let mut la = [LOSS_ALPHA.max(young); EXPERTS];
             la[SEASONAL] = LOSS_ALPHA.max(1.0 / (ks as f32 + 1.0));
             for e in 0..EXPERTS {
-                let loss = &mut self.point_loss[h][e];
+                let loss = &mut self.horizons[h].point_loss[e];
                 *loss += valid[e] * la[e] * ((y - p[e]).abs() - *loss);
             }
-            let cal = &mut self.calibration[h];
+            let cal = &mut self.horizons[h].cal;
             let margins = cal.margins();
             let mut r = [0.0f32; BANDS];
             let mut mask = [0.0f32; BANDS];
@@ -227,7 +249,7 @@ impl Forecaster {
                 mask[b] = vb;
                 alpha[b] = BAND_ALPHA[b].max(young);
                 let u = (pb + margins[b]).max(0.0);
-                let loss = &mut self.band_loss[h][b];
+                let loss = &mut self.horizons[h].band_loss[b];
                 *loss += vb * la[b / SPEEDS] * (pinball(y, u, q) - *loss);
             }
             cal.update(&r, &mask, q, &alpha);
@@ -244,17 +266,17 @@ impl Forecaster {
     fn adopt_seasonal(&mut self) {
         const NAIVE: usize = 0;
         for h in 0..MAX_HORIZON {
-            let best_point = self.point_loss[h][..SEASONAL]
+            let best_point = self.horizons[h].point_loss[..SEASONAL]
                 .iter()
                 .fold(f32::INFINITY, |a, &l| a.min(l));
-            let best_band = self.band_loss[h][..SEASONAL * SPEEDS]
+            let best_band = self.horizons[h].band_loss[..SEASONAL * SPEEDS]
                 .iter()
                 .fold(f32::INFINITY, |a, &l| a.min(l));
-            self.point_loss[h][SEASONAL] = best_point;
+            self.horizons[h].point_loss[SEASONAL] = best_point;
             for s in 0..SPEEDS {
                 let (from, to) = (NAIVE * SPEEDS + s, SEASONAL * SPEEDS + s);
-                self.band_loss[h][to] = best_band;
-                let cal = &mut self.calibration[h];
+                self.horizons[h].band_loss[to] = best_band;
+                let cal = &mut self.horizons[h].cal;
                 cal.sigma[to] = cal.sigma[from];
                 cal.qhat[to] = cal.qhat[from];
             }
@@ -291,9 +313,9 @@ impl Forecaster {
         self.seasonal_on = seasonal_on;
         for (h, row) in made.iter().enumerate().take(horizon) {
             let (p, valid) = sanitize(row);
-            let band_loss = &self.band_loss[h];
-            let point_loss = &self.point_loss[h];
-            let margins = self.calibration[h].margins();
+            let band_loss = &self.horizons[h].band_loss;
+            let point_loss = &self.horizons[h].point_loss;
+            let margins = self.horizons[h].cal.margins();
             // Experts that made no forecast count as infinitely bad: no
             // weight, never the best.
             let mut pl = [0.0f32; EXPERTS];

@@ -65,9 +65,11 @@ pub(crate) fn long_wall_lags(interval_s: f64, max_lag: usize) -> impl Iterator<I
     })
 }
 
-/// Per-tick statistics first (mean, variance, counters), the per-candidate
-/// ones after them: only the first are touched every tick.
+/// Per-tick statistics first (mean, variance, counters; `repr(C)` keeps
+/// the declaration order), the per-candidate ones after them: only the
+/// first are touched every tick.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct PeriodDetector {
     n: u32,
     mean: f32,

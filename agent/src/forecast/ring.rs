@@ -15,13 +15,16 @@ pub(crate) const SLACK: usize = 16;
 /// Values stored.
 const CAP: usize = RING + SLACK;
 
+/// The indices first (`repr(C)`), so they share a cache line with the
+/// start of the values instead of adding one at the end.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct Ring {
-    buf: [f32; CAP],
     /// Index of the newest value.
     head: u16,
     /// Values stored (at most [`CAP`]).
     stored: u16,
+    buf: [f32; CAP],
 }
 
 impl Ring {
