@@ -18,7 +18,7 @@ use super::experts::{EXPERTS, Experts, SEASONAL, Snapshot};
 use super::period::PeriodDetector;
 use super::quantile::{Calibration, SIGMA_FAST, SIGMA_SLOW};
 use super::recur::Recurrence;
-use super::ring::Ring;
+use super::ring::{Ring, prefetch};
 use super::{Config, Error, Forecast, MAX_GAP_TICKS, MAX_HORIZON, Update, pinball};
 
 /// Loss memory: about 256 ticks. Telling experts apart through noise needs
@@ -157,6 +157,7 @@ impl Forecaster {
         if y < 0.0 {
             return Err(Error::Negative(y));
         }
+        self.prefetch();
         let mut update = Update::default();
         if self.n > 0 {
             if t <= self.last_t {
@@ -202,6 +203,29 @@ impl Forecaster {
             scale: f64::from(self.scale),
             period: self.period.period().map(|p| p as u32),
         }
+    }
+
+    /// Starts loading, all at once, the cold cache lines this update will
+    /// read beyond the first few (see `ring::prefetch`): the configured
+    /// horizons' blocks and the ring near the lags the seasonal expert and
+    /// the lift read.
+    #[inline]
+    fn prefetch(&self) {
+        let blocks = &self.horizons[..self.cfg.horizon()];
+        let bytes = std::mem::size_of_val(blocks);
+        let base = blocks.as_ptr().cast::<u8>();
+        for off in (0..bytes).step_by(64) {
+            prefetch(base.wrapping_add(off));
+        }
+        self.ring.prefetch(0, 0);
+        if let Some(m) = self.period.period() {
+            // Read at lags m - 1 - h after the push (m - 2 - h now), and
+            // at m - 1 + delay when scoring.
+            if m >= MAX_HORIZON + 2 && m < self.ring.len() {
+                self.ring.prefetch(m - 1 - MAX_HORIZON, m - 1 + MAX_HORIZON);
+            }
+        }
+        self.recur.prefetch(&self.ring);
     }
 
     /// Scores the forecasts whose target is the tick `y` belongs to.
