@@ -14,11 +14,11 @@
 //! branch-free, so the compiler vectorises the scoring and the mixing: the
 //! cost per update is what keeps 10,000 series per second cheap.
 
-use super::experts::{EXPERTS, Experts, SEASONAL};
+use super::experts::{EXPERTS, Experts, SEASONAL, Snapshot};
 use super::period::PeriodDetector;
 use super::quantile::{Calibration, SIGMA_FAST, SIGMA_SLOW};
 use super::recur::Recurrence;
-use super::ring::Ring;
+use super::ring::{Ring, prefetch};
 use super::{Config, Error, Forecast, MAX_GAP_TICKS, MAX_HORIZON, Update, pinball};
 
 /// Loss memory: about 256 ticks. Telling experts apart through noise needs
@@ -51,41 +51,68 @@ const BAND_ALPHA: [f32; BANDS] = {
     a
 };
 
+/// What the forecaster keeps per horizon: each band's calibration, its
+/// discounted pinball loss, each expert's discounted absolute error, and
+/// the ticks scored (saturating) for the young-state memories; the seasonal
+/// expert, which starts late, has its own count.
+#[derive(Debug, Clone, Copy)]
+struct HorizonState {
+    cal: Calibration<BANDS>,
+    band_loss: [f32; BANDS],
+    point_loss: [f32; EXPERTS],
+    scored: u32,
+    seasonal_scored: u32,
+}
+
+impl HorizonState {
+    const fn new() -> Self {
+        Self {
+            cal: Calibration::new(),
+            band_loss: [0.0; BANDS],
+            point_loss: [0.0; EXPERTS],
+            scored: 0,
+            seasonal_scored: 0,
+        }
+    }
+}
+
 /// Online forecaster of one series. See the module docs of
 /// [`crate::forecast`] for what it guarantees.
+///
+/// Laid out for the cold cache, the usual case when thousands of series
+/// are updated in turn: fields in declaration order (`repr(C)`), starting
+/// on a cache line, with what every update touches first (scalars, the
+/// experts, the lift's records, the origins, the period detector's
+/// per-tick part), then the per-horizon blocks (only the configured
+/// horizons are touched), then the ring, of which an update reads only the
+/// lines near the newest value and near a few lags.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Forecaster {
     cfg: Config,
     /// Values taken in so far (observed or imputed).
     n: u64,
     last_t: f64,
     scale: f32,
-    ring: Ring,
-    period: PeriodDetector,
-    experts: Experts,
-    /// Lifts of the band for peaks that recur at a long wall-clock period.
-    recur: Recurrence,
-    /// `pending[target % MAX_HORIZON][h - 1][expert]`: the point forecast
-    /// each expert made `h` ticks before `target`, kept until it is scored.
-    pending: [[[f32; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
-    /// Per horizon: each band's calibration…
-    calibration: [Calibration<BANDS>; MAX_HORIZON],
-    /// …its discounted pinball loss…
-    band_loss: [[f32; BANDS]; MAX_HORIZON],
-    /// …and each expert's discounted absolute error.
-    point_loss: [[f32; EXPERTS]; MAX_HORIZON],
-    /// Ticks scored per horizon (saturating), for the young-state memories;
-    /// the seasonal expert, which starts late, has its own count.
-    scored: [u32; MAX_HORIZON],
-    seasonal_scored: [u32; MAX_HORIZON],
+    /// Mean absolute one-tick error of the mixed point, for `volatility`.
+    volatility: f32,
     /// Whether the seasonal expert forecast at the last tick, and whether
     /// it ever did (its record then survives a period lost and found again).
     seasonal_on: bool,
     seasonal_seen: bool,
-    /// Mean absolute one-tick error of the mixed point, for `volatility`.
-    volatility: f32,
     point: [f32; MAX_HORIZON],
     upper: [f32; MAX_HORIZON],
+    experts: Experts,
+    /// Lifts of the band for peaks that recur at a long wall-clock period.
+    recur: Recurrence,
+    /// `origins[n % MAX_HORIZON]`: the experts' state after the `n`-th
+    /// value, from which the forecasts made then are derived again when
+    /// their targets arrive and are scored (the last `MAX_HORIZON` origins).
+    origins: [Snapshot; MAX_HORIZON],
+    period: PeriodDetector,
+    /// Per-horizon calibration and records, one block per horizon.
+    horizons: [HorizonState; MAX_HORIZON],
+    ring: Ring,
 }
 
 impl Forecaster {
@@ -100,12 +127,8 @@ impl Forecaster {
             period: PeriodDetector::new(cfg.interval_s()),
             experts: Experts::new(),
             recur: Recurrence::new(cfg.interval_s()),
-            pending: [[[f32::NAN; EXPERTS]; MAX_HORIZON]; MAX_HORIZON],
-            calibration: [Calibration::new(); MAX_HORIZON],
-            band_loss: [[0.0; BANDS]; MAX_HORIZON],
-            point_loss: [[0.0; EXPERTS]; MAX_HORIZON],
-            scored: [0; MAX_HORIZON],
-            seasonal_scored: [0; MAX_HORIZON],
+            origins: [Snapshot::EMPTY; MAX_HORIZON],
+            horizons: [HorizonState::new(); MAX_HORIZON],
             seasonal_on: false,
             seasonal_seen: false,
             volatility: 0.0,
@@ -134,6 +157,7 @@ impl Forecaster {
         if y < 0.0 {
             return Err(Error::Negative(y));
         }
+        self.prefetch();
         let mut update = Update::default();
         if self.n > 0 {
             if t <= self.last_t {
@@ -181,10 +205,32 @@ impl Forecaster {
         }
     }
 
+    /// Starts loading, all at once, the cold cache lines this update will
+    /// read beyond the first few (see `ring::prefetch`): the configured
+    /// horizons' blocks and the ring near the lags the seasonal expert and
+    /// the lift read.
+    #[inline]
+    fn prefetch(&self) {
+        let blocks = &self.horizons[..self.cfg.horizon()];
+        let bytes = std::mem::size_of_val(blocks);
+        let base = blocks.as_ptr().cast::<u8>();
+        for off in (0..bytes).step_by(64) {
+            prefetch(base.wrapping_add(off));
+        }
+        self.ring.prefetch(0, 0);
+        if let Some(m) = self.period.period() {
+            // Read at lags m - 1 - h after the push (m - 2 - h now), and
+            // at m - 1 + delay when scoring.
+            if m >= MAX_HORIZON + 2 && m < self.ring.len() {
+                self.ring.prefetch(m - 1 - MAX_HORIZON, m - 1 + MAX_HORIZON);
+            }
+        }
+        self.recur.prefetch(&self.ring);
+    }
+
     /// Scores the forecasts whose target is the tick `y` belongs to.
     fn learn(&mut self, y: f32) {
         let q = self.cfg.quantile() as f32;
-        let slot = (self.n % MAX_HORIZON as u64) as usize;
         if self.n > 0 {
             // The mixed one-tick forecast made for this tick is still the
             // current one (`advance` has not run yet).
@@ -196,24 +242,27 @@ impl Forecaster {
             if self.n <= h as u64 {
                 break;
             }
-            let (p, valid) = sanitize(&self.pending[slot][h]);
+            // Made at the origin h ticks before the newest value, whose
+            // ring was h values shorter.
+            let origin = ((self.n - h as u64) % MAX_HORIZON as u64) as usize;
+            let (p, valid) = sanitize(&self.origins[origin].row(h, &self.ring, h));
             // Bias-corrected start: the first scores set the losses and
             // scales, then the fixed memories take over.
-            let k = self.scored[h];
-            self.scored[h] = k.saturating_add(1);
+            let k = self.horizons[h].scored;
+            self.horizons[h].scored = k.saturating_add(1);
             let young = 1.0 / (k as f32 + 1.0);
             // The seasonal expert's record restarts when it first appears
             // (see `adopt_seasonal`): its own first scores replace the
             // borrowed one at once.
-            let ks = self.seasonal_scored[h];
-            self.seasonal_scored[h] = ks.saturating_add(valid[SEASONAL] as u32);
+            let ks = self.horizons[h].seasonal_scored;
+            self.horizons[h].seasonal_scored = ks.saturating_add(valid[SEASONAL] as u32);
             let mut la = [LOSS_ALPHA.max(young); EXPERTS];
             la[SEASONAL] = LOSS_ALPHA.max(1.0 / (ks as f32 + 1.0));
             for e in 0..EXPERTS {
-                let loss = &mut self.point_loss[h][e];
+                let loss = &mut self.horizons[h].point_loss[e];
                 *loss += valid[e] * la[e] * ((y - p[e]).abs() - *loss);
             }
-            let cal = &mut self.calibration[h];
+            let cal = &mut self.horizons[h].cal;
             let margins = cal.margins();
             let mut r = [0.0f32; BANDS];
             let mut mask = [0.0f32; BANDS];
@@ -224,7 +273,7 @@ impl Forecaster {
                 mask[b] = vb;
                 alpha[b] = BAND_ALPHA[b].max(young);
                 let u = (pb + margins[b]).max(0.0);
-                let loss = &mut self.band_loss[h][b];
+                let loss = &mut self.horizons[h].band_loss[b];
                 *loss += vb * la[b / SPEEDS] * (pinball(y, u, q) - *loss);
             }
             cal.update(&r, &mask, q, &alpha);
@@ -241,17 +290,17 @@ impl Forecaster {
     fn adopt_seasonal(&mut self) {
         const NAIVE: usize = 0;
         for h in 0..MAX_HORIZON {
-            let best_point = self.point_loss[h][..SEASONAL]
+            let best_point = self.horizons[h].point_loss[..SEASONAL]
                 .iter()
                 .fold(f32::INFINITY, |a, &l| a.min(l));
-            let best_band = self.band_loss[h][..SEASONAL * SPEEDS]
+            let best_band = self.horizons[h].band_loss[..SEASONAL * SPEEDS]
                 .iter()
                 .fold(f32::INFINITY, |a, &l| a.min(l));
-            self.point_loss[h][SEASONAL] = best_point;
+            self.horizons[h].point_loss[SEASONAL] = best_point;
             for s in 0..SPEEDS {
                 let (from, to) = (NAIVE * SPEEDS + s, SEASONAL * SPEEDS + s);
-                self.band_loss[h][to] = best_band;
-                let cal = &mut self.calibration[h];
+                self.horizons[h].band_loss[to] = best_band;
+                let cal = &mut self.horizons[h].cal;
                 cal.sigma[to] = cal.sigma[from];
                 cal.qhat[to] = cal.qhat[from];
             }
@@ -271,9 +320,12 @@ impl Forecaster {
         self.n += 1;
 
         let horizon = self.cfg.horizon();
+        let snapshot = self.experts.snapshot(&self.ring, self.period.period());
+        self.origins[(self.n % MAX_HORIZON as u64) as usize] = snapshot;
         let mut made = [[0.0f32; EXPERTS]; MAX_HORIZON];
-        self.experts
-            .forecast(&self.ring, self.period.period(), horizon, &mut made);
+        for (h, row) in made.iter_mut().enumerate().take(horizon) {
+            *row = snapshot.row(h, &self.ring, 0);
+        }
         // Tiny floor so that a series that is exactly predictable (loss 0)
         // does not divide by zero; relative to the series' level.
         let floor = 1e-9 * self.scale.abs() + f32::MIN_POSITIVE;
@@ -285,9 +337,9 @@ impl Forecaster {
         self.seasonal_on = seasonal_on;
         for (h, row) in made.iter().enumerate().take(horizon) {
             let (p, valid) = sanitize(row);
-            let band_loss = &self.band_loss[h];
-            let point_loss = &self.point_loss[h];
-            let margins = self.calibration[h].margins();
+            let band_loss = &self.horizons[h].band_loss;
+            let point_loss = &self.horizons[h].point_loss;
+            let margins = self.horizons[h].cal.margins();
             // Experts that made no forecast count as infinitely bad: no
             // weight, never the best.
             let mut pl = [0.0f32; EXPERTS];
@@ -323,8 +375,6 @@ impl Forecaster {
             let point = (sp / wp).max(0.0);
             self.point[h] = point;
             self.upper[h] = (sb / wb).max(point);
-            let slot = ((self.n + h as u64) % MAX_HORIZON as u64) as usize;
-            self.pending[slot][h] = *row;
         }
         self.recur.lift(&self.ring, &mut self.upper, horizon);
     }

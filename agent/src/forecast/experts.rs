@@ -14,6 +14,7 @@
 //! Their constants are fixed time scales spread over one to tens of ticks,
 //! chosen a priori; the ensemble's weighting, not tuning, picks among them.
 
+use super::MAX_HORIZON;
 use super::ring::Ring;
 
 /// Number of experts.
@@ -80,39 +81,105 @@ impl Experts {
         self.last = y;
     }
 
-    /// Point forecasts of every expert for horizons `1..=horizon`, written
-    /// to `out[h - 1]`. The seasonal expert is NaN while no period is known
-    /// (or the ring does not reach back a period yet).
-    pub(crate) fn forecast(
-        &self,
-        ring: &Ring,
-        period: Option<usize>,
-        horizon: usize,
-        out: &mut [[f32; EXPERTS]],
-    ) {
+    /// What the experts' forecasts made now depend on (see [`Snapshot`]).
+    /// The seasonal expert forecasts while a period `m` is known and the
+    /// ring reaches back a period.
+    pub(crate) fn snapshot(&self, ring: &Ring, period: Option<usize>) -> Snapshot {
         let phi = if self.ar_var > 0.0 {
             (self.ar_cov / self.ar_var).clamp(0.0, 0.999)
         } else {
             0.0
         };
-        let dev = self.last - self.ar_mean;
-        let mut ar_decay = 1.0;
-        let mut damp = 0.0;
-        let mut damp_pow = 1.0;
-        for (h, row) in out.iter_mut().enumerate().take(horizon) {
-            ar_decay *= phi;
-            damp_pow *= DAMPING;
-            damp += damp_pow;
-            row[0] = self.last;
-            row[1] = self.fast;
-            row[2] = self.slow;
-            row[3] = self.level + damp * self.trend;
-            row[4] = self.ar_mean + ar_decay * dev;
-            row[SEASONAL] = match period {
-                Some(m) if ring.len() >= m => ring.get(m - 1 - (h % m)),
-                _ => f32::NAN,
-            };
+        let season = match period {
+            Some(m) if ring.len() >= m => m as u16,
+            _ => 0,
+        };
+        Snapshot {
+            last: self.last,
+            fast: self.fast,
+            slow: self.slow,
+            level: self.level,
+            trend: self.trend,
+            ar_mean: self.ar_mean,
+            phi,
+            season,
         }
+    }
+}
+
+/// `DAMP[h]`: the damped trend's multiplier of the trend at horizon
+/// `h + 1`, `phi + phi^2 + ... + phi^(h + 1)`, summed in that order.
+const DAMP: [f32; MAX_HORIZON] = {
+    let mut out = [0.0; MAX_HORIZON];
+    let mut damp = 0.0;
+    let mut damp_pow = 1.0;
+    let mut h = 0;
+    while h < MAX_HORIZON {
+        damp_pow *= DAMPING;
+        damp += damp_pow;
+        out[h] = damp;
+        h += 1;
+    }
+    out
+};
+
+/// The experts' state at one origin tick, enough to derive their forecasts
+/// for every horizon (32 bytes instead of 6 horizons x 6 experts floats):
+/// the forecasts are kept this way until their targets arrive and are
+/// scored, and the same code derives them when made and when scored, so
+/// both are the same numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot {
+    last: f32,
+    fast: f32,
+    slow: f32,
+    level: f32,
+    trend: f32,
+    ar_mean: f32,
+    /// AR(1) persistence estimated at the origin.
+    phi: f32,
+    /// Period the seasonal expert used (0: it made no forecast).
+    season: u16,
+}
+
+impl Snapshot {
+    /// Before any origin: every expert silent.
+    pub(crate) const EMPTY: Self = Self {
+        last: f32::NAN,
+        fast: f32::NAN,
+        slow: f32::NAN,
+        level: f32::NAN,
+        trend: f32::NAN,
+        ar_mean: f32::NAN,
+        phi: f32::NAN,
+        season: 0,
+    };
+
+    /// Point forecasts of every expert for horizon `h + 1` from this
+    /// origin. `ring` is read `delay` ticks after the origin (its newest
+    /// value is then `delay` ticks newer); `delay <= h` keeps the seasonal
+    /// read within the ring's slack. The seasonal expert is NaN when it
+    /// made no forecast.
+    #[inline]
+    pub(crate) fn row(&self, h: usize, ring: &Ring, delay: usize) -> [f32; EXPERTS] {
+        let mut ar_decay = 1.0;
+        for _ in 0..=h {
+            ar_decay *= self.phi;
+        }
+        let dev = self.last - self.ar_mean;
+        let m = self.season as usize;
+        [
+            self.last,
+            self.fast,
+            self.slow,
+            self.level + DAMP[h] * self.trend,
+            self.ar_mean + ar_decay * dev,
+            if m > 0 {
+                ring.get(m - 1 - (h % m) + delay)
+            } else {
+                f32::NAN
+            },
+        ]
     }
 }
 
@@ -128,17 +195,17 @@ mod tests {
             ring.push(t as f32);
             e.update(t as f32);
         }
-        let mut out = [[0.0; EXPERTS]; 3];
-        e.forecast(&ring, Some(4), 3, &mut out);
+        let s = e.snapshot(&ring, Some(4));
+        let out = |s: &Snapshot, h| s.row(h, &ring, 0)[SEASONAL];
         // Newest is 9; target 10 is one period (4) after 6, 11 after 7, 12 after 8.
-        assert_eq!(out[0][SEASONAL], 6.0);
-        assert_eq!(out[1][SEASONAL], 7.0);
-        assert_eq!(out[2][SEASONAL], 8.0);
+        assert_eq!([out(&s, 0), out(&s, 1), out(&s, 2)], [6.0, 7.0, 8.0]);
         // Horizon beyond the period wraps around it.
-        e.forecast(&ring, Some(2), 3, &mut out);
-        assert_eq!(
-            [out[0][SEASONAL], out[1][SEASONAL], out[2][SEASONAL]],
-            [8.0, 9.0, 8.0]
-        );
+        let s = e.snapshot(&ring, Some(2));
+        assert_eq!([out(&s, 0), out(&s, 1), out(&s, 2)], [8.0, 9.0, 8.0]);
+        // Read again after two more ticks, the forecast is the same.
+        let mut later = ring.clone();
+        later.push(100.0);
+        later.push(101.0);
+        assert_eq!(s.row(2, &later, 2)[SEASONAL], 8.0);
     }
 }

@@ -42,9 +42,10 @@ pub use ensemble::Forecaster;
 pub use reporter::{Reason, Reporter, ReporterConfig};
 
 /// Longest horizon a forecaster can serve, in ticks. The per-horizon state
-/// (pending forecasts to score, calibration per horizon) grows with the
-/// square of this, and six ticks (6 s at 1 s ticks, 30 min at 5 min) is what
-/// the pre-allocation engine needs to act ahead of demand.
+/// (calibration and records per horizon, the experts' state at as many
+/// origins) and the work per update grow with this, and six ticks (6 s at
+/// 1 s ticks, 30 min at 5 min) is what the pre-allocation engine needs to
+/// act ahead of demand.
 pub const MAX_HORIZON: usize = 6;
 
 /// Gaps longer than this many ticks restart the forecaster: after such an

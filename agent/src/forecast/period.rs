@@ -8,7 +8,7 @@
 //! the periods people schedule by, converted to ticks with the sampling
 //! interval (a day of 5-minute samples is 288 ticks): no list per trace.
 
-use super::ring::{RING, Ring};
+use super::ring::{RING, Ring, SLACK};
 
 /// Every lag from 2 to this one is a candidate.
 const DENSE_MAX: usize = 48;
@@ -40,6 +40,19 @@ const TIE: f32 = 0.05;
 const WARM: usize = 1024;
 /// Re-select the period every this many ticks; the statistics move slowly.
 const RESELECT_EVERY: u32 = 32;
+/// The variogram is brought up to date every this many ticks (and before
+/// each selection), for the values taken since, oldest first: the same
+/// updates in the same order as one per tick, so the same numbers, but its
+/// state and the ring far back are touched once per batch instead of every
+/// tick. The values stay readable because the ring keeps `SLACK` values
+/// beyond its reach.
+const BATCH: u8 = 8;
+const _: () = assert!(BATCH as usize <= SLACK + 1 && RESELECT_EVERY.is_multiple_of(BATCH as u32));
+/// Dense candidates (lags 2..=DENSE_MAX), the first ones.
+const DENSE: usize = DENSE_MAX - 1;
+/// Room for the wall-clock candidates beyond the dense lags.
+const LONG: usize = MAX_CANDIDATES - DENSE;
+const _: () = assert!(WALL_PERIODS_S.len() <= LONG);
 
 /// The wall-clock periods longer than the dense lags, in ticks of
 /// `interval_s`, up to `max_lag`, ascending (a day of 5-minute samples is
@@ -52,43 +65,59 @@ pub(crate) fn long_wall_lags(interval_s: f64, max_lag: usize) -> impl Iterator<I
     })
 }
 
+/// Per-tick statistics first (mean, variance, counters; `repr(C)` keeps
+/// the declaration order), the per-candidate ones after them: only the
+/// first are touched every tick.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct PeriodDetector {
-    lags: [u16; MAX_CANDIDATES],
-    gamma: [f32; MAX_CANDIDATES],
-    candidates: u8,
-    /// Detected period (0 = none).
-    period: u16,
     n: u32,
     mean: f32,
     var: f32,
+    /// Detected period (0 = none).
+    period: u16,
+    /// Candidates: the dense lags, then `long[..candidates - DENSE]`.
+    candidates: u8,
+    /// Values taken since the variogram was last brought up to date.
+    behind: u8,
+    /// Wall-clock candidate lags beyond the dense ones, ascending.
+    long: [u16; LONG],
+    /// Variogram per candidate (dense lags first).
+    gamma: [f32; MAX_CANDIDATES],
 }
 
 impl PeriodDetector {
     pub(crate) fn new(interval_s: f64) -> Self {
-        let mut lags = [0u16; MAX_CANDIDATES];
+        let mut long = [0u16; LONG];
         let mut count = 0;
         // The seasonal forecast for horizon h reads y[t + h - m]: keep the
         // longest lag inside the ring.
         let max_lag = RING - 1;
-        for k in 2..=DENSE_MAX {
-            lags[count] = k as u16;
-            count += 1;
-        }
         for k in long_wall_lags(interval_s, max_lag) {
-            if count < MAX_CANDIDATES && !lags[..count].contains(&k) {
-                lags[count] = k;
+            if count < LONG && !long[..count].contains(&k) {
+                long[count] = k;
                 count += 1;
             }
         }
         Self {
-            lags,
-            gamma: [0.0; MAX_CANDIDATES],
-            candidates: count as u8,
-            period: 0,
             n: 0,
             mean: 0.0,
             var: 0.0,
+            period: 0,
+            candidates: (DENSE + count) as u8,
+            behind: 0,
+            long,
+            gamma: [0.0; MAX_CANDIDATES],
+        }
+    }
+
+    /// Lag of candidate `i`.
+    #[inline]
+    fn lag(&self, i: usize) -> usize {
+        if i < DENSE {
+            i + 2
+        } else {
+            self.long[i - DENSE] as usize
         }
     }
 
@@ -100,38 +129,55 @@ impl PeriodDetector {
         let d = y - self.mean;
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
-        let held = ring.len();
-        let count = self.candidates as usize;
-        let dense = (DENSE_MAX - 1).min(count);
-        if self.n as usize > RING + WARM {
-            // Steady state (every lag has more than WARM pairs): one
-            // forgetting rate, and the dense lags read a contiguous stretch
-            // of the ring, so this loop vectorises.
-            let mut diffs = [0.0f32; DENSE_MAX - 1];
-            ring.diffs_from_newest(2, &mut diffs[..dense]);
-            for (g, d) in self.gamma[..dense].iter_mut().zip(&diffs[..dense]) {
-                *g += ALPHA * (d * d - *g);
-            }
-            for i in dense..count {
-                let diff = y - ring.get(self.lags[i] as usize);
-                self.gamma[i] += ALPHA * (diff * diff - self.gamma[i]);
-            }
-        } else {
-            for i in 0..count {
-                let k = self.lags[i] as usize;
-                if k >= held {
-                    // Lags are sorted ascending.
-                    break;
-                }
-                // Bias-corrected start: plain mean of the first pairs.
-                let a = ALPHA.max(1.0 / (self.n as usize - k) as f32);
-                let diff = y - ring.get(k);
-                self.gamma[i] += a * (diff * diff - self.gamma[i]);
-            }
+        self.behind += 1;
+        let reselect = self.n.is_multiple_of(RESELECT_EVERY);
+        if self.behind == BATCH || reselect {
+            self.catch_up(ring);
         }
-        if self.n.is_multiple_of(RESELECT_EVERY) {
+        if reselect {
             self.period = self.select();
         }
+    }
+
+    /// Brings the variogram up to date with the values taken since the
+    /// last batch, oldest first, each as the per-tick update would have
+    /// done when it was the newest (`delay` ticks ago).
+    fn catch_up(&mut self, ring: &Ring) {
+        let count = self.candidates as usize;
+        for delay in (0..self.behind as usize).rev() {
+            // At that tick (saturation aside, unreachable in practice and
+            // then in the steady state anyway): n and the ring's length.
+            let n = self.n as usize - delay;
+            let held = n.min(RING);
+            let y = ring.get(delay);
+            if n > RING + WARM {
+                // Steady state (every lag has more than WARM pairs): one
+                // forgetting rate, and the dense lags read a contiguous
+                // stretch of the ring, so this loop vectorises.
+                let mut diffs = [0.0f32; DENSE];
+                ring.diffs_from(delay, 2, &mut diffs);
+                for (g, d) in self.gamma[..DENSE].iter_mut().zip(&diffs) {
+                    *g += ALPHA * (d * d - *g);
+                }
+                for i in DENSE..count {
+                    let diff = y - ring.get(delay + self.long[i - DENSE] as usize);
+                    self.gamma[i] += ALPHA * (diff * diff - self.gamma[i]);
+                }
+            } else {
+                for i in 0..count {
+                    let k = self.lag(i);
+                    if k >= held {
+                        // Lags are sorted ascending.
+                        break;
+                    }
+                    // Bias-corrected start: plain mean of the first pairs.
+                    let a = ALPHA.max(1.0 / (n - k) as f32);
+                    let diff = y - ring.get(delay + k);
+                    self.gamma[i] += a * (diff * diff - self.gamma[i]);
+                }
+            }
+        }
+        self.behind = 0;
     }
 
     fn select(&self) -> u16 {
@@ -143,7 +189,7 @@ impl PeriodDetector {
         let mut peaks = [(0usize, 0f32); MAX_CANDIDATES];
         let mut npeaks = 0;
         for i in 0..self.candidates as usize {
-            let k = self.lags[i] as usize;
+            let k = self.lag(i);
             // Three periods of pairs before a lag's estimate is trusted.
             if (self.n as usize) < 4 * k {
                 break;
@@ -178,7 +224,7 @@ impl PeriodDetector {
     /// Autocorrelation at candidate lag `k` (-inf when `k` is not one).
     fn acf_of(&self, k: usize) -> f32 {
         (0..self.candidates as usize)
-            .find(|&i| self.lags[i] as usize == k)
+            .find(|&i| self.lag(i) == k)
             .map_or(f32::NEG_INFINITY, |i| {
                 1.0 - self.gamma[i] / (2.0 * self.var)
             })

@@ -113,6 +113,20 @@ impl Recurrence {
         }
     }
 
+    /// Starts loading the ring values `score` and `lift` will read (see
+    /// `ring::prefetch`); call before `y` enters the ring.
+    #[inline]
+    pub(crate) fn prefetch(&self, ring: &Ring) {
+        for &m in &self.lags {
+            let m = m as usize;
+            if m > 0 && m + WIDEST <= ring.len() {
+                // Scoring reads lags m - 1 -+ WIDEST now; lifting, after
+                // the push, m - h -+ WIDEST, which are lags one less now.
+                ring.prefetch(m - 1 - MAX_HORIZON - WIDEST, m - 1 + WIDEST);
+            }
+        }
+    }
+
     /// Scores every candidate on the realised `y` of the tick the last
     /// one-tick band was made for, and selects the lift to use. Call before
     /// `y` enters the ring (its newest value is then the tick before `y`).
