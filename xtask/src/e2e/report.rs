@@ -181,10 +181,10 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
             && shadow.reserved_s <= 1.25 * reactive.reserved_s,
     });
     println!(
-        "goal (Shadow vs reactive: p99 and throttled time <= 1/5, reserved <= 1.25x): p99 {:.3}x, throttled {:.3}x, reserved {:.3}x: {}",
-        shadow.p99_ms / reactive.p99_ms,
-        shadow.throttled_s / reactive.throttled_s,
-        shadow.reserved_s / reactive.reserved_s,
+        "goal (Shadow vs reactive: p99 and throttled time <= 1/5, reserved <= 1.25x): p99 {}x, throttled {}x, reserved {}x: {}",
+        cell(shadow.p99_ms / reactive.p99_ms, 3),
+        cell(shadow.throttled_s / reactive.throttled_s, 3),
+        cell(shadow.reserved_s / reactive.reserved_s, 3),
         if goal["met"] == true {
             "met"
         } else {
@@ -242,21 +242,30 @@ fn table(summary: &[(Policy, Figures)], rounds: usize) -> String {
     for (p, f) in summary {
         let _ = writeln!(
             t,
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0}% |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.name(),
-            f.p50_ms,
-            f.p99_ms,
-            f.p999_ms,
-            f.throttled_s,
-            f.throttled_periods,
-            f.reserved_s,
-            f.used_s,
-            f.slack,
-            f.lead_s,
-            f.ahead * 100.0
+            cell(f.p50_ms, 1),
+            cell(f.p99_ms, 1),
+            cell(f.p999_ms, 1),
+            cell(f.throttled_s, 2),
+            cell(f.throttled_periods, 0),
+            cell(f.reserved_s, 1),
+            cell(f.used_s, 1),
+            cell(f.slack, 2),
+            cell(f.lead_s, 2),
+            cell(f.ahead * 100.0, 0) + "%"
         );
     }
     t
+}
+
+/// A table cell: `-` where there is nothing to measure.
+fn cell(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "-".to_owned()
+    }
 }
 
 fn run_json(r: &Run, f: &Figures) -> Value {
