@@ -4,7 +4,8 @@
 //! A reservation of `a` in the resource's unit becomes:
 //! - CPU (`a` cores): the quota (`cpu.max` / `cpu.cfs_quota_us`) at `a`
 //!   cores over the knob's current period, and the weight (`cpu.weight` /
-//!   `cpu.shares`) at `a` times the default (one core = the default weight);
+//!   `cpu.shares`) at `a` times the default (one core = the default weight),
+//!   never below the weight the cgroup had before Shadow changed it;
 //! - memory (`a` bytes): the soft knob (`memory.low` /
 //!   `memory.soft_limit_in_bytes`) at `a`, and the hard one (`memory.high` /
 //!   `memory.limit_in_bytes`) at `a` plus [`MEMORY_HEADROOM`] (never above
@@ -101,7 +102,21 @@ fn setting(
                 current.period_us,
             )))
         }
-        Knob::CpuWeight | Knob::CpuShares => weight_from_share(knob, a).map(Setting::Weight),
+        Knob::CpuWeight | Knob::CpuShares => {
+            // A reservation raises a cgroup's weight, never lowers it below
+            // what it had: under contention with unmanaged tasks (each at
+            // the default weight) a reservation under one core would
+            // otherwise starve it below what it got unmanaged, its usage
+            // would stay low, and the forecast with it.
+            let before = match act.original(cgroup, knob) {
+                Some(original) => original?,
+                None => act.read(cgroup, knob)?,
+            };
+            weight_from_share(knob, a).map(|w| match before {
+                Setting::Weight(b) => Setting::Weight(w.max(b)),
+                _ => Setting::Weight(w),
+            })
+        }
         Knob::MemoryLow | Knob::MemorySoftLimit => Some(bytes(a)),
         Knob::MemoryHigh | Knob::MemoryLimit => {
             Some(bytes((a * (1.0 + MEMORY_HEADROOM)).min(ceiling.max(a))))
@@ -119,4 +134,53 @@ fn setting(
 
 fn bytes(a: f64) -> Setting {
     Setting::Bytes(Bytes::Limit(a.max(0.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::actuator::{Limits, Mode, fake::FakeTree};
+
+    fn decision(amount: f64) -> Decision {
+        Decision {
+            path: "/g".into(),
+            resource: Resource::Cpu,
+            amount: Some(amount),
+            previous: None,
+            usage: 0.05,
+            ceiling: 4.0,
+            reason: crate::engine::Reason::Release,
+        }
+    }
+
+    #[test]
+    fn cpu_weight_is_raised_by_a_reservation_but_never_lowered_below_the_original() {
+        let t = FakeTree::new("apply-weight");
+        // A hybrid host: no cpu controller in v2, the v1 knobs are written.
+        t.v2_cgroup("/g", &[]);
+        t.v1_cgroup("/g");
+        let limits = Limits {
+            min_interval: Duration::ZERO,
+            cooldown: Duration::ZERO,
+            cpu_floor_cores: 0.01,
+        };
+        let (mut act, _) =
+            Actuator::open(t.layout(), &t.root.join("state"), Mode::Write, limits).unwrap();
+        let shares = |act: &Actuator| act.read("/g", Knob::CpuShares).unwrap();
+        let now = Instant::now();
+        // A quarter core: the quota follows, the shares stay at 1024.
+        apply(&mut act, &decision(0.25), 4.0, None, now).unwrap();
+        assert_eq!(shares(&act), Setting::Weight(1024));
+        let Setting::CpuQuota(q) = act.read("/g", Knob::CpuCfsQuota).unwrap() else {
+            panic!("not a quota")
+        };
+        assert_eq!(q.quota_us, Some(25_000));
+        // Two cores: twice the default; then back down, to the original.
+        apply(&mut act, &decision(2.0), 4.0, None, now).unwrap();
+        assert_eq!(shares(&act), Setting::Weight(2048));
+        apply(&mut act, &decision(0.25), 4.0, None, now).unwrap();
+        assert_eq!(shares(&act), Setting::Weight(1024));
+    }
 }

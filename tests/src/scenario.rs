@@ -8,7 +8,7 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Stdio,
     sync::{
         Arc, Mutex,
@@ -70,7 +70,7 @@ pub struct Point {
     pub t: f64,
     /// Cores used.
     pub used: f64,
-    /// Cores demanded (used + waited to run).
+    /// Cores demanded (used + waited to run), what the shadow forecasts.
     pub demand: Option<f64>,
     /// Forecast upper band for the next interval, cores.
     pub upper: Option<f64>,
@@ -99,10 +99,203 @@ pub struct Outcome {
     pub log: String,
 }
 
-fn unix_now() -> f64 {
+/// Now, Unix seconds.
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The sandbox of a scenario: a cgroup with the v1 `cpu` controller (and
+/// `cpuacct` when asked, for its usage) under a static quota set at
+/// creation, as an operator would have it. Removed on drop.
+pub struct Sandbox {
+    /// The cgroup (its path relative to the v2 root is `cg.path`).
+    pub cg: TestCgroup,
+    cpu_dir: PathBuf,
+    /// `cfs_period_us` of the cgroup.
+    pub period_us: f64,
+    static_quota: String,
+    shares: String,
+}
+
+impl Sandbox {
+    /// Creates `path` with `static_cores` of quota; `cpuacct` also creates it
+    /// under that controller (for [`Sandbox::usage_ns`]).
+    pub fn create(path: &str, static_cores: f64, cpuacct: bool) -> anyhow::Result<Self> {
+        let controllers: &[&str] = if cpuacct {
+            &["cpu", "cpuacct"]
+        } else {
+            &["cpu"]
+        };
+        let cg = TestCgroup::create(path, controllers)?;
+        let cpu_dir = cg.v1_dir("cpu").context("no v1 cpu controller")?;
+        let period_us: f64 = read(&cpu_dir.join("cpu.cfs_period_us"))?.parse()?;
+        let static_quota = format!("{}", (static_cores * period_us).round() as i64);
+        fs::write(cpu_dir.join("cpu.cfs_quota_us"), &static_quota)
+            .context("setting the static quota")?;
+        let shares = read(&cpu_dir.join("cpu.shares"))?;
+        Ok(Self {
+            cg,
+            cpu_dir,
+            period_us,
+            static_quota,
+            shares,
+        })
+    }
+
+    /// The quota file.
+    pub fn quota_file(&self) -> PathBuf {
+        self.cpu_dir.join("cpu.cfs_quota_us")
+    }
+
+    /// Sets the quota to `cores` (at least the kernel's 1 ms per period).
+    pub fn set_cores(&self, cores: f64) -> anyhow::Result<()> {
+        let quota = ((cores * self.period_us).round() as i64).max(1000);
+        fs::write(self.quota_file(), quota.to_string()).context("setting the quota")
+    }
+
+    /// True if quota and shares are what [`Sandbox::create`] left.
+    pub fn as_created(&self) -> anyhow::Result<bool> {
+        Ok(read(&self.quota_file())? == self.static_quota
+            && read(&self.cpu_dir.join("cpu.shares"))? == self.shares)
+    }
+
+    /// `cpuacct.usage`: CPU time used since creation, ns.
+    pub fn usage_ns(&self) -> anyhow::Result<u64> {
+        let dir = self.cg.v1_dir("cpuacct").context("no v1 cpuacct")?;
+        Ok(read(&dir.join("cpuacct.usage"))?.parse()?)
+    }
+
+    /// v1 `cpu.stat`: `(nr_throttled, throttled_time ns)` since creation.
+    pub fn throttling(&self) -> (u64, u64) {
+        let stat = crate::keyed(&self.cpu_dir.join("cpu.stat"));
+        (stat["nr_throttled"], stat["throttled_time"])
+    }
+
+    /// Polls the kernel's quota every 50 ms until the watcher is finished.
+    pub fn watch_quota(&self) -> QuotaWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (file, period) = (self.quota_file(), self.period_us);
+        let handle = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(q) = read(&file).map(|t| t.parse::<f64>().unwrap_or(-1.0)) {
+                        let cores = if q < 0.0 { f64::NAN } else { q / period };
+                        samples.lock().expect("lock").push((unix_now(), cores));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        QuotaWatcher {
+            stop,
+            samples,
+            handle,
+        }
+    }
+}
+
+/// The quota over time (see [`Sandbox::watch_quota`]).
+pub struct QuotaWatcher {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<(f64, f64)>>>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl QuotaWatcher {
+    /// Stops polling; `(Unix seconds, cores)` (NaN: unlimited).
+    pub fn finish(self) -> Vec<(f64, f64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+        std::mem::take(&mut *self.samples.lock().expect("lock"))
+    }
+}
+
+/// Orchestrator and agent (real BPF) managing one cgroup's CPU, as the
+/// scenarios configure them: `lead = 3` ticks, a rate limit of one tick, a
+/// 2 s cooldown, the agent's interval equal to the tick.
+pub struct Shadow {
+    cgroup: String,
+    orchestrator: Orchestrator,
+    agent: Agent,
+    _dir: TempDir,
+}
+
+/// What the agent and orchestrator said about the cgroup.
+pub struct ShadowRecord {
+    /// Per agent interval.
+    pub points: Vec<Point>,
+    /// Every cgroup the orchestrator logged a write to.
+    pub written: Vec<String>,
+    /// The orchestrator's log.
+    pub log: String,
+}
+
+impl Shadow {
+    /// Starts both, the orchestrator managing `cgroup` within
+    /// `floor..=ceiling` cores.
+    pub fn start(cgroup: &str, tick: &str, floor: f64, ceiling: f64) -> anyhow::Result<Self> {
+        let dir = TempDir::new("scenario");
+        let config = dir.0.join("shadow.toml");
+        fs::write(
+            &config,
+            format!(
+                "lead = 3\nmin_interval = \"{tick}\"\ncooldown = \"2s\"\n[[manage]]\ncgroup = \"{cgroup}\"\ncpu = {{ floor = {floor}, ceiling = {ceiling} }}\n",
+            ),
+        )?;
+        let orchestrator = Orchestrator::start(
+            &dir.0.join("o.sock"),
+            &dir.0.join("state"),
+            &["--config", config.to_str().context("path")?, "--tick", tick],
+        );
+        let socket = orchestrator.socket.to_str().context("path")?.to_owned();
+        let agent = Agent::start_with(cgroup, tick, &["--orchestrator", &socket]);
+        Ok(Self {
+            cgroup: cgroup.to_owned(),
+            orchestrator,
+            agent,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the agent, then the orchestrator (which restores the knobs).
+    pub fn stop(self) -> anyhow::Result<ShadowRecord> {
+        let lines = self.agent.stop(Duration::from_millis(200));
+        let log = self.orchestrator.stderr();
+        let status = self.orchestrator.signal(libc::SIGTERM);
+        if !status.success() {
+            bail!("the orchestrator exited with {status}:\n{log}");
+        }
+        let points = lines
+            .iter()
+            .filter(|l| l["cgroup"] == self.cgroup.as_str())
+            .map(|l| Point {
+                t: l["ts"].as_f64().unwrap_or(f64::NAN),
+                used: l["cpu_ns"].as_f64().unwrap_or(f64::NAN)
+                    / l["interval_ns"].as_f64().unwrap_or(f64::NAN),
+                demand: l["cpu_demand_cores"].as_f64(),
+                upper: l["cpu_upper_cores"].as_f64(),
+                reserved: l["cpu_reserved_cores"].as_f64(),
+            })
+            .collect();
+        let written = log
+            .lines()
+            .filter(|l| l.contains("cgroup knob written"))
+            .filter_map(|l| l.split("cgroup=").nth(1))
+            .map(|rest| {
+                let field = rest.split_whitespace().next().unwrap_or("");
+                field.trim_matches('"').to_owned()
+            })
+            .collect();
+        Ok(ShadowRecord {
+            points,
+            written,
+            log,
+        })
+    }
 }
 
 /// Runs the scenario (root; the binaries from `SHADOW_AGENT_BIN`,
@@ -110,54 +303,10 @@ fn unix_now() -> f64 {
 /// executables).
 pub fn run(demo: &Demo) -> anyhow::Result<Outcome> {
     let name = format!("/shadow-demo-{}", std::process::id());
-    let cg = TestCgroup::create(&name, &["cpu"])?;
-    let cpu_dir = cg.v1_dir("cpu").context("no v1 cpu controller")?;
-    let quota_file = cpu_dir.join("cpu.cfs_quota_us");
-    let shares_file = cpu_dir.join("cpu.shares");
-    let period: f64 = read(&cpu_dir.join("cpu.cfs_period_us"))?.parse()?;
-    let static_quota = format!("{}", (demo.static_cores * period).round() as i64);
-    fs::write(&quota_file, &static_quota).context("setting the static quota")?;
-    let shares = read(&shares_file)?;
-
-    let dir = TempDir::new("demo");
-    let config = dir.0.join("shadow.toml");
-    fs::write(
-        &config,
-        format!(
-            "lead = 3\nmin_interval = \"{tick}\"\ncooldown = \"2s\"\n[[manage]]\ncgroup = \"{name}\"\ncpu = {{ floor = {}, ceiling = {} }}\n",
-            demo.floor,
-            demo.ceiling,
-            tick = demo.tick,
-        ),
-    )?;
-    let orchestrator = Orchestrator::start(
-        &dir.0.join("o.sock"),
-        &dir.0.join("state"),
-        &[
-            "--config",
-            config.to_str().context("path")?,
-            "--tick",
-            demo.tick,
-        ],
-    );
-    let socket = orchestrator.socket.to_str().context("path")?.to_owned();
-    let agent = Agent::start_with(&name, demo.tick, &["--orchestrator", &socket]);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let quota = Arc::new(Mutex::new(Vec::new()));
-    let watcher = {
-        let (stop, quota, file) = (stop.clone(), quota.clone(), quota_file.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(q) = read(&file).map(|t| t.parse::<f64>().unwrap_or(-1.0)) {
-                    let cores = if q < 0.0 { f64::NAN } else { q / period };
-                    quota.lock().expect("lock").push((unix_now(), cores));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
-    let mut child = cg.start(
+    let sandbox = Sandbox::create(&name, demo.static_cores, false)?;
+    let shadow = Shadow::start(&name, demo.tick, demo.floor, demo.ceiling)?;
+    let watcher = sandbox.watch_quota();
+    let mut child = sandbox.cg.start(
         workload(&[
             "bursts",
             &demo.period_ms.to_string(),
@@ -167,68 +316,55 @@ pub fn run(demo: &Demo) -> anyhow::Result<Outcome> {
         ])
         .stdout(Stdio::piped()),
     )?;
-    let mut bursts = Vec::new();
-    for line in BufReader::new(child.stdout.take().context("stdout")?).lines() {
-        let v: Value = serde_json::from_str(&line?)?;
-        if let Some(t) = v["start"].as_f64() {
-            eprintln!("demo: burst {} of {}", bursts.len() + 1, demo.bursts);
-            bursts.push(t);
-        }
-    }
+    let bursts = burst_starts(child.stdout.take().context("stdout")?, |n| {
+        eprintln!("demo: burst {n} of {}", demo.bursts);
+    })?;
     child.wait()?;
-    // One more period so the last burst's aftermath is recorded.
+    // Half a period more so the last burst's aftermath is recorded.
     std::thread::sleep(Duration::from_millis(demo.period_ms / 2));
-    let lines = agent.stop(Duration::from_millis(200));
-    let log = orchestrator.stderr();
-    let status = orchestrator.signal(libc::SIGTERM);
-    stop.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
-    if !status.success() {
-        bail!("the orchestrator exited with {status}:\n{log}");
-    }
-    let restored = read(&quota_file)? == static_quota && read(&shares_file)? == shares;
-    let points = lines
-        .iter()
-        .filter(|l| l["cgroup"] == name.as_str())
-        .map(|l| Point {
-            t: l["ts"].as_f64().unwrap_or(f64::NAN),
-            used: l["cpu_ns"].as_f64().unwrap_or(f64::NAN)
-                / l["interval_ns"].as_f64().unwrap_or(f64::NAN),
-            demand: l["cpu_demand_cores"].as_f64(),
-            upper: l["cpu_upper_cores"].as_f64(),
-            reserved: l["cpu_reserved_cores"].as_f64(),
-        })
-        .collect();
-    let written = log
-        .lines()
-        .filter(|l| l.contains("cgroup knob written"))
-        .filter_map(|l| l.split("cgroup=").nth(1))
-        .map(|rest| {
-            let field = rest.split_whitespace().next().unwrap_or("");
-            field.trim_matches('"').to_owned()
-        })
-        .collect();
-    let quota = std::mem::take(&mut *quota.lock().expect("lock"));
+    let record = shadow.stop();
+    let quota = watcher.finish();
+    let record = record?;
     Ok(Outcome {
         demo: demo.clone(),
         cgroup: name,
-        points,
+        points: record.points,
         quota,
         bursts,
-        written,
-        restored,
-        log,
+        written: record.written,
+        restored: sandbox.as_created()?,
+        log: record.log,
     })
 }
 
-fn read(file: &PathBuf) -> anyhow::Result<String> {
+/// Reads a workload's JSON lines until it closes its output; returns the
+/// `start` of each (a burst start, Unix seconds), calling `each` with the
+/// count so far as each arrives.
+pub fn burst_starts(
+    out: impl std::io::Read,
+    mut each: impl FnMut(usize),
+) -> anyhow::Result<Vec<f64>> {
+    let mut bursts = Vec::new();
+    for line in BufReader::new(out).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(&line?) else {
+            continue;
+        };
+        if let Some(t) = v["start"].as_f64() {
+            bursts.push(t);
+            each(bursts.len());
+        }
+    }
+    Ok(bursts)
+}
+
+fn read(file: &Path) -> anyhow::Result<String> {
     Ok(fs::read_to_string(file)
         .with_context(|| format!("reading {}", file.display()))?
         .trim()
         .to_owned())
 }
 
-/// How the quota was raised ahead of one burst.
+/// How the quota was raised around one burst.
 #[derive(Clone, Copy, Debug)]
 pub struct Lead {
     /// Burst number, from 1.
@@ -241,63 +377,85 @@ pub struct Lead {
     /// level: how long before the burst it had been over that level without
     /// a break (None: it was not raised ahead).
     pub raised_ahead_s: Option<f64>,
+    /// Signed lead: `raised_ahead_s` if raised ahead, else minus the time
+    /// from the burst start to the first quota over 1.2 times the idle
+    /// level (before the next mid-gap); None if never raised.
+    pub lead_s: Option<f64>,
+}
+
+/// For each burst after the first (starts in Unix seconds, bursts
+/// `burst_s` long every `period_s`): the quota at mid-gap, right before the
+/// burst, and how long before (or after) it the quota went up. `quota` is
+/// `(Unix seconds, cores)` in time order.
+pub fn leads(quota: &[(f64, f64)], bursts: &[f64], period_s: f64, burst_s: f64) -> Vec<Lead> {
+    let gap = period_s - burst_s;
+    let quota_at = |t: f64| quota.iter().rev().find(|q| q.0 <= t).map(|q| q.1);
+    bursts
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, &start)| {
+            let mid = start - gap / 2.0;
+            let idle = quota_at(mid).unwrap_or(f64::NAN);
+            let before = quota
+                .iter()
+                .filter(|q| q.0 >= start - 1.0 && q.0 < start)
+                .map(|q| q.1)
+                .fold(f64::NAN, f64::max);
+            // Walk back from the burst start while the quota stays raised.
+            let raised_since = quota
+                .iter()
+                .rev()
+                .skip_while(|q| q.0 >= start)
+                .take_while(|q| q.0 > mid && q.1 > idle * 1.2)
+                .last()
+                .map(|q| q.0);
+            let raised_ahead_s = raised_since.map(|t| start - t);
+            let raised_after = quota
+                .iter()
+                .filter(|q| q.0 >= start && q.0 < start + burst_s + gap / 2.0)
+                .find(|q| q.1 > idle * 1.2)
+                .map(|q| q.0 - start);
+            Lead {
+                burst: i + 1,
+                idle,
+                before,
+                raised_ahead_s,
+                lead_s: raised_ahead_s.or(raised_after.map(|d| -d)),
+            }
+        })
+        .collect()
+}
+
+/// CPU-seconds a quota series reserved (`(Unix seconds, cores)`, NaN for
+/// unlimited counts as nothing reserved).
+pub fn reserved_seconds(quota: &[(f64, f64)]) -> f64 {
+    quota
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) * if w[0].1.is_finite() { w[0].1 } else { 0.0 })
+        .sum()
 }
 
 impl Outcome {
     /// For each burst after the first: the quota at mid-gap, right before
     /// the burst, and how long before it the quota went up.
     pub fn leads(&self) -> Vec<Lead> {
-        let gap = (self.demo.period_ms - self.demo.burst_ms) as f64 / 1e3;
-        self.bursts
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, &start)| {
-                let mid = start - gap / 2.0;
-                let idle = self.quota_at(mid).unwrap_or(f64::NAN);
-                let before = self
-                    .quota
-                    .iter()
-                    .filter(|q| q.0 >= start - 1.0 && q.0 < start)
-                    .map(|q| q.1)
-                    .fold(f64::NAN, f64::max);
-                // Walk back from the burst start while the quota stays raised.
-                let raised_since = self
-                    .quota
-                    .iter()
-                    .rev()
-                    .skip_while(|q| q.0 >= start)
-                    .take_while(|q| q.0 > mid && q.1 > idle * 1.2)
-                    .last()
-                    .map(|q| q.0);
-                let raised_ahead_s = raised_since.map(|t| start - t);
-                Lead {
-                    burst: i + 1,
-                    idle,
-                    before,
-                    raised_ahead_s,
-                }
-            })
-            .collect()
+        leads(
+            &self.quota,
+            &self.bursts,
+            self.demo.period_ms as f64 / 1e3,
+            self.demo.burst_ms as f64 / 1e3,
+        )
     }
 
     /// CPU-seconds the quota reserved and the sandbox used over the run.
     pub fn cpu_seconds(&self) -> (f64, f64) {
-        let reserved = self
-            .quota
-            .windows(2)
-            .map(|w| (w[1].0 - w[0].0) * if w[0].1.is_finite() { w[0].1 } else { 0.0 })
-            .sum();
         let used = self
             .points
             .windows(2)
             .map(|w| (w[1].t - w[0].t) * w[1].used)
             .sum();
-        (reserved, used)
-    }
-
-    fn quota_at(&self, t: f64) -> Option<f64> {
-        self.quota.iter().rev().find(|q| q.0 <= t).map(|q| q.1)
+        (reserved_seconds(&self.quota), used)
     }
 
     /// Usage, forecast band, reservation and the kernel's quota over time.
@@ -306,47 +464,24 @@ impl Outcome {
             .bursts
             .first()
             .map_or(0.0, |b| b - self.demo.period_ms as f64 / 1e3);
-        let rel = |t: f64| t - t0;
-        let used = self.points.iter().map(|p| (rel(p.t), p.used)).collect();
-        let demanded = self
-            .points
-            .iter()
-            .map(|p| (rel(p.t), p.demand.unwrap_or(f64::NAN)))
-            .collect();
-        let upper = self
-            .points
-            .iter()
-            .map(|p| (rel(p.t), p.upper.unwrap_or(f64::NAN)))
-            .collect();
-        let reserved = self
-            .points
-            .iter()
-            .map(|p| (rel(p.t), p.reserved.unwrap_or(f64::NAN)))
-            .collect();
-        let quota = self.quota.iter().map(|q| (rel(q.0), q.1)).collect();
         let demand = self
             .bursts
             .iter()
             .flat_map(|&b| {
                 let end = b + self.demo.burst_ms as f64 / 1e3;
                 let d = self.demo.threads as f64;
-                [(rel(b), 0.0), (rel(b), d), (rel(end), d), (rel(end), 0.0)]
+                [(b - t0, 0.0), (b - t0, d), (end - t0, d), (end - t0, 0.0)]
             })
             .collect();
+        let mut series = vec![Series::dashed("burst demand", "#bbb", demand)];
+        series.extend(cores_series(&self.points, &self.quota, t0));
         let panel = Panel {
             title: format!(
                 "{}: periodic bursts of {} cores, static quota {} cores",
                 self.cgroup, self.demo.threads, self.demo.static_cores
             ),
             y_label: "cores".into(),
-            series: vec![
-                Series::dashed("burst demand", "#bbb", demand),
-                Series::line("used", "black", used),
-                Series::line("demand (ran + waited)", "#9467bd", demanded),
-                Series::dashed("forecast upper", "#1f77b4", upper),
-                Series::line("reservation", "#2ca02c", reserved),
-                Series::line("quota (kernel)", "#d62728", quota),
-            ],
+            series,
         };
         plot::svg(
             "Shadow demo: reservation raised ahead of each burst",
@@ -354,4 +489,32 @@ impl Outcome {
             &[panel],
         )
     }
+}
+
+/// The lines of a cores panel, times relative to `t0`: used, the forecast's
+/// upper band and the orchestrator's reservation (when the points have
+/// them), and the kernel's quota.
+pub fn cores_series(points: &[Point], quota: &[(f64, f64)], t0: f64) -> Vec<Series> {
+    let line = |f: fn(&Point) -> Option<f64>| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .map(|p| (p.t - t0, f(p).unwrap_or(f64::NAN)))
+            .collect()
+    };
+    let mut series = vec![Series::line("used", "black", line(|p| Some(p.used)))];
+    let demand = line(|p| p.demand);
+    if demand.iter().any(|p| p.1.is_finite()) {
+        series.push(Series::line("demand (ran + waited)", "#9467bd", demand));
+    }
+    let upper = line(|p| p.upper);
+    if upper.iter().any(|p| p.1.is_finite()) {
+        series.push(Series::dashed("forecast upper", "#1f77b4", upper));
+    }
+    let reserved = line(|p| p.reserved);
+    if reserved.iter().any(|p| p.1.is_finite()) {
+        series.push(Series::line("reservation", "#2ca02c", reserved));
+    }
+    let quota = quota.iter().map(|q| (q.0 - t0, q.1)).collect();
+    series.push(Series::line("quota (kernel)", "#d62728", quota));
+    series
 }

@@ -9,6 +9,10 @@
 //! - `collector`: 10,000 live cgroups; the agent's time per tick to read and
 //!   resolve all maps, and its peak RSS.
 //!
+//! - `e2e`: the headline benchmark, Shadow against static and reactive
+//!   allocation on a bursty service (`crate::e2e`); not part of `all`
+//!   (it takes minutes).
+//!
 //! All need root. Figures are ratios or medians: timings on these shared
 //! 2-core machines are noisy (DESIGN.md, "Measuring").
 
@@ -33,15 +37,18 @@ use crate::{
 /// Which benchmark to run.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// probes, pipe, collector or all.
-    #[arg(default_value = "all", value_parser = ["probes", "pipe", "collector", "all"])]
+    /// probes, pipe, collector, all (those three) or e2e.
+    #[arg(default_value = "all", value_parser = ["probes", "pipe", "collector", "all", "e2e"])]
     which: String,
-    /// Repetitions (runs for `probes`, A/B pairs for `pipe`).
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
+    /// Repetitions (runs for `probes`, A/B pairs for `pipe`, rounds of the
+    /// three policies for `e2e`) [default: 5; e2e: 2].
+    #[arg(long)]
+    runs: Option<usize>,
     /// Cgroups created for `collector`.
     #[arg(long, default_value_t = 10_000)]
     cgroups: usize,
+    #[command(flatten)]
+    e2e: crate::e2e::E2eArgs,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -50,6 +57,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         unsafe { libc::geteuid() } == 0,
         "the benchmarks load BPF programs and create cgroups: run as root"
     );
+    if args.which == "e2e" {
+        return crate::e2e::run(&args.e2e, args.runs.unwrap_or(2));
+    }
+    let runs = args.runs.unwrap_or(5);
     build::all()?;
     cmd::run(cargo(None).args([
         "build",
@@ -61,10 +72,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     ]))?;
     let all = args.which == "all";
     if all || args.which == "probes" {
-        probes(args.runs)?;
+        probes(runs)?;
     }
     if all || args.which == "pipe" {
-        pipe(args.runs)?;
+        pipe(runs)?;
     }
     if all || args.which == "collector" {
         collector(args.cgroups)?;

@@ -14,8 +14,9 @@ use crate::{
     cmd,
 };
 
-/// Builds what is missing, runs the scenario and writes the plot to `out`.
-pub fn run(out: Option<PathBuf>, bursts: u64) -> anyhow::Result<()> {
+/// Builds the binaries the scenarios run and tells the scenario helpers
+/// where they are (also used by `bench e2e`).
+pub fn prepare() -> anyhow::Result<()> {
     build::all()?;
     cmd::run(&mut build::cargo_release(&[
         "-p",
@@ -29,6 +30,12 @@ pub fn run(out: Option<PathBuf>, bursts: u64) -> anyhow::Result<()> {
         std::env::set_var("SHADOW_ORCHESTRATOR_BIN", binary("shadow-orchestrator"));
         std::env::set_var("SHADOW_WORKLOAD_BIN", binary("shadow-workload"));
     }
+    Ok(())
+}
+
+/// Builds what is missing, runs the scenario and writes the plot to `out`.
+pub fn run(out: Option<PathBuf>, bursts: u64) -> anyhow::Result<()> {
+    prepare()?;
     let demo = Demo {
         bursts,
         ..Demo::default()

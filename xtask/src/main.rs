@@ -4,15 +4,16 @@
 //!
 //! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
 //! object and the binaries), `cmd` (running commands with clear failures),
-//! `bench` (overhead benchmarks), `stack` (orchestrator and agent started
-//! together), `demo` (the guided demonstration), `stop` (Ctrl-C handling),
-//! `dist` (the release tarball).
+//! `bench` (overhead benchmarks), `e2e` (the end-to-end benchmark), `stack`
+//! (orchestrator and agent started together), `demo` (the guided
+//! demonstration), `stop` (Ctrl-C handling), `dist` (the release tarball).
 
 mod bench;
 mod build;
 mod cmd;
 mod demo;
 mod dist;
+mod e2e;
 mod setup;
 mod stack;
 mod stop;
@@ -68,8 +69,10 @@ enum Command {
     /// configuration and docs into target/dist/shadow-<version>-<arch>.tar.gz
     /// (docs/install.md).
     Dist,
-    /// Overhead benchmarks (needs root): ns per event per program, the
-    /// sched pipe slowdown, and the collector's cost with 10,000 cgroups.
+    /// Benchmarks (needs root): overhead (ns per event per program, the
+    /// sched pipe slowdown, the collector's cost with 10,000 cgroups) and
+    /// `e2e`, Shadow against static and reactive allocation on a bursty
+    /// service. Example: `cargo xtask bench e2e --runs 2 --bursts 10`
     Bench(bench::BenchArgs),
 }
 

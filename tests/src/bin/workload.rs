@@ -17,6 +17,12 @@
 //!                                           JSON line per burst start
 //!   shadow-workload hint-relay SOCKET       one connection to a hint socket:
 //!                                           each stdin line sent, each reply printed
+//!   shadow-workload serve                   a request/response service on
+//!                                           127.0.0.1:0 (port printed): each
+//!                                           request line is a number of µs of
+//!                                           CPU to burn, answered with "ok";
+//!                                           a thread per connection; runs
+//!                                           until killed
 
 use std::{
     fs::OpenOptions,
@@ -47,13 +53,14 @@ fn main() {
         "tcp-send" => tcp_send(num(1), num(2)),
         "bursts" => bursts(num(1), num(2), num(3), num(4)),
         "hint-relay" => hint_relay(arg(1)),
+        "serve" => serve(),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT"
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve"
     );
     std::process::exit(2)
 }
@@ -77,6 +84,58 @@ fn bursts(period_ms: u64, burst_ms: u64, threads: u64, count: u64) {
         for w in workers {
             let _ = w.join();
         }
+    }
+}
+
+/// The service of the end-to-end benchmark: each request line asks for a
+/// number of microseconds of this thread's own CPU time (so a throttled
+/// request does the same work, only later), the reply says "ok".
+fn serve() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!(
+        r#"{{"port":{}}}"#,
+        listener.local_addr().expect("addr").port()
+    );
+    std::io::stdout().flush().expect("flush");
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        std::thread::spawn(move || {
+            let _ = conn.set_nodelay(true);
+            let mut reader = std::io::BufReader::new(&conn);
+            let mut writer = &conn;
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+                let cost_us: u64 = line.trim().parse().unwrap_or(0);
+                burn_thread_cpu(Duration::from_micros(cost_us));
+                if writer.write_all(b"ok\n").is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        });
+    }
+}
+
+fn thread_cpu() -> Duration {
+    // SAFETY: clock_gettime fills the timespec.
+    let ts = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        ts
+    };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Spins until this thread has run for `cost` on a CPU.
+fn burn_thread_cpu(cost: Duration) {
+    let end = thread_cpu() + cost;
+    let mut x = 0u64;
+    while thread_cpu() < end {
+        // About 20 µs between clock reads (each is a system call).
+        for i in 0..20_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        }
+        std::hint::black_box(x);
     }
 }
 
