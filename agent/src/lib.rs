@@ -10,6 +10,7 @@
 //!   counters into per-interval deltas per cgroup.
 //! - [`counter_map`]: batched reads of the kernel's counter map.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
+//! - [`host`]: wall clock and host name.
 //! - [`logging`]: log setup shared by both binaries.
 //! - [`forecast`]: the online forecasters (pure code, time passed in).
 //! - [`plot`]: line charts as standalone SVG (reports, backtests).
@@ -28,6 +29,7 @@ pub mod counter_map;
 pub mod duration;
 pub mod forecast;
 pub mod hint;
+pub mod host;
 pub mod logging;
 pub mod observe;
 pub mod plot;

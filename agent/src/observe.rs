@@ -8,7 +8,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -21,6 +21,7 @@ use crate::{
     counter_map::CounterMap,
     forecast::MAX_HORIZON,
     hint::{self, Book},
+    host::unix_now,
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
     transmit::{Target, Transmitter},
@@ -325,12 +326,6 @@ fn sleep_until(deadline: Instant) {
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One output line: a cgroup's interval and, with --forecast, its forecast.

@@ -113,11 +113,6 @@ impl Shadows {
         })
     }
 
-    /// The forecasters' settings.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The longest silence of a steady series, in seconds.
     pub fn heartbeat_s(&self) -> f64 {
         self.reporting.heartbeat_s

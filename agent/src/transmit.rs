@@ -154,9 +154,7 @@ pub struct Sent {
 impl Transmitter {
     /// A transmitter to `target`; it connects on the first tick.
     pub fn new(target: Target, tick: Duration) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".into());
+        let host = crate::host::hostname();
         Self {
             target,
             hello: Hello {

@@ -51,12 +51,11 @@ impl Applied {
     }
 }
 
-/// Applies `d` to its cgroup's knobs. `ceiling` is the configured ceiling
-/// of the resource, `capacity` the host's (for the I/O weight).
+/// Applies `d` to its cgroup's knobs; `capacity` is the host's (for the
+/// I/O weight).
 pub fn apply(
     act: &mut Actuator,
     d: &Decision,
-    ceiling: f64,
     capacity: Option<f64>,
     now: Instant,
 ) -> Result<Applied, ActuatorError> {
@@ -67,7 +66,7 @@ pub fn apply(
     let reason = d.reason.to_string();
     for knob in act.layout().knobs_for(&d.path, d.resource)? {
         let target = match d.amount {
-            Some(a) => setting(act, &d.path, knob, a, ceiling, capacity)?,
+            Some(a) => setting(act, &d.path, knob, a, d.ceiling, capacity)?,
             None => act.original(&d.path, knob).transpose()?,
         };
         let Some(target) = target else {
@@ -171,16 +170,16 @@ mod tests {
         let shares = |act: &Actuator| act.read("/g", Knob::CpuShares).unwrap();
         let now = Instant::now();
         // A quarter core: the quota follows, the shares stay at 1024.
-        apply(&mut act, &decision(0.25), 4.0, None, now).unwrap();
+        apply(&mut act, &decision(0.25), None, now).unwrap();
         assert_eq!(shares(&act), Setting::Weight(1024));
         let Setting::CpuQuota(q) = act.read("/g", Knob::CpuCfsQuota).unwrap() else {
             panic!("not a quota")
         };
         assert_eq!(q.quota_us, Some(25_000));
         // Two cores: twice the default; then back down, to the original.
-        apply(&mut act, &decision(2.0), 4.0, None, now).unwrap();
+        apply(&mut act, &decision(2.0), None, now).unwrap();
         assert_eq!(shares(&act), Setting::Weight(2048));
-        apply(&mut act, &decision(0.25), 4.0, None, now).unwrap();
+        apply(&mut act, &decision(0.25), None, now).unwrap();
         assert_eq!(shares(&act), Setting::Weight(1024));
     }
 }

@@ -11,12 +11,15 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc::RecvTimeoutError,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use clap::Parser;
-use shadow_agent::wire::{self, Message, Resource};
+use shadow_agent::{
+    host::{hostname, unix_ms},
+    wire::{self, Message, Resource},
+};
 use shadow_orchestrator::{
     actuator::{Actuator, Layout, Mode, RestoreReport},
     apply::apply,
@@ -193,7 +196,7 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         let cycle = engine.cycle(now);
         for d in &cycle.decisions {
             let capacity = engine.capacity().of(d.resource);
-            let result = apply(&mut actuator, d, d.ceiling, capacity, now);
+            let result = apply(&mut actuator, d, capacity, now);
             if let Ok(applied) = &result {
                 metrics.write(d.resource, "written", applied.written);
                 metrics.write(d.resource, "refused", applied.refused.len());
@@ -341,16 +344,4 @@ fn print_status(system: &[shadow_orchestrator::aggregate::SystemForecast; 4]) {
         );
     }
     println!("{}", serde_json::Value::Object(line));
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }

@@ -14,7 +14,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -99,12 +99,7 @@ pub struct Outcome {
     pub log: String,
 }
 
-/// Now, Unix seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+pub use shadow_agent::host::unix_now;
 
 /// The sandbox of a scenario: a cgroup with the v1 `cpu` controller (and
 /// `cpuacct` when asked, for its usage) under a static quota set at

@@ -7,21 +7,15 @@
 use std::{
     fs,
     process::Command,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use shadow_agent::cgroups::Mounts;
+use shadow_agent::{cgroups::Mounts, host::unix_now};
 use shadow_tests::{
     TestCgroup,
     hint::HintAgent,
     orchestrator::{Orchestrator, TempDir},
 };
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 #[test]
 fn the_quota_is_raised_before_a_hinted_window() {

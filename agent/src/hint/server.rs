@@ -15,7 +15,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -331,16 +331,10 @@ fn serve(stream: UnixStream, shared: &Shared) {
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Answers one request line from the peer with credentials `cred`.
 fn handle(line: &[u8], (pid, uid, gid): (i32, u32, u32), shared: &Shared) -> Reply {
     let run = || -> Result<Reply, Refusal> {
-        let now = unix_now();
+        let now = crate::host::unix_now();
         let caller = peer::identify(pid, uid, gid)?;
         lock(&shared.book).admit(&caller.cgroup, now)?;
         match parse_line(line, &shared.config.limits)? {
