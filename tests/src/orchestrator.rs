@@ -137,6 +137,28 @@ impl Orchestrator {
         panic!("condition not met in {timeout:?}; log:\n{}", self.stderr());
     }
 
+    /// Waits until the log contains `needle`, or panics after `timeout`
+    /// with the log.
+    pub fn wait_for_log(&self, timeout: Duration, needle: &str) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{needle:?} not logged in {timeout:?}; log:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Sends `signal` (SIGHUP, say) and returns at once.
+    pub fn send(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Sends `signal` and waits for the exit; returns its status.
     pub fn signal(mut self, signal: i32) -> std::process::ExitStatus {
         // SAFETY: signalling our own child.
