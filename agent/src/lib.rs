@@ -9,6 +9,8 @@
 //! - [`collector`]: reads the per-CPU counter map each tick and turns
 //!   counters into per-interval deltas per cgroup.
 //! - [`counter_map`]: batched reads of the kernel's counter map.
+//! - [`pipeline`]: the per-tick machinery (probes, collector, forecasts,
+//!   hints, transmitter) behind every front end, as [`pipeline::Row`]s.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
 //! - [`host`]: wall clock and host name.
 //! - [`logging`]: log setup shared by both binaries.
@@ -33,9 +35,11 @@ pub mod hint;
 pub mod host;
 pub mod logging;
 pub mod observe;
+pub mod pipeline;
 pub mod plot;
 pub mod probes;
 pub mod shadow;
+mod stop;
 pub mod transmit;
 pub mod units;
 pub mod wire;

@@ -1,31 +1,15 @@
 //! `shadow-agent observe`: per-cgroup usage every interval, as JSON lines
 //! (for programs, one object per cgroup per interval) or a table (for people).
 
-use std::{
-    io::Write as _,
-    path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{io::Write as _, path::PathBuf, time::Duration, time::Instant};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use serde::Serialize;
 
 use crate::{
-    cgroups::{self, Index, Mounts},
-    collector::{Collector, Sample},
-    counter_map::CounterMap,
-    forecast::MAX_HORIZON,
-    hint::{self, Book},
-    host::unix_now,
-    probes::{Options, Probes, Status},
-    shadow::{CpuForecast, Shadows},
-    transmit::{Target, Transmitter},
-    wire::Resource,
+    hint,
+    pipeline::{Pipeline, Row, Settings},
+    stop,
 };
 
 /// Output format.
@@ -114,140 +98,38 @@ fn parse_quantile(text: &str) -> Result<f64, String> {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn request_stop(_signal: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Ctrl-C and SIGTERM end the loop after the current interval, so the
-/// programs are detached by the normal drop path.
-fn install_stop_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+impl ObserveArgs {
+    /// The pipeline these flags ask for.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            interval: self.interval,
+            cgroup: self.cgroup.clone(),
+            rescan_every: self.rescan_every,
+            forecast: self.forecast,
+            quantile: self.quantile,
+            orchestrator: self.orchestrator.clone(),
+            hint_socket: self.hint_socket.clone(),
+            hint_group: self.hint_group.clone(),
+            no_hints: self.no_hints,
+        }
     }
 }
 
 /// Runs the observe loop until `--count` intervals or a stop signal.
 pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
-    let mounts = Mounts::from_system().context("finding cgroup mounts")?;
-    let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
-    let mut probes = Probes::attach(Some(&v2_root), Options::default())?;
-    let (counters, pending) = probes
-        .counter_maps()
-        .context("the BPF object has no counter maps")?;
-    let attached = probes
-        .reports()
-        .iter()
-        .filter(|r| r.status == Status::Attached)
-        .count();
-    // Tells people (and tests) that measurement has started.
-    eprintln!(
-        "shadow-agent: observing, {attached}/{} probes attached",
-        probes.reports().len()
-    );
-    let map = CounterMap::new(counters, pending)?;
-    let mut collector = Collector::new(map, Index::new(v2_root.clone()), args.rescan_every);
-    collector.walk_in_background(args.interval);
-    let mut transmitter = args
-        .orchestrator
-        .as_deref()
-        .map(|t| Transmitter::new(Target::parse(t), args.interval));
-    let horizon = if transmitter.is_some() {
-        MAX_HORIZON
-    } else {
-        1
-    };
-    let mut shadows = if args.forecast || transmitter.is_some() {
-        Some(Shadows::new(args.interval, args.quantile, horizon)?)
-    } else {
-        None
-    };
-    let hints = match &shadows {
-        Some(_) if !args.no_hints => start_hints(args, &v2_root),
-        _ => None,
-    };
-    let mut readings = Vec::new();
-    let mut tagged = Vec::new();
-    install_stop_handlers();
+    let mut pipeline = Pipeline::start(&args.settings())?;
+    stop::install_handlers();
     let mut stdout = std::io::stdout().lock();
-    let mut last = Instant::now();
-    let mut deadline = last + args.interval;
+    let mut deadline = Instant::now() + args.interval;
     let mut done = 0;
-    let mut tick_ms = Vec::new();
     while args.count.is_none_or(|n| done < n) {
-        sleep_until(deadline);
-        let stopping = STOP.load(Ordering::Relaxed);
-        let now = Instant::now();
-        let interval_ns = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
-        last = now;
+        stop::sleep_until(deadline);
+        let stopping = stop::requested();
         deadline += args.interval;
-        let started = Instant::now();
-        let mut samples = collector.tick(unix_now(), interval_ns)?;
-        tick_ms.push(started.elapsed().as_secs_f64() * 1e3);
-        if let Some(filter) = &args.cgroup {
-            samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
-        }
-        let mut forecasts = vec![None; samples.len()];
-        if let Some(shadows) = &mut shadows {
-            shadows.retain_only(&samples);
-            tagged.clear();
-            let mut book = hints.as_ref().map(|(_, b)| lock(b));
-            for (i, s) in samples.iter().enumerate() {
-                readings.clear();
-                shadows.observe_hinted(s, book.as_deref_mut(), &mut readings);
-                forecasts[i] = Shadows::cpu_forecast(&readings).map(|mut f| {
-                    f.hint_trust = book.as_ref().map(|b| b.trust(&s.cgroup));
-                    f
-                });
-                tagged.extend(readings.iter().map(|&r| (i, r)));
-            }
-            if let Some(book) = &mut book {
-                // One interval of grace lets the window's last usage in.
-                for o in book.settle(unix_now(), args.interval.as_secs_f64() * 1.5) {
-                    tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
-                }
-            }
-            drop(book);
-            if let Some(t) = &mut transmitter {
-                let at_ms = (unix_now() * 1e3) as u64;
-                t.tick(
-                    at_ms,
-                    &samples,
-                    &tagged,
-                    args.quantile,
-                    shadows.heartbeat_s(),
-                );
-            }
-        }
-        let reserved = transmitter.as_ref().map(Transmitter::reservations);
-        let reserved = reserved
-            .as_ref()
-            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()));
-        let rows: Vec<Row> = samples
-            .into_iter()
-            .zip(forecasts)
-            .map(|(sample, forecast)| {
-                let reservation = reserved.as_ref().and_then(|r| {
-                    let r = r.get(&(sample.cgroup.clone(), Resource::Cpu))?;
-                    Some(CpuReservation {
-                        cpu_reserved_cores: f64::from(r.reserved),
-                        cpu_reservation_managed: r.managed,
-                    })
-                });
-                Row {
-                    sample,
-                    forecast,
-                    reservation,
-                }
-            })
-            .collect();
-        drop(reserved);
+        let rows = pipeline.tick()?;
         let written = match args.format {
             Format::Json => write_json(&mut stdout, &rows),
-            Format::Table => write_table(&mut stdout, rows, args.top, collector.cgroups()),
+            Format::Table => write_table(&mut stdout, rows, args.top, pipeline.cgroups()),
             Format::None => Ok(()),
         };
         if let Err(e) = written.and_then(|()| stdout.flush()) {
@@ -263,39 +145,10 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         }
     }
     if args.summary {
-        eprintln!("{}", summary(&mut tick_ms, collector.cgroups()));
+        let mut tick_ms = pipeline.collect_ms().to_vec();
+        eprintln!("{}", summary(&mut tick_ms, pipeline.cgroups()));
     }
     Ok(())
-}
-
-/// Opens the hint socket; observation goes on without it if it cannot.
-fn start_hints(
-    args: &ObserveArgs,
-    v2_root: &std::path::Path,
-) -> Option<(hint::server::Server, Arc<Mutex<Book>>)> {
-    let limits = hint::Limits::new(hint::host_capacity());
-    let book = Arc::new(Mutex::new(Book::new(limits)));
-    let config = hint::server::Config {
-        path: args.hint_socket.clone(),
-        group: args.hint_group.clone(),
-        limits,
-        v2_root: v2_root.to_owned(),
-        scope: args.cgroup.clone(),
-    };
-    match hint::server::Server::start(config, Arc::clone(&book)) {
-        Ok(server) => {
-            eprintln!("shadow-agent: hints on {}", server.path().display());
-            Some((server, book))
-        }
-        Err(e) => {
-            eprintln!("shadow-agent: no hint socket ({e}); observing without hints");
-            None
-        }
-    }
-}
-
-fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
-    book.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The collector's cost over the run, as one JSON object.
@@ -315,37 +168,6 @@ fn summary(tick_ms: &mut [f64], cgroups: usize) -> serde_json::Value {
         "cgroups": cgroups,
         "rss_peak_bytes": peak_kib * 1024,
     })
-}
-
-/// Sleeps until `deadline`, waking early if a stop was requested.
-fn sleep_until(deadline: Instant) {
-    while !STOP.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
-    }
-}
-
-/// One output line: a cgroup's interval and, with --forecast, its forecast.
-#[derive(Serialize)]
-struct Row {
-    #[serde(flatten)]
-    sample: Sample,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    forecast: Option<CpuForecast>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    reservation: Option<CpuReservation>,
-}
-
-/// What the orchestrator holds for a cgroup's CPU (with --orchestrator).
-#[derive(Clone, Copy, Serialize)]
-struct CpuReservation {
-    /// Cores reserved (managed) or recommended.
-    cpu_reserved_cores: f64,
-    /// True if the orchestrator writes this cgroup's knobs.
-    cpu_reservation_managed: bool,
 }
 
 fn write_json(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<()> {

@@ -1,0 +1,283 @@
+//! The agent's per-tick machinery, shared by every front end (`observe`'s
+//! JSON and table, `top`'s screen): probes attached, the collector, one
+//! shadow forecaster per cgroup, the hint socket and the transmitter to the
+//! orchestrator. A front end calls [`Pipeline::tick`] once per interval and
+//! shows the [`Row`]s however it likes.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::{
+    cgroups::{self, Index, Mounts},
+    collector::{Collector, Sample},
+    counter_map::CounterMap,
+    forecast::MAX_HORIZON,
+    hint::{self, Book},
+    host::unix_now,
+    probes::{Options, Probes, Status},
+    shadow::{CpuForecast, Shadows},
+    transmit::{Target, Transmitter},
+    wire::Resource,
+};
+
+/// What the pipeline does, whatever asked for it (command-line flags today,
+/// a configuration file later).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Length of one interval.
+    pub interval: Duration,
+    /// Only this cgroup (path relative to the v2 root) and its descendants.
+    pub cgroup: Option<String>,
+    /// Intervals between full walks of the cgroup tree.
+    pub rescan_every: u64,
+    /// Forecast each cgroup's CPU demand (always on with an orchestrator).
+    pub forecast: bool,
+    /// Quantile of the forecast's upper band.
+    pub quantile: f64,
+    /// The orchestrator to report to (Unix socket path or `tcp:HOST:PORT`).
+    pub orchestrator: Option<String>,
+    /// Where to listen for hints (when forecasting).
+    pub hint_socket: PathBuf,
+    /// Group that owns the hint socket.
+    pub hint_group: Option<String>,
+    /// Do not open the hint socket.
+    pub no_hints: bool,
+}
+
+/// One cgroup after one interval: what it used, what it will likely use,
+/// and what the orchestrator holds for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The interval's usage.
+    #[serde(flatten)]
+    pub sample: Sample,
+    /// The CPU forecast (when forecasting and the forecaster had a value).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<CpuForecast>,
+    /// The orchestrator's CPU reservation (when reporting to one that has
+    /// answered for this cgroup).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<CpuReservation>,
+}
+
+/// What the orchestrator holds for a cgroup's CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CpuReservation {
+    /// Cores reserved (managed) or recommended.
+    pub cpu_reserved_cores: f64,
+    /// True if the orchestrator writes this cgroup's knobs.
+    pub cpu_reservation_managed: bool,
+}
+
+/// Everything that runs between ticks. Dropping it detaches the probes and
+/// closes the hint socket.
+pub struct Pipeline {
+    // Fields drop in declaration order: the hint socket closes first, the
+    // probes detach last.
+    hints: Option<(hint::server::Server, Arc<Mutex<Book>>)>,
+    shadows: Option<Shadows>,
+    transmitter: Option<Transmitter>,
+    collector: Collector<CounterMap>,
+    settings: Settings,
+    readings: Vec<crate::shadow::Reading>,
+    tagged: Vec<(usize, crate::shadow::Reading)>,
+    last: Instant,
+    collect_ms: Vec<f64>,
+    /// Holds the programs attached; declared last so it is dropped last.
+    _probes: Probes,
+}
+
+impl Pipeline {
+    /// Attaches the probes and starts the collector, forecasters, hint
+    /// socket and transmitter that `settings` ask for. Says on stderr how
+    /// many probes are attached (people and tests wait for that line).
+    pub fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let mounts = Mounts::from_system().context("finding cgroup mounts")?;
+        let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
+        let mut probes = Probes::attach(Some(&v2_root), Options::default())?;
+        let (counters, pending) = probes
+            .counter_maps()
+            .context("the BPF object has no counter maps")?;
+        let attached = probes
+            .reports()
+            .iter()
+            .filter(|r| r.status == Status::Attached)
+            .count();
+        eprintln!(
+            "shadow-agent: observing, {attached}/{} probes attached",
+            probes.reports().len()
+        );
+        let map = CounterMap::new(counters, pending)?;
+        let mut collector = Collector::new(map, Index::new(v2_root.clone()), settings.rescan_every);
+        collector.walk_in_background(settings.interval);
+        let transmitter = settings
+            .orchestrator
+            .as_deref()
+            .map(|t| Transmitter::new(Target::parse(t), settings.interval));
+        let horizon = if transmitter.is_some() {
+            MAX_HORIZON
+        } else {
+            1
+        };
+        let shadows = if settings.forecast || transmitter.is_some() {
+            Some(Shadows::new(settings.interval, settings.quantile, horizon)?)
+        } else {
+            None
+        };
+        let hints = match &shadows {
+            Some(_) if !settings.no_hints => start_hints(settings, &v2_root),
+            _ => None,
+        };
+        Ok(Self {
+            settings: settings.clone(),
+            collector,
+            transmitter,
+            shadows,
+            hints,
+            readings: Vec::new(),
+            tagged: Vec::new(),
+            last: Instant::now(),
+            collect_ms: Vec::new(),
+            _probes: probes,
+        })
+    }
+
+    /// Closes the interval that began at the previous tick (or the start):
+    /// reads the counters, updates forecasts and hints, reports to the
+    /// orchestrator, and returns one row per cgroup in scope.
+    pub fn tick(&mut self) -> anyhow::Result<Vec<Row>> {
+        let now = Instant::now();
+        let interval_ns =
+            u64::try_from(now.duration_since(self.last).as_nanos()).unwrap_or(u64::MAX);
+        self.last = now;
+        let started = Instant::now();
+        let mut samples = self.collector.tick(unix_now(), interval_ns)?;
+        self.collect_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if let Some(filter) = &self.settings.cgroup {
+            samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
+        }
+        let forecasts = self.forecast(&samples);
+        Ok(self.rows(samples, forecasts))
+    }
+
+    /// Feeds the interval to the shadows (and hints, and the orchestrator);
+    /// one CPU forecast per sample, None when not forecasting.
+    fn forecast(&mut self, samples: &[Sample]) -> Vec<Option<CpuForecast>> {
+        let mut forecasts = vec![None; samples.len()];
+        let Some(shadows) = &mut self.shadows else {
+            return forecasts;
+        };
+        shadows.retain_only(samples);
+        self.tagged.clear();
+        let mut book = self.hints.as_ref().map(|(_, b)| lock(b));
+        for (i, s) in samples.iter().enumerate() {
+            self.readings.clear();
+            shadows.observe_hinted(s, book.as_deref_mut(), &mut self.readings);
+            forecasts[i] = Shadows::cpu_forecast(&self.readings).map(|mut f| {
+                f.hint_trust = book.as_ref().map(|b| b.trust(&s.cgroup));
+                f
+            });
+            self.tagged.extend(self.readings.iter().map(|&r| (i, r)));
+        }
+        if let Some(book) = &mut book {
+            // One interval of grace lets the window's last usage in.
+            for o in book.settle(unix_now(), self.settings.interval.as_secs_f64() * 1.5) {
+                tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
+            }
+        }
+        drop(book);
+        if let Some(t) = &mut self.transmitter {
+            let at_ms = (unix_now() * 1e3) as u64;
+            t.tick(
+                at_ms,
+                samples,
+                &self.tagged,
+                self.settings.quantile,
+                shadows.heartbeat_s(),
+            );
+        }
+        forecasts
+    }
+
+    /// Joins samples, forecasts and the orchestrator's reservations.
+    fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Option<CpuForecast>>) -> Vec<Row> {
+        let reserved = self.transmitter.as_ref().map(Transmitter::reservations);
+        let reserved = reserved
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()));
+        samples
+            .into_iter()
+            .zip(forecasts)
+            .map(|(sample, forecast)| {
+                let reservation = reserved.as_ref().and_then(|r| {
+                    let r = r.get(&(sample.cgroup.clone(), Resource::Cpu))?;
+                    Some(CpuReservation {
+                        cpu_reserved_cores: f64::from(r.reserved),
+                        cpu_reservation_managed: r.managed,
+                    })
+                });
+                Row {
+                    sample,
+                    forecast,
+                    reservation,
+                }
+            })
+            .collect()
+    }
+
+    /// Cgroups the collector knows (in scope or not).
+    pub fn cgroups(&self) -> usize {
+        self.collector.cgroups()
+    }
+
+    /// How long each tick took to read and resolve the maps, in ms.
+    pub fn collect_ms(&self) -> &[f64] {
+        &self.collect_ms
+    }
+
+    /// True if hints are being taken (the socket is open).
+    pub fn hints_on(&self) -> bool {
+        self.hints.is_some()
+    }
+
+    /// True if this pipeline reports to an orchestrator.
+    pub fn reporting(&self) -> bool {
+        self.transmitter.is_some()
+    }
+}
+
+/// Opens the hint socket; observation goes on without it if it cannot.
+fn start_hints(
+    settings: &Settings,
+    v2_root: &Path,
+) -> Option<(hint::server::Server, Arc<Mutex<Book>>)> {
+    let limits = hint::Limits::new(hint::host_capacity());
+    let book = Arc::new(Mutex::new(Book::new(limits)));
+    let config = hint::server::Config {
+        path: settings.hint_socket.clone(),
+        group: settings.hint_group.clone(),
+        limits,
+        v2_root: v2_root.to_owned(),
+        scope: settings.cgroup.clone(),
+    };
+    match hint::server::Server::start(config, Arc::clone(&book)) {
+        Ok(server) => {
+            eprintln!("shadow-agent: hints on {}", server.path().display());
+            Some((server, book))
+        }
+        Err(e) => {
+            eprintln!("shadow-agent: no hint socket ({e}); observing without hints");
+            None
+        }
+    }
+}
+
+fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
+}

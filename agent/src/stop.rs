@@ -1,0 +1,39 @@
+//! Ctrl-C and SIGTERM as a flag the front ends' loops check, so they end
+//! after the current interval and the probes are detached by the normal
+//! drop path.
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to [`requested`].
+pub(crate) fn install_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+    }
+}
+
+/// True once a stop signal arrived.
+pub(crate) fn requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Sleeps until `deadline`, waking early if a stop was requested.
+pub(crate) fn sleep_until(deadline: Instant) {
+    while !requested() {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
