@@ -100,6 +100,37 @@ pub struct AgentConfig {
     pub hint_group: Option<String>,
     /// Whether to open the hint socket at all.
     pub hints: Option<bool>,
+    /// Address of the Prometheus endpoint (off unless set), e.g.
+    /// "127.0.0.1:9465".
+    pub metrics: Option<String>,
+    /// Most cgroups with their own metric series (1..=100000).
+    pub metrics_cgroups: Option<MetricsCgroups>,
+}
+
+/// The cap on per-cgroup metric series, 1..=100,000 cgroups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "usize")]
+pub struct MetricsCgroups(pub usize);
+
+impl TryFrom<usize> for MetricsCgroups {
+    type Error = String;
+    fn try_from(n: usize) -> Result<Self, String> {
+        if (1..=100_000).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(format!("{n} is outside 1..=100000 cgroups"))
+        }
+    }
+}
+
+impl std::str::FromStr for MetricsCgroups {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let n: usize = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a whole number of cgroups"))?;
+        Self::try_from(n)
+    }
 }
 
 /// The file as the agent reads it: `[agent]`, and nothing it checks else.

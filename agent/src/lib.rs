@@ -34,6 +34,7 @@ pub mod forecast;
 pub mod hint;
 pub mod host;
 pub mod logging;
+pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod plot;

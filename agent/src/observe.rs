@@ -1,13 +1,14 @@
 //! `shadow-agent observe`: per-cgroup usage every interval, as JSON lines
 //! (for programs, one object per cgroup per interval) or a table (for people).
 
-use std::{io::Write as _, path::PathBuf, time::Duration, time::Instant};
+use std::{io::Write as _, path::PathBuf, sync::Arc, time::Duration, time::Instant};
 
 use anyhow::Context as _;
 
 use crate::{
-    config::{AgentConfig, DurationAtLeast, Quantile, RescanEvery},
+    config::{AgentConfig, DurationAtLeast, MetricsCgroups, Quantile, RescanEvery},
     hint,
+    metrics::{self, AgentMetrics, DEFAULT_MAX_CGROUPS},
     pipeline::{Pipeline, Row, Settings},
     stop,
 };
@@ -71,6 +72,14 @@ pub struct ObserveArgs {
     /// Do not open the hint socket.
     #[arg(long)]
     pub no_hints: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9465; port
+    /// 0 picks one; off by default; docs/metrics.md). Turns the kernel's
+    /// bpf_stats on for the per-program figures.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Most cgroups with their own metric series [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub metrics_cgroups: Option<MetricsCgroups>,
     /// At exit, print the collector's own cost to stderr as one JSON line:
     /// ticks, median and max time to read and resolve all maps, peak RSS.
     #[arg(long)]
@@ -111,6 +120,11 @@ impl ObserveArgs {
                 .unwrap_or_else(|| PathBuf::from(hint::DEFAULT_SOCKET)),
             hint_group: self.hint_group.clone().or_else(|| file.hint_group.clone()),
             no_hints: self.no_hints || file.hints == Some(false),
+            metrics: self.metrics.clone().or_else(|| file.metrics.clone()),
+            metrics_cgroups: self
+                .metrics_cgroups
+                .or(file.metrics_cgroups)
+                .map_or(DEFAULT_MAX_CGROUPS, |n| n.0),
         };
         (
             settings,
@@ -129,6 +143,7 @@ impl ObserveArgs {
 pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let (settings, mut format) = args.load()?;
     let mut pipeline = Pipeline::start(&settings)?;
+    let metrics = serve_metrics(&settings)?;
     stop::install_handlers();
     let mut stdout = std::io::stdout().lock();
     let mut deadline = Instant::now() + settings.interval;
@@ -140,7 +155,17 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         if stop::reload_requested() {
             reload(args, &mut pipeline, &mut format);
         }
+        let started = Instant::now();
         let rows = pipeline.tick()?;
+        if let Some(m) = &metrics {
+            m.record(&metrics::Tick {
+                rows: &rows,
+                seconds: started.elapsed().as_secs_f64(),
+                cgroups: pipeline.cgroups(),
+                probes: &pipeline.probe_costs(),
+                hints: pipeline.hint_counts(),
+            });
+        }
         let written = match format {
             Format::Json => write_json(&mut stdout, &rows),
             Format::Table => write_table(&mut stdout, rows, args.top, pipeline.cgroups()),
@@ -163,6 +188,19 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         eprintln!("{}", summary(&mut tick_ms, pipeline.cgroups()));
     }
     Ok(())
+}
+
+/// Starts the metrics endpoint the settings ask for, if any.
+fn serve_metrics(settings: &Settings) -> anyhow::Result<Option<Arc<AgentMetrics>>> {
+    let Some(addr) = &settings.metrics else {
+        return Ok(None);
+    };
+    let m = Arc::new(AgentMetrics::new(settings.metrics_cgroups));
+    let for_scrapes = Arc::clone(&m);
+    let bound = metrics::http::serve(addr, move || for_scrapes.encode())
+        .with_context(|| format!("serving metrics on {addr}"))?;
+    eprintln!("shadow-agent: serving Prometheus metrics on http://{bound}/metrics");
+    Ok(Some(m))
 }
 
 /// SIGHUP: re-reads the file; what can change while running does, the rest

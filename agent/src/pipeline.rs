@@ -48,6 +48,11 @@ pub struct Settings {
     pub hint_group: Option<String>,
     /// Do not open the hint socket.
     pub no_hints: bool,
+    /// Serve Prometheus metrics on this address (the front end serves
+    /// them; the pipeline turns the kernel's `bpf_stats` on for them).
+    pub metrics: Option<String>,
+    /// Most cgroups with their own metric series.
+    pub metrics_cgroups: usize,
 }
 
 /// One cgroup after one interval: what it used, what it will likely use,
@@ -90,7 +95,7 @@ pub struct Pipeline {
     last: Instant,
     collect_ms: Vec<f64>,
     /// Holds the programs attached; declared last so it is dropped last.
-    _probes: Probes,
+    probes: Probes,
 }
 
 impl Pipeline {
@@ -100,7 +105,13 @@ impl Pipeline {
     pub fn start(settings: &Settings) -> anyhow::Result<Self> {
         let mounts = Mounts::from_system().context("finding cgroup mounts")?;
         let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
-        let mut probes = Probes::attach(Some(&v2_root), Options::default())?;
+        // Per-program run time is only counted while bpf_stats is on (it
+        // costs two clock reads per event): only when metrics are served.
+        let options = Options {
+            stats: settings.metrics.is_some(),
+            baselines: false,
+        };
+        let mut probes = Probes::attach(Some(&v2_root), options)?;
         let (counters, pending) = probes
             .counter_maps()
             .context("the BPF object has no counter maps")?;
@@ -144,7 +155,7 @@ impl Pipeline {
             tagged: Vec::new(),
             last: Instant::now(),
             collect_ms: Vec::new(),
-            _probes: probes,
+            probes,
         })
     }
 
@@ -248,6 +259,11 @@ impl Pipeline {
             ("hint_socket", old.hint_socket != new.hint_socket),
             ("hint_group", old.hint_group != new.hint_group),
             ("hints", old.no_hints != new.no_hints),
+            ("metrics", old.metrics != new.metrics),
+            (
+                "metrics_cgroups",
+                old.metrics_cgroups != new.metrics_cgroups,
+            ),
         ] {
             if changed {
                 later.push(key);
@@ -273,6 +289,21 @@ impl Pipeline {
     /// How long each tick took to read and resolve the maps, in ms.
     pub fn collect_ms(&self) -> &[f64] {
         &self.collect_ms
+    }
+
+    /// Each probe's cumulative events and run time; empty unless metrics
+    /// are on (bpf_stats).
+    pub fn probe_costs(&self) -> Vec<crate::probes::Cost> {
+        if self.settings.metrics.is_some() {
+            self.probes.costs()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// What the hint socket did so far, if it is open.
+    pub fn hint_counts(&self) -> Option<hint::book::Counts> {
+        self.hints.as_ref().map(|(_, book)| lock(book).counts)
     }
 
     /// True if hints are being taken (the socket is open).

@@ -235,7 +235,9 @@ fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     );
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = &config.metrics {
-        let bound = shadow_orchestrator::metrics::serve(addr, metrics.clone())?;
+        let for_scrapes = metrics.clone();
+        let bound = shadow_agent::metrics::http::serve(addr, move || for_scrapes.encode())
+            .with_context(|| format!("serving metrics on {addr}"))?;
         tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
     }
     eprintln!("shadow-orchestrator: ready on {}", socket.display());

@@ -8,14 +8,8 @@
 //! opts in (an operator's list, not the host's), at most
 //! [`MAX_CGROUP_SERIES`] of them; everything else is aggregated per resource.
 
-use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    net::{SocketAddr, TcpListener},
-    sync::{Arc, Mutex, atomic::AtomicU64},
-    time::Duration,
-};
+use std::sync::{Mutex, atomic::AtomicU64};
 
-use anyhow::Context as _;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -291,53 +285,6 @@ impl Metrics {
         out
     }
 }
-
-/// Serves `GET /metrics` on `addr` from a thread; returns the bound
-/// address (port 0 picks one).
-pub fn serve(addr: &str, metrics: Arc<Metrics>) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("binding metrics on {addr}"))?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-                respond(stream, &metrics);
-            }
-        })?;
-    Ok(bound)
-}
-
-/// One request, one response, then close. Only the request line is looked
-/// at (bounded: at most 8 KiB read).
-fn respond(mut stream: std::net::TcpStream, metrics: &Metrics) {
-    let mut line = String::new();
-    let mut reader = BufReader::new((&stream).take_bounded());
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let ok = line.starts_with("GET /metrics ") || line.starts_with("GET / ");
-    let (status, body) = if ok {
-        ("200 OK", metrics.encode())
-    } else {
-        ("404 Not Found", "only GET /metrics is served\n".to_owned())
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
-/// A reader that stops after 8 KiB, so a peer cannot make the server
-/// buffer an endless request line.
-trait TakeBounded: std::io::Read + Sized {
-    fn take_bounded(self) -> std::io::Take<Self> {
-        self.take(8192)
-    }
-}
-impl<R: std::io::Read> TakeBounded for R {}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! The orchestrator's Prometheus endpoint, scraped over HTTP and parsed
-//! with a real exposition-format parser.
+//! The Prometheus endpoints of the orchestrator and the agent, scraped over
+//! HTTP and parsed with a real exposition-format parser.
 
 use std::{
     io::{Read as _, Write as _},
@@ -8,9 +8,19 @@ use std::{
 };
 
 use shadow_tests::{
+    Agent, TestCgroup, finish,
     orchestrator::{Orchestrator, TempDir},
-    require_root,
+    require_root, workload,
 };
+
+/// The address a binary said it serves metrics on.
+fn address(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.split("metrics on http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+        .to_owned()
+}
 
 fn scrape(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
@@ -30,13 +40,7 @@ fn metrics_follow_the_conventions_and_parse() {
         &dir.0.join("state"),
         &["--metrics", "127.0.0.1:0"],
     );
-    let log = o.stderr();
-    let addr = log
-        .lines()
-        .find_map(|l| l.split("metrics on http://").nth(1))
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
-        .to_owned();
+    let addr = address(&o.stderr());
     // A few ticks (200 ms each) so the cycle has been measured.
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
@@ -85,4 +89,66 @@ fn metrics_follow_the_conventions_and_parse() {
     );
     let (head, _) = scrape(&addr, "/nothing-here");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[test]
+fn the_agent_exposes_usage_forecasts_probes_and_its_own_cost() {
+    let stats = "/proc/sys/kernel/bpf_stats_enabled";
+    let stats_before = std::fs::read_to_string(stats).unwrap();
+    let cg = TestCgroup::new("agent-metrics", &[]);
+    let agent = Agent::start_with(
+        &cg.path,
+        "200ms",
+        &["--metrics", "127.0.0.1:0", "--forecast", "--no-hints"],
+    );
+    agent.wait_for_log(Duration::from_secs(5), "metrics on http://");
+    let addr = address(&agent.log());
+    finish(cg.spawn(&mut workload(&["burn", "1"])));
+    std::thread::sleep(Duration::from_millis(500));
+    let (head, body) = scrape(&addr, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
+    let number = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let sample = parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no sample {name} {label:?} in:\n{body}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(n)
+            | prometheus_parse::Value::Gauge(n)
+            | prometheus_parse::Value::Untyped(n) => n,
+            ref other => panic!("{name} is {other:?}"),
+        }
+    };
+    let mine = Some(("cgroup", cg.path.as_str()));
+    let cpu = number("shadow_agent_cgroup_cpu_seconds_total", mine);
+    assert!((0.9..1.3).contains(&cpu), "1 s burnt, {cpu} s counted");
+    assert!(number("shadow_agent_cgroup_cpu_upper_cores", mine) >= 0.0);
+    let switches = number(
+        "shadow_agent_probe_events_total",
+        Some(("program", "sched_switch")),
+    );
+    let run = number(
+        "shadow_agent_probe_run_seconds_total",
+        Some(("program", "sched_switch")),
+    );
+    assert!(switches > 0.0 && run > 0.0, "{switches} events, {run} s");
+    let ns = run * 1e9 / switches;
+    assert!((1.0..100_000.0).contains(&ns), "{ns} ns per sched_switch");
+    assert!(number("shadow_agent_tick_seconds_count", None) >= 1.0);
+    assert!(number("shadow_agent_process_resident_memory_bytes", None) > 1e6);
+    assert!(number("shadow_agent_process_cpu_seconds_total", None) > 0.0);
+    for s in &parsed.samples {
+        if matches!(s.value, prometheus_parse::Value::Counter(_)) {
+            assert!(s.metric.ends_with("_total"), "counter {}", s.metric);
+        }
+    }
+    agent.stop(Duration::from_millis(100));
+    assert_eq!(
+        std::fs::read_to_string(stats).unwrap(),
+        stats_before,
+        "bpf_stats left changed"
+    );
 }

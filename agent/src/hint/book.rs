@@ -77,6 +77,8 @@ struct Bucket {
 /// Live hints by cgroup, rate limits by caller cgroup, trust by cgroup.
 #[derive(Debug)]
 pub struct Book {
+    /// What the socket did so far (for the metrics).
+    pub counts: Counts,
     limits: Limits,
     next_id: u64,
     live: HashMap<String, Vec<Hint>>,
@@ -85,10 +87,22 @@ pub struct Book {
     buckets: HashMap<String, Bucket>,
 }
 
+/// Requests the hint socket answered, since the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Hints accepted.
+    pub accepted: u64,
+    /// Requests refused (any code).
+    pub refused: u64,
+    /// Hints whose window ended and were judged against usage.
+    pub judged: u64,
+}
+
 impl Book {
     /// An empty book under `limits`.
     pub fn new(limits: Limits) -> Self {
         Self {
+            counts: Counts::default(),
             limits,
             next_id: 1,
             live: HashMap::new(),
@@ -287,6 +301,7 @@ impl Book {
                 if self.trust.len() < MAX_TRUSTED || self.trust.contains_key(cgroup) {
                     self.trust.insert(cgroup.clone(), trust);
                 }
+                self.counts.judged += 1;
                 outcomes.push(Outcome {
                     id: h.id,
                     cgroup: cgroup.clone(),

@@ -322,8 +322,13 @@ fn serve(stream: UnixStream, shared: &Shared) {
             )),
         };
         let closes = matches!(&reply, Reply::Refused(r) if r.code.closes());
-        if let Reply::Refused(r) = &reply {
-            tracing::debug!(pid = cred.0, code = ?r.code, message = %r.message, "hint refused");
+        match &reply {
+            Reply::Refused(r) => {
+                tracing::debug!(pid = cred.0, code = ?r.code, message = %r.message, "hint refused");
+                lock(&shared.book).counts.refused += 1;
+            }
+            Reply::Accepted(_) => lock(&shared.book).counts.accepted += 1,
+            _ => {}
         }
         if write_reply(&mut writer, &reply).is_err() || closes {
             return;
