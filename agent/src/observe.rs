@@ -81,7 +81,7 @@ pub struct ObserveArgs {
     pub summary: bool,
 }
 
-fn parse_interval(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
     let d = crate::duration::parse(text)?;
     if d < Duration::from_millis(10) {
         return Err("the interval must be at least 10ms".into());
@@ -89,7 +89,7 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_quantile(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_quantile(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(q) if q > 0.0 && q < 1.0 => Ok(q),
         _ => Err(format!(
