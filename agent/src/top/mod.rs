@@ -81,6 +81,7 @@ const KEY_POLL: Duration = Duration::from_millis(100);
 
 /// Runs the screen until `q`, Esc, Ctrl-C or SIGTERM.
 pub fn run(args: &TopArgs) -> anyhow::Result<()> {
+    screen::ensure_terminal()?;
     let mut pipeline = Pipeline::start(&args.settings())?;
     stop::install_handlers();
     let about = about(args, &pipeline);
@@ -144,8 +145,5 @@ fn about(args: &TopArgs, pipeline: &Pipeline) -> String {
         Some(target) => format!("reporting to {target}"),
         None => "watching only".to_owned(),
     };
-    format!(
-        "{scope} every {:?} | hints {hints} | {reporting}",
-        args.interval
-    )
+    format!("{scope}, {:?}, hints {hints}, {reporting}", args.interval)
 }

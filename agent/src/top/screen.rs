@@ -24,17 +24,28 @@ pub(crate) struct Screen {
 
 impl Screen {
     pub(crate) fn enter() -> anyhow::Result<Self> {
+        ensure_terminal()?;
         match ratatui::try_init() {
             Ok(terminal) => Ok(Self { terminal }),
             Err(e) => {
                 // Raw mode may be on even though the rest failed.
-                ratatui::restore();
-                Err(e).context(
-                    "taking over the terminal (top needs one: run it in a terminal, not a pipe)",
-                )
+                let _ = ratatui::crossterm::terminal::disable_raw_mode();
+                Err(e).context("taking over the terminal")
             }
         }
     }
+}
+
+/// Refuses early, before any probe is attached, when there is no terminal
+/// to draw on.
+pub(crate) fn ensure_terminal() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    anyhow::ensure!(
+        std::io::stdout().is_terminal() && std::io::stdin().is_terminal(),
+        "top draws on a terminal and reads keys from it, but stdin or stdout is not one \
+         (for a pipe or a log, use `shadow-agent observe --format table` or `--format json`)"
+    );
+    Ok(())
 }
 
 impl Drop for Screen {

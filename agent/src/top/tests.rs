@@ -65,7 +65,7 @@ fn key(code: KeyCode) -> KeyEvent {
 }
 
 fn state_with(rows: &[Row]) -> State {
-    let mut s = State::new("/ every 1s | hints off | watching only".into(), 1.0);
+    let mut s = State::new("/, 1s, hints off, watching only".into(), 1.0);
     s.update(rows, 42, 10);
     s
 }
@@ -189,7 +189,7 @@ fn an_80x24_screen_has_every_column_title_chart_and_keys() {
     for (i, l) in lines.iter().enumerate() {
         eprintln!("{i:2}|{l}|");
     }
-    assert!(lines[0].starts_with("shadow-agent top | 4 of 42 cgroups | / every 1s"));
+    assert!(lines[0].starts_with("shadow-agent top | 4/42 cgroups | /, 1s, hints off"));
     for label in [
         "CGROUP", "▼CPU%", "RUNQ", "NEXT%", "UPPER%", "RSV%", "TRUST", "IO", "NET",
     ] {

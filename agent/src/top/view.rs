@@ -64,7 +64,7 @@ fn draw(state: &State, area: Rect, buf: &mut Buffer) {
     let (title, table, chart, footer) = split(area);
     let shown = state.entries.len();
     let head = format!(
-        "shadow-agent top | {shown} of {} cgroups | {}",
+        "shadow-agent top | {shown}/{} cgroups | {}",
         state.known, state.about
     );
     put(
@@ -325,14 +325,14 @@ fn max_of(points: &[Point]) -> Point {
     Point { cpu, upper }
 }
 
-/// The chart's full scale: 100% (one core) or the next multiple of 100
+/// The chart's full scale: 100% (one core) or the next multiple of 50
 /// above everything drawn.
 fn scale_top(bars: &[Point]) -> f64 {
     let peak = bars
         .iter()
         .map(|p| p.cpu.max(p.upper.unwrap_or(0.0)))
         .fold(0.0, f64::max);
-    ((peak / 100.0).ceil() * 100.0).max(100.0)
+    ((peak / 50.0).ceil() * 50.0).max(100.0)
 }
 
 /// Writes `text` on line `row` of `area`, clipped to its width.
