@@ -125,3 +125,29 @@ fn top_lists_sorts_charts_and_quits_cleanly() {
     drop((spinner, sleeper, tmux));
     drop((busy, idle));
 }
+
+/// Ctrl-C (a key in raw mode, not a signal) quits as cleanly as `q`.
+#[test]
+fn ctrl_c_quits_cleanly() {
+    require_root();
+    let cg = TestCgroup::new("top-ctrl-c", &[]);
+    let tmux = Tmux::start("top-ctrl-c", 80, 24);
+    tmux.type_line(&format!(
+        "{} top --cgroup {}; echo top-exited=$?",
+        agent_bin().display(),
+        cg.path
+    ));
+    tmux.wait_for("top's header", Duration::from_secs(60), |s| {
+        s.iter().any(|l| l.starts_with("CGROUP"))
+    });
+    tmux.press("C-c");
+    let screen = tmux.wait_for("top's exit", Duration::from_secs(10), |s| {
+        s.iter().any(|l| l.starts_with("top-exited="))
+    });
+    assert!(
+        screen.iter().any(|l| l == "top-exited=0")
+            && !screen.iter().any(|l| l.starts_with("CGROUP")),
+        "not a clean exit:\n{}",
+        screen.join("\n")
+    );
+}
