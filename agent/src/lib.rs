@@ -28,6 +28,7 @@ pub mod backtest;
 pub mod btf;
 pub mod cgroups;
 pub mod collector;
+pub mod config;
 pub mod counter_map;
 pub mod duration;
 pub mod forecast;

@@ -72,6 +72,7 @@ enum Command {
     /// exits non-zero if it refused.
     ///
     /// Example: shadow-agent hint --cpu 4 --memory 2GiB --start-in 30s --duration 5m
+    ///
     /// Example: shadow-agent hint --cancel 17
     Hint(hint::cli::HintArgs),
 }

@@ -4,45 +4,41 @@
 use std::{io::Write as _, path::PathBuf, time::Duration, time::Instant};
 
 use anyhow::Context as _;
-use clap::ValueEnum;
 
 use crate::{
+    config::{AgentConfig, DurationAtLeast, Quantile, RescanEvery},
     hint,
     pipeline::{Pipeline, Row, Settings},
     stop,
 };
 
-/// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// One JSON object per cgroup per interval.
-    Json,
-    /// A table of the busiest cgroups, refreshed every interval.
-    Table,
-    /// Nothing on stdout: for a service that only reports to the
-    /// orchestrator (`--orchestrator`).
-    None,
-}
+pub use crate::config::Format;
 
-/// Arguments of `shadow-agent observe`.
+/// Arguments of `shadow-agent observe`. Most have a key in the `[agent]`
+/// table of the configuration file (docs/configuration.md); a flag given
+/// here overrides the key.
 #[derive(Debug, clap::Args)]
 pub struct ObserveArgs {
-    /// Length of one interval (e.g. 500ms, 1s, 5s).
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
-    pub interval: Duration,
+    /// Configuration file [default: /etc/shadow/shadow.toml if it exists].
+    /// Its `[agent]` table is read at start and again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Length of one interval, at least 10ms (e.g. 500ms, 1s, 5s) [default: 1s].
+    #[arg(long)]
+    pub interval: Option<DurationAtLeast<10>>,
     /// Stop after this many intervals (default: until Ctrl-C or SIGTERM).
     #[arg(long)]
     pub count: Option<u64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "json")]
-    pub format: Format,
+    /// Output format [default: json].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Only this cgroup (path relative to the v2 root) and its descendants.
     #[arg(long)]
     pub cgroup: Option<String>,
     /// Intervals between full walks of the cgroup tree (how soon removed
-    /// cgroups are dropped; new ones are seen at once).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub rescan_every: u64,
+    /// cgroups are dropped; new ones are seen at once), 1..=3600 [default: 10].
+    #[arg(long, value_parser = parse_rescan)]
+    pub rescan_every: Option<RescanEvery>,
     /// Rows shown by the table format.
     #[arg(long, default_value_t = 25)]
     pub top: usize,
@@ -52,9 +48,9 @@ pub struct ObserveArgs {
     /// `cpu_upper_cores` and `cpu_volatility_cores` to the output.
     #[arg(long)]
     pub forecast: bool,
-    /// Quantile of the forecast's upper band (with --forecast).
-    #[arg(long, default_value_t = 0.95, value_parser = parse_quantile)]
-    pub quantile: f64,
+    /// Quantile of the forecast's upper band (with --forecast) [default: 0.95].
+    #[arg(long)]
+    pub quantile: Option<Quantile>,
     /// Send every cgroup's usage and forecasts (horizons 1..6) to the
     /// orchestrator at this Unix socket path, or `tcp:HOST:PORT` for a
     /// remote one (implies --forecast). Observation goes on if it is
@@ -66,9 +62,9 @@ pub struct ObserveArgs {
     pub orchestrator: Option<String>,
     /// Listen for applications' hints on this Unix socket (with --forecast
     /// or --orchestrator; docs/hints.md). If another agent holds it, this
-    /// one observes without hints.
-    #[arg(long, value_name = "PATH", default_value = hint::DEFAULT_SOCKET)]
-    pub hint_socket: PathBuf,
+    /// one observes without hints [default: /run/shadow/hint.sock].
+    #[arg(long, value_name = "PATH")]
+    pub hint_socket: Option<PathBuf>,
     /// Group that owns the hint socket (mode 0660): its members may hint.
     #[arg(long, value_name = "NAME")]
     pub hint_group: Option<String>,
@@ -81,53 +77,71 @@ pub struct ObserveArgs {
     pub summary: bool,
 }
 
-pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
-    let d = crate::duration::parse(text)?;
-    if d < Duration::from_millis(10) {
-        return Err("the interval must be at least 10ms".into());
-    }
-    Ok(d)
-}
-
-pub(crate) fn parse_quantile(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(q) if q > 0.0 && q < 1.0 => Ok(q),
-        _ => Err(format!(
-            "{text:?} is not a quantile strictly between 0 and 1 (e.g. 0.95)"
-        )),
-    }
+fn parse_rescan(text: &str) -> Result<RescanEvery, String> {
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of intervals"))?;
+    RescanEvery::try_from(n)
 }
 
 impl ObserveArgs {
-    /// The pipeline these flags ask for.
-    pub fn settings(&self) -> Settings {
-        Settings {
-            interval: self.interval,
-            cgroup: self.cgroup.clone(),
-            rescan_every: self.rescan_every,
-            forecast: self.forecast,
-            quantile: self.quantile,
-            orchestrator: self.orchestrator.clone(),
-            hint_socket: self.hint_socket.clone(),
-            hint_group: self.hint_group.clone(),
-            no_hints: self.no_hints,
-        }
+    /// The pipeline and output these flags ask for, over the file's
+    /// `[agent]` table, over the built-in defaults.
+    pub fn resolve(&self, file: &AgentConfig) -> (Settings, Format) {
+        let settings = Settings {
+            interval: self
+                .interval
+                .or(file.interval)
+                .map_or(Duration::from_secs(1), |d| d.0),
+            cgroup: self
+                .cgroup
+                .clone()
+                .or_else(|| file.cgroup.as_ref().map(|c| c.0.clone())),
+            rescan_every: self.rescan_every.or(file.rescan_every).map_or(10, |r| r.0),
+            forecast: self.forecast || file.forecast == Some(true),
+            quantile: self.quantile.or(file.quantile).map_or(0.95, |q| q.0),
+            orchestrator: self
+                .orchestrator
+                .clone()
+                .or_else(|| file.orchestrator.clone()),
+            hint_socket: self
+                .hint_socket
+                .clone()
+                .or_else(|| file.hint_socket.clone())
+                .unwrap_or_else(|| PathBuf::from(hint::DEFAULT_SOCKET)),
+            hint_group: self.hint_group.clone().or_else(|| file.hint_group.clone()),
+            no_hints: self.no_hints || file.hints == Some(false),
+        };
+        (
+            settings,
+            self.format.or(file.format).unwrap_or(Format::Json),
+        )
+    }
+
+    /// Reads the configuration file (if any) and resolves against it.
+    fn load(&self) -> anyhow::Result<(Settings, Format)> {
+        let (file, _) = AgentConfig::load(self.config.as_deref())?;
+        Ok(self.resolve(&file))
     }
 }
 
 /// Runs the observe loop until `--count` intervals or a stop signal.
 pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
-    let mut pipeline = Pipeline::start(&args.settings())?;
+    let (settings, mut format) = args.load()?;
+    let mut pipeline = Pipeline::start(&settings)?;
     stop::install_handlers();
     let mut stdout = std::io::stdout().lock();
-    let mut deadline = Instant::now() + args.interval;
+    let mut deadline = Instant::now() + settings.interval;
     let mut done = 0;
     while args.count.is_none_or(|n| done < n) {
         stop::sleep_until(deadline);
         let stopping = stop::requested();
-        deadline += args.interval;
+        deadline += settings.interval;
+        if stop::reload_requested() {
+            reload(args, &mut pipeline, &mut format);
+        }
         let rows = pipeline.tick()?;
-        let written = match args.format {
+        let written = match format {
             Format::Json => write_json(&mut stdout, &rows),
             Format::Table => write_table(&mut stdout, rows, args.top, pipeline.cgroups()),
             Format::None => Ok(()),
@@ -149,6 +163,24 @@ pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
         eprintln!("{}", summary(&mut tick_ms, pipeline.cgroups()));
     }
     Ok(())
+}
+
+/// SIGHUP: re-reads the file; what can change while running does, the rest
+/// is named. A file that does not load changes nothing.
+fn reload(args: &ObserveArgs, pipeline: &mut Pipeline, format: &mut Format) {
+    match args.load() {
+        Ok((settings, new_format)) => {
+            *format = new_format;
+            for key in pipeline.reconfigure(&settings) {
+                tracing::warn!("reload: `{key}` changed; it takes effect at the next start");
+            }
+            // A lifecycle line, like "observing": shown whatever the log level.
+            eprintln!("shadow-agent: configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e:#}");
+        }
+    }
 }
 
 /// The collector's cost over the run, as one JSON object.
@@ -245,4 +277,71 @@ fn write_table(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ObserveArgs,
+    }
+
+    fn resolve(flags: &[&str], file: &str) -> (Settings, Format) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("observe").chain(flags.iter().copied())).unwrap();
+        let file: crate::config::AgentFile =
+            crate::config::parse(file, std::path::Path::new("t.toml")).unwrap();
+        cli.args.resolve(&file.agent)
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_the_defaults() {
+        let (s, f) = resolve(&[], "");
+        assert_eq!(s.interval, Duration::from_secs(1));
+        assert_eq!((s.rescan_every, s.quantile, f), (10, 0.95, Format::Json));
+        assert_eq!(s.hint_socket, PathBuf::from(hint::DEFAULT_SOCKET));
+        assert!(!s.forecast && !s.no_hints && s.orchestrator.is_none());
+        let file = "[agent]\ninterval = \"2s\"\nformat = \"none\"\nquantile = 0.9\nhints = false\norchestrator = \"/o.sock\"\n";
+        let (s, f) = resolve(&[], file);
+        assert_eq!(
+            (s.interval, s.quantile, f),
+            (Duration::from_secs(2), 0.9, Format::None)
+        );
+        assert!(s.no_hints);
+        assert_eq!(s.orchestrator.as_deref(), Some("/o.sock"));
+        let (s, f) = resolve(
+            &[
+                "--interval",
+                "500ms",
+                "--format",
+                "table",
+                "--orchestrator",
+                "tcp:h:1",
+            ],
+            file,
+        );
+        assert_eq!(
+            (s.interval, s.quantile, f),
+            (Duration::from_millis(500), 0.9, Format::Table)
+        );
+        assert_eq!(s.orchestrator.as_deref(), Some("tcp:h:1"));
+    }
+
+    #[test]
+    fn flags_are_checked_like_the_file() {
+        for flags in [
+            &["--interval", "1ms"][..],
+            &["--quantile", "1"],
+            &["--rescan-every", "0"],
+            &["--format", "xml"],
+        ] {
+            let all = std::iter::once("observe").chain(flags.iter().copied());
+            assert!(Cli::try_parse_from(all).is_err(), "{flags:?} accepted");
+        }
+    }
 }

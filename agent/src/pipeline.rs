@@ -231,6 +231,40 @@ impl Pipeline {
             .collect()
     }
 
+    /// Takes new settings while running: a new orchestrator address is
+    /// connected to from the next tick. Returns the settings that changed
+    /// but only take effect at the next start (the forecasters' step and
+    /// band, the hint socket, the scope, and whether there are forecasters
+    /// or a transmitter at all).
+    pub fn reconfigure(&mut self, new: &Settings) -> Vec<&'static str> {
+        let old = &self.settings;
+        let mut later = Vec::new();
+        for (key, changed) in [
+            ("interval", old.interval != new.interval),
+            ("cgroup", old.cgroup != new.cgroup),
+            ("rescan_every", old.rescan_every != new.rescan_every),
+            ("forecast", old.forecast != new.forecast),
+            ("quantile", old.quantile != new.quantile),
+            ("hint_socket", old.hint_socket != new.hint_socket),
+            ("hint_group", old.hint_group != new.hint_group),
+            ("hints", old.no_hints != new.no_hints),
+        ] {
+            if changed {
+                later.push(key);
+            }
+        }
+        match (&old.orchestrator, &new.orchestrator) {
+            (Some(a), Some(b)) if a != b => {
+                eprintln!("shadow-agent: reporting to {b} from now on (was {a})");
+                self.transmitter = Some(Transmitter::new(Target::parse(b), old.interval));
+                self.settings.orchestrator = Some(b.clone());
+            }
+            (a, b) if a.is_some() != b.is_some() => later.push("orchestrator"),
+            _ => {}
+        }
+        later
+    }
+
     /// Cgroups the collector knows (in scope or not).
     pub fn cgroups(&self) -> usize {
         self.collector.cgroups()

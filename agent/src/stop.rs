@@ -8,18 +8,36 @@ use std::{
 };
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-/// Routes SIGINT and SIGTERM to [`requested`].
+extern "C" fn request_reload(_signal: libc::c_int) {
+    RELOAD.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to [`requested`], SIGHUP to
+/// [`reload_requested`] (its default action would end the process).
 pub(crate) fn install_handlers() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
         unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
     }
+    // SAFETY: as above.
+    unsafe {
+        libc::signal(
+            libc::SIGHUP,
+            request_reload as *const () as libc::sighandler_t,
+        )
+    };
+}
+
+/// True once after each SIGHUP.
+pub(crate) fn reload_requested() -> bool {
+    RELOAD.swap(false, Ordering::Relaxed)
 }
 
 /// True once a stop signal arrived.

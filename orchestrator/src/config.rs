@@ -5,45 +5,24 @@
 //! bandwidths the host cannot tell by itself. Unknown keys are refused, so
 //! a typo never silently leaves a guardrail out.
 
-use std::{path::Path, path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
-use shadow_agent::{units::parse_bytes, wire::Resource};
+pub use shadow_agent::config::{ConfigError, DEFAULT_PATH, choose};
+use shadow_agent::{
+    config::{AgentConfig, DurationAtLeast},
+    units::parse_bytes,
+    wire::Resource,
+};
 
 /// Default Unix socket agents connect to.
 pub const DEFAULT_SOCKET: &str = "/run/shadow/orchestrator.sock";
 
-/// Why the configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or does not match the schema; the message
-    /// names the line and the key.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, with line and column.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-}
-
-/// The whole file.
+/// The whole file: the orchestrator's keys at the top level, the agent's
+/// under `[agent]` (checked here too, so one check vets the whole file).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -56,16 +35,16 @@ pub struct Config {
     /// Address of the Prometheus endpoint (off unless set), e.g.
     /// "127.0.0.1:9464".
     pub metrics: Option<String>,
-    /// Length of one decision cycle, e.g. "1s".
-    pub tick: Option<String>,
+    /// Length of one decision cycle, e.g. "1s" (>= 100ms).
+    pub tick: Option<DurationAtLeast<100>>,
     /// Ticks ahead the reservation looks: it covers the highest upper band
     /// over horizons 1..=lead, so it is raised before the demand arrives.
-    pub lead: Option<u16>,
+    pub lead: Option<Lead>,
     /// Least time between two writes to one knob, e.g. "1s".
-    pub min_interval: Option<String>,
+    pub min_interval: Option<DurationAtLeast<0>>,
     /// Least time between raising a knob and lowering it again, e.g. "30s":
     /// raises are never delayed, lowerings wait so a knob does not flap.
-    pub cooldown: Option<String>,
+    pub cooldown: Option<DurationAtLeast<0>>,
     /// Host capacity overrides and the bandwidths the host cannot report.
     #[serde(default)]
     pub capacity: CapacityConfig,
@@ -73,6 +52,26 @@ pub struct Config {
     /// recommendations only.
     #[serde(default)]
     pub manage: Vec<Rule>,
+    /// The agent's table (`shadow_agent::config`).
+    #[serde(default)]
+    pub agent: AgentConfig,
+}
+
+/// Horizons the reservation looks ahead, 1..=`MAX_HORIZON`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u16")]
+pub struct Lead(pub u16);
+
+impl TryFrom<u16> for Lead {
+    type Error = String;
+    fn try_from(n: u16) -> Result<Self, String> {
+        let max = shadow_agent::forecast::MAX_HORIZON;
+        if (1..=max).contains(&usize::from(n)) {
+            Ok(Self(n))
+        } else {
+            Err(format!("lead = {n} is outside 1..={max} ticks"))
+        }
+    }
 }
 
 /// Capacity per resource; unset CPU and memory are read from the host,
@@ -122,7 +121,7 @@ impl TryFrom<AmountText> for Amount {
 pub struct Rule {
     /// cgroup path relative to the v2 root, with `*` (one path segment) and
     /// `**` (any depth) wildcards, e.g. "/shadow-demo/*".
-    pub cgroup: String,
+    pub cgroup: Glob,
     /// Higher goes first when the managed reservations exceed capacity.
     #[serde(default)]
     pub priority: i32,
@@ -134,14 +133,58 @@ pub struct Rule {
     pub io: Option<Bounds>,
 }
 
+/// A rule's cgroup pattern: under the v2 root, never the root itself
+/// (it has no knobs).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Glob(pub String);
+
+impl TryFrom<String> for Glob {
+    type Error = String;
+    fn try_from(pattern: String) -> Result<Self, String> {
+        if !pattern.starts_with('/') {
+            return Err(format!(
+                "{pattern:?} must start with '/' (a path relative to the v2 root, e.g. \"/machine.slice/*\")"
+            ));
+        }
+        if pattern.split('/').all(str::is_empty) {
+            return Err("\"/\" would manage the root cgroup, which has no knobs".into());
+        }
+        Ok(Self(pattern))
+    }
+}
+
 /// Floor and ceiling of one resource's reservation for a managed cgroup.
 #[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "BoundsText")]
 pub struct Bounds {
     /// Never reserve less.
     pub floor: Amount,
     /// Never reserve more.
     pub ceiling: Amount,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoundsText {
+    floor: Amount,
+    ceiling: Amount,
+}
+
+impl TryFrom<BoundsText> for Bounds {
+    type Error = String;
+    fn try_from(b: BoundsText) -> Result<Self, String> {
+        if b.floor.0 > b.ceiling.0 {
+            return Err(format!(
+                "floor {} is above ceiling {}: swap them or lower the floor",
+                b.floor.0, b.ceiling.0
+            ));
+        }
+        Ok(Self {
+            floor: b.floor,
+            ceiling: b.ceiling,
+        })
+    }
 }
 
 impl Rule {
@@ -159,107 +202,56 @@ impl Rule {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        shadow_agent::config::load(path)
     }
 
     /// Parses and checks configuration text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        config.check().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
-        Ok(config)
+        shadow_agent::config::parse(text, path)
     }
 
-    fn check(&self) -> Result<(), String> {
-        if let Some(tick) = &self.tick {
-            let d = shadow_agent::duration::parse(tick)?;
-            if d < Duration::from_millis(100) {
-                return Err(format!("tick = {tick:?} is below the 100ms minimum"));
-            }
-        }
-        for (key, value) in [
-            ("min_interval", &self.min_interval),
-            ("cooldown", &self.cooldown),
-        ] {
-            if let Some(v) = value {
-                shadow_agent::duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?;
-            }
-        }
-        if let Some(lead) = self.lead
-            && !(1..=shadow_agent::forecast::MAX_HORIZON as u16).contains(&lead)
-        {
-            return Err(format!(
-                "lead = {lead} is outside 1..={}",
-                shadow_agent::forecast::MAX_HORIZON
-            ));
-        }
-        for (i, rule) in self.manage.iter().enumerate() {
-            if !rule.cgroup.starts_with('/') {
-                return Err(format!(
-                    "manage[{i}].cgroup = {:?} must start with '/' (a path relative to the v2 root)",
-                    rule.cgroup
-                ));
-            }
-            if rule.cgroup == "/" {
-                return Err(format!(
-                    "manage[{i}].cgroup = \"/\" would manage the root cgroup, which has no knobs"
-                ));
-            }
-            for resource in [Resource::Cpu, Resource::Memory, Resource::Io] {
-                if let Some(b) = rule.bounds(resource)
-                    && b.floor.0 > b.ceiling.0
-                {
-                    return Err(format!(
-                        "manage[{i}].{}: floor {} is above ceiling {}",
-                        resource.name(),
-                        b.floor.0,
-                        b.ceiling.0
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The decision cycle.
+    /// The decision cycle (default 1 s).
     pub fn tick(&self) -> Duration {
-        self.tick
-            .as_deref()
-            .and_then(|t| shadow_agent::duration::parse(t).ok())
-            .unwrap_or(Duration::from_secs(1))
+        self.tick.map_or(Duration::from_secs(1), |t| t.0)
     }
 
     /// The actuator's rate limit and cooldown (defaults: 1 s and 30 s).
     pub fn limits(&self) -> crate::actuator::Limits {
-        let parse = |v: &Option<String>| {
-            v.as_deref()
-                .and_then(|t| shadow_agent::duration::parse(t).ok())
-        };
         let default = crate::actuator::Limits::default();
         crate::actuator::Limits {
-            min_interval: parse(&self.min_interval).unwrap_or(default.min_interval),
-            cooldown: parse(&self.cooldown).unwrap_or(default.cooldown),
+            min_interval: self.min_interval.map_or(default.min_interval, |d| d.0),
+            cooldown: self.cooldown.map_or(default.cooldown, |d| d.0),
             ..default
         }
     }
 
-    /// Horizons the reservations look ahead.
+    /// Horizons the reservations look ahead (default 3).
     pub fn lead(&self) -> u16 {
-        self.lead.unwrap_or(3)
+        self.lead.map_or(3, |l| l.0)
+    }
+
+    /// The keys that differ between `self` and `new` but are only read at
+    /// start (listeners, the journal): a reload leaves them as they were.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.socket != new.socket {
+            keys.push("socket");
+        }
+        if self.tcp != new.tcp {
+            keys.push("tcp");
+        }
+        if self.state_dir != new.state_dir {
+            keys.push("state_dir");
+        }
+        if self.metrics != new.metrics {
+            keys.push("metrics");
+        }
+        keys
     }
 
     /// The first rule that opts `path` in, if any.
     pub fn rule_for(&self, path: &str) -> Option<&Rule> {
-        self.manage.iter().find(|r| glob_match(&r.cgroup, path))
+        self.manage.iter().find(|r| glob_match(&r.cgroup.0, path))
     }
 }
 
@@ -371,21 +363,47 @@ mod tests {
 
     #[test]
     fn refuses_mistakes_with_line_and_fix() {
-        let e = parse("sockett = \"/x\"\n").unwrap_err().to_string();
-        assert!(e.contains("sockett") && e.contains("line 1"), "{e}");
-        let e = parse("[[manage]]\ncgroup = \"demo\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("must start with '/'"), "{e}");
-        let e = parse("[[manage]]\ncgroup = \"/d\"\ncpu = { floor = 3, ceiling = 1 }\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("above ceiling"), "{e}");
-        let e = parse("[capacity]\nmemory = \"2GB\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown unit"), "{e}");
-        let e = parse("tick = \"1ms\"\n").unwrap_err().to_string();
-        assert!(e.contains("100ms"), "{e}");
+        let cases = [
+            ("sockett = \"/x\"\n", "line 1", "expected one of"),
+            (
+                "\n[[manage]]\ncgroup = \"demo\"\n",
+                "line 3",
+                "must start with '/'",
+            ),
+            ("[[manage]]\ncgroup = \"/\"\n", "line 2", "root cgroup"),
+            (
+                "[[manage]]\ncgroup = \"/d\"\ncpu = { floor = 3, ceiling = 1 }\n",
+                "line 3",
+                "above ceiling 1: swap them",
+            ),
+            ("[capacity]\nmemory = \"2GB\"\n", "line 2", "unknown unit"),
+            ("tick = \"1ms\"\n", "line 1", "minimum of 100ms"),
+            ("lead = 9\n", "line 1", "outside 1..=6"),
+            (
+                "[agent]\nquantile = 2.0\n",
+                "line 2",
+                "strictly between 0 and 1",
+            ),
+            ("cooldown = 30\n", "line 1", "string"),
+        ];
+        for (text, line, fix) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.starts_with("test.toml: "), "{e}");
+            assert!(e.contains(line) && e.contains(fix), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_reload_names_the_keys_that_need_a_restart() {
+        let old = parse("socket = \"/a\"\ntick = \"1s\"\n").unwrap();
+        let new = parse("socket = \"/b\"\ntick = \"2s\"\nmetrics = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(old.restart_only_changes(&new), vec!["socket", "metrics"]);
+        assert!(old.restart_only_changes(&old).is_empty());
+    }
+
+    #[test]
+    fn the_agent_table_is_checked_and_kept() {
+        let c = parse("lead = 2\n[agent]\ninterval = \"2s\"\n").unwrap();
+        assert_eq!(c.agent.interval.unwrap().0, Duration::from_secs(2));
     }
 }

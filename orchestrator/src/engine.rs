@@ -78,6 +78,44 @@ impl Engine {
         }
     }
 
+    /// Takes a reloaded configuration and capacity, keeping everything
+    /// learnt (forecasts, margins, the system's correlation). Returns the
+    /// (cgroup, resource) pairs that were managed and no longer are: their
+    /// knobs must go back to the originals. Pairs still managed, perhaps
+    /// under new bounds, are fitted to them by the next cycle.
+    pub fn reconfigure(&mut self, config: Config, capacity: Capacity) -> Vec<(String, Resource)> {
+        let mut released = Vec::new();
+        for (key, entry) in &mut self.book.components {
+            if entry.optin == Optin::Unknown {
+                continue;
+            }
+            let new = optin(&config, key);
+            for resource in MANAGEABLE {
+                let managed_by = |optin: Optin, config: &Config| match optin {
+                    Optin::Rule(r) => config.manage[r].bounds(resource).is_some(),
+                    Optin::No | Optin::Unknown => false,
+                };
+                let (was, is) = (
+                    managed_by(entry.optin, &self.config),
+                    managed_by(new, &config),
+                );
+                if was != is {
+                    // A recommendation was never written, and a written
+                    // reservation is about to be undone: either way the
+                    // next cycle decides afresh.
+                    entry.tracks[slot(resource)].reserved = None;
+                }
+                if was && !is {
+                    released.push((key.path.clone(), resource));
+                }
+            }
+            entry.optin = new;
+        }
+        self.config = config;
+        self.capacity = capacity;
+        released
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
@@ -263,7 +301,7 @@ fn optin(config: &Config, key: &Key) -> Optin {
     config
         .manage
         .iter()
-        .position(|r| crate::config::glob_match(&r.cgroup, &key.path))
+        .position(|r| crate::config::glob_match(&r.cgroup.0, &key.path))
         .map_or(Optin::No, Optin::Rule)
 }
 
@@ -407,6 +445,49 @@ mod tests {
             .predictions(&None, &predictions(&["/m/a"], 100.0), now);
         let cycle = e.cycle(now);
         assert_eq!(cycle.decisions[0].amount, Some(3.0), "ceiling");
+    }
+
+    #[test]
+    fn a_reload_releases_what_it_no_longer_manages_and_keeps_what_was_learnt() {
+        let mut e = engine(RULES, 8.0);
+        let now = Instant::now();
+        e.book
+            .predictions(&None, &predictions(&["/m/a", "/m/b", "/n/c"], 1.0), now);
+        assert_eq!(e.cycle(now).decisions.len(), 2);
+        let margin_before = e
+            .book
+            .components
+            .values()
+            .map(|c| c.tracks[0].margin)
+            .sum::<f32>();
+        // /m/b drops out of the rules, /n/c comes in, /m/a gets a lower ceiling.
+        let reloaded = r#"
+            [[manage]]
+            cgroup = "/m/a"
+            cpu = { floor = 0.1, ceiling = 0.5 }
+            [[manage]]
+            cgroup = "/n/*"
+            cpu = { floor = 0.1, ceiling = 2 }
+        "#;
+        let config = Config::parse(reloaded, Path::new("t.toml")).unwrap();
+        let released = e.reconfigure(config, *e.capacity());
+        assert_eq!(released, vec![("/m/b".to_owned(), Resource::Cpu)]);
+        let margin_after = e
+            .book
+            .components
+            .values()
+            .map(|c| c.tracks[0].margin)
+            .sum::<f32>();
+        assert_eq!(margin_before, margin_after, "learnt state kept");
+        let mut decisions = e.cycle(now).decisions;
+        decisions.sort_by(|a, b| a.path.cmp(&b.path));
+        let got: Vec<(&str, Option<f64>)> = decisions
+            .iter()
+            .map(|d| (d.path.as_str(), d.amount))
+            .collect();
+        assert_eq!(got, vec![("/m/a", Some(0.5)), ("/n/c", Some(1.0))]);
+        let state = e.reservations(&None, 0).reservations;
+        assert!(!state.iter().find(|r| r.path == "/m/b").unwrap().managed);
     }
 
     #[test]

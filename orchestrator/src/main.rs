@@ -6,6 +6,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
+    process::ExitCode,
     sync::{
         Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
@@ -17,6 +18,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use shadow_agent::{
+    config::DurationAtLeast,
     host::{hostname, unix_ms},
     wire::{self, Message, Resource},
 };
@@ -24,7 +26,7 @@ use shadow_orchestrator::{
     actuator::{Actuator, Layout, Mode, RestoreReport},
     apply::apply,
     capacity::Capacity,
-    config::{Config, DEFAULT_SOCKET},
+    config::{self, Config, DEFAULT_SOCKET},
     engine::Engine,
     journal::DEFAULT_STATE_DIR,
     metrics::{CgroupLabel, Metrics},
@@ -38,14 +40,28 @@ use shadow_orchestrator::{
 /// --tcp or `tcp` in the configuration). Without a configuration nothing is
 /// written: every cgroup gets recommendations only.
 ///
-/// Example: shadow-orchestrator --config /etc/shadow/shadow.toml --dry-run
+/// The configuration (docs/configuration.md) is re-read on SIGHUP: rules,
+/// capacity, tick, lead and the guardrails change at once, without losing
+/// what was learnt; cgroups no longer managed get their original values
+/// back. A file that fails to load leaves the running configuration as it
+/// was, and the error is logged.
+///
+/// Examples:
+///   shadow-orchestrator --config /etc/shadow/shadow.toml --dry-run
+///   shadow-orchestrator --check-config --config /etc/shadow/shadow.toml
+///   systemctl reload shadow-orchestrator     # sends SIGHUP
 #[derive(Parser)]
 #[command(version = VERSION_TEXT.as_str(), verbatim_doc_comment)]
 struct Cli {
-    /// Configuration file (TOML; see docs/orchestrator.md). Default:
-    /// /etc/shadow/shadow.toml if it exists, else built-in defaults.
+    /// Configuration file (TOML; docs/configuration.md). Default:
+    /// /etc/shadow/shadow.toml if it exists, else built-in defaults. Flags
+    /// override the file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Check the whole configuration file (the orchestrator's keys and the
+    /// agent's `[agent]` table), print what it found and exit.
+    #[arg(long)]
+    check_config: bool,
     /// Unix socket agents connect to [default: /run/shadow/orchestrator.sock].
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -55,9 +71,9 @@ struct Cli {
     /// Directory of the journal of original knob values [default: /run/shadow].
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Length of one decision cycle (e.g. 1s, 500ms).
-    #[arg(long, value_parser = shadow_agent::duration::parse)]
-    tick: Option<Duration>,
+    /// Length of one decision cycle (e.g. 1s, 500ms; at least 100ms).
+    #[arg(long)]
+    tick: Option<DurationAtLeast<100>>,
     /// Log every write it would make as a JSON line on stdout; write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -82,15 +98,41 @@ static VERSION_TEXT: LazyLock<String> =
     LazyLock::new(|| format!("{} (protocol {})", env!("CARGO_PKG_VERSION"), wire::VERSION));
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn main() -> anyhow::Result<()> {
+extern "C" fn request_reload(_signal: libc::c_int) {
+    RELOAD.store(true, Ordering::Relaxed);
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     shadow_agent::logging::init("info");
-    let mut config = load_config(cli.config.as_deref())?;
+    let result = if cli.check_config {
+        check_config(&cli)
+    } else {
+        load(&cli).and_then(|(config, path)| run(&cli, config, path))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("shadow-orchestrator: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration in force: the file (if any) with the flags over it.
+/// Start and every reload go through here, so a flag keeps overriding.
+fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let path = config::choose(cli.config.as_deref());
+    let mut config = match &path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
     if let Some(s) = cli.socket.clone() {
         config.socket = Some(s);
     }
@@ -103,17 +145,30 @@ fn main() -> anyhow::Result<()> {
     if let Some(m) = cli.metrics.clone() {
         config.metrics = Some(m);
     }
-    let tick = cli.tick.unwrap_or_else(|| config.tick());
-    run(&cli, config, tick)
+    if let Some(t) = cli.tick {
+        config.tick = Some(t);
+    }
+    Ok((config, path))
 }
 
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    let default = std::path::Path::new("/etc/shadow/shadow.toml");
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None if default.exists() => Ok(Config::load(default)?),
-        None => Ok(Config::default()),
-    }
+/// `--check-config`.
+fn check_config(cli: &Cli) -> anyhow::Result<()> {
+    let (config, path) = load(cli)?;
+    let Some(path) = path else {
+        anyhow::bail!(
+            "no configuration file: {} does not exist and --config was not given",
+            config::DEFAULT_PATH
+        );
+    };
+    println!(
+        "{}: ok ({} [[manage]] rules, tick {:?}, lead {}, agent interval {:?})",
+        path.display(),
+        config.manage.len(),
+        config.tick(),
+        config.lead(),
+        config.agent.interval.map(|i| i.0),
+    );
+    Ok(())
 }
 
 /// Per connected agent: its host key (None: this host) and its outbox.
@@ -122,12 +177,20 @@ struct Peer {
     outbox: Outbox,
 }
 
-fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
+fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
         unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
     }
+    // SAFETY: as above.
+    unsafe {
+        libc::signal(
+            libc::SIGHUP,
+            request_reload as *const () as libc::sighandler_t,
+        )
+    };
+    let mut tick = config.tick();
     let state_dir = config
         .state_dir
         .clone()
@@ -181,6 +244,9 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
     let mut deadline = Instant::now() + tick;
     let mut done = 0u64;
     while !STOP.load(Ordering::Relaxed) && cli.ticks.is_none_or(|n| done < n) {
+        if RELOAD.swap(false, Ordering::Relaxed) {
+            reload(cli, path.as_deref(), &mut engine, &mut actuator, &mut tick);
+        }
         let now = Instant::now();
         if now < deadline {
             let wait = (deadline - now).min(Duration::from_millis(100));
@@ -254,6 +320,55 @@ fn run(cli: &Cli, config: Config, tick: Duration) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// SIGHUP: re-reads the file. What changed takes effect from the next
+/// cycle; a file that does not load changes nothing.
+fn reload(
+    cli: &Cli,
+    path: Option<&std::path::Path>,
+    engine: &mut Engine,
+    actuator: &mut Actuator,
+    tick: &mut Duration,
+) {
+    let Some(path) = path else {
+        tracing::warn!(
+            "SIGHUP: there is no configuration file to reload ({} does not exist and --config was not given)",
+            config::DEFAULT_PATH
+        );
+        return;
+    };
+    let config = match load(cli) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e:#}");
+            return;
+        }
+    };
+    for key in engine.config().restart_only_changes(&config) {
+        tracing::warn!("reload: `{key}` changed; it takes effect at the next start");
+    }
+    let capacity = Capacity::detect(&config.capacity);
+    actuator.set_limits(config.limits());
+    *tick = config.tick();
+    let rules = config.manage.len();
+    let released = engine.reconfigure(config, capacity);
+    let restored = actuator.restore_matching(
+        |e| {
+            released
+                .iter()
+                .any(|(path, resource)| e.cgroup == *path && e.knob.resource() == *resource)
+        },
+        "no longer managed",
+    );
+    match restored {
+        Ok(r) => log_restore("for cgroups no longer managed", &r),
+        Err(e) => tracing::error!("reload: restoring the cgroups no longer managed: {e}"),
+    }
+    tracing::info!(
+        "configuration reloaded from {}: {rules} [[manage]] rules, tick {tick:?}",
+        path.display()
+    );
 }
 
 fn log_restore(when: &str, r: &RestoreReport) {

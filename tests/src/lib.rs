@@ -212,6 +212,7 @@ pub fn agent_bin() -> PathBuf {
 pub struct Agent {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -256,8 +257,17 @@ impl Agent {
                 "agent did not start:\n{seen}"
             );
         }
-        // Keep draining stderr so the agent never blocks on it.
-        std::thread::spawn(move || for _ in stderr.lines() {});
+        // Keep draining stderr (the log) so the agent never blocks on it.
+        let log = Arc::new(Mutex::new(seen));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().expect("lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
@@ -272,7 +282,38 @@ impl Agent {
         Self {
             child,
             lines,
+            log,
             reader: Some(reader),
+        }
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("lock").clone()
+    }
+
+    /// How many JSON lines it printed so far.
+    pub fn printed(&self) -> usize {
+        self.lines.lock().expect("lock").len()
+    }
+
+    /// Sends `signal` (SIGHUP, say) and returns at once.
+    pub fn send(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits until its log contains `needle`, or panics after `timeout`
+    /// with the log.
+    pub fn wait_for_log(&self, timeout: Duration, needle: &str) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged in {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

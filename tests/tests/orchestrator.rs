@@ -235,3 +235,58 @@ fn dry_run_and_cgroups_not_opted_in_are_never_written() {
         "dry run created the state directory"
     );
 }
+
+#[test]
+fn sighup_reloads_keeps_the_running_config_on_error_and_restores_what_it_no_longer_manages() {
+    let m = Managed::new("orch-hup");
+    let shares = Managed::read(&m.shares);
+    let dir = TempDir::new("orch-hup");
+    let cfg = config(&dir.0, &m.cg.path);
+    let o = Orchestrator::start(
+        &dir.0.join("o.sock"),
+        &dir.0.join("state"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let watch = Watch::start(m.quota.clone());
+    let agent = burn_until_raised(&m, &o, &watch);
+    // A broken file changes nothing (the 30 s default cooldown keeps the
+    // raise in place meanwhile).
+    fs::write(&cfg, "lead = 99\n").unwrap();
+    o.send(libc::SIGHUP);
+    o.wait_for_log(
+        Duration::from_secs(5),
+        "reload failed, keeping the running configuration",
+    );
+    let log = o.stderr();
+    assert!(
+        log.contains("line 1") && log.contains("outside 1..=6"),
+        "{log}"
+    );
+    assert_ne!(
+        Managed::read(&m.quota),
+        QUOTA,
+        "a failed reload undid the raise"
+    );
+    // A file without the rule: the cgroup is released at once.
+    fs::write(&cfg, "lead = 3\n").unwrap();
+    o.send(libc::SIGHUP);
+    o.wait_for_log(Duration::from_secs(5), "configuration reloaded");
+    let log = o.stderr();
+    assert!(log.contains("no longer managed"), "{log}");
+    assert_eq!(Managed::read(&m.quota), QUOTA, "quota restored on reload");
+    assert_eq!(
+        Managed::read(&m.shares),
+        shares,
+        "shares restored on reload"
+    );
+    // And it stays released while the agent keeps reporting.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        Managed::read(&m.quota),
+        QUOTA,
+        "written again after release"
+    );
+    drop(agent);
+    let status = o.signal(libc::SIGTERM);
+    assert!(status.success(), "{status}");
+}

@@ -87,16 +87,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         args.to_vec()
     };
     crate::stop::install();
-    let socket = std::path::Path::new("/run/shadow/orchestrator.sock");
-    let stack = crate::stack::Stack::start(crate::stack::Options {
-        config: None,
-        socket,
-        state_dir: std::path::Path::new("/run/shadow"),
-        orchestrator_args: &[],
-        agent_args: &agent_args,
-        agent_stdout: std::process::Stdio::inherit(),
-        orchestrator_stdout: std::process::Stdio::inherit(),
-    })?;
+    let stack = crate::stack::Stack::start(
+        std::path::Path::new("/run/shadow/orchestrator.sock"),
+        std::path::Path::new("/run/shadow"),
+        &agent_args,
+    )?;
     stack.wait_for_stop(crate::stop::requested)
 }
 

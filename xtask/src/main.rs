@@ -34,10 +34,13 @@ struct Cli {
 enum Command {
     /// Install what is missing: the pinned nightly with rust-src, bpf-linker
     /// built against that nightly's LLVM, and the Debian packages tests need.
+    /// Example: `cargo xtask setup`
     Setup,
-    /// Build the BPF object that the agent embeds.
+    /// Build the BPF object that the agent embeds (target/ebpf).
+    /// Example: `cargo xtask build-ebpf`
     BuildEbpf,
-    /// Build everything (BPF object, then release binaries).
+    /// Build everything (BPF object, then release binaries in target/release).
+    /// Example: `cargo xtask build`
     Build,
     /// Build, then start the orchestrator and the agent on this host,
     /// connected over /run/shadow/orchestrator.sock (needs root): a live
@@ -51,7 +54,8 @@ enum Command {
         args: Vec<String>,
     },
     /// Run every test: formatting, clippy, unit tests, then the privileged
-    /// integration tests against the real kernel (needs root).
+    /// integration tests against the real kernel (needs root). The last line
+    /// says how many passed and failed. Example: `sudo cargo xtask test`
     Test,
     /// A few-minute demonstration (needs root): a sandbox cgroup with a
     /// static quota runs periodic CPU bursts; Shadow raises its quota ahead
@@ -67,7 +71,7 @@ enum Command {
     },
     /// Build everything and pack the binaries, systemd units, example
     /// configuration and docs into target/dist/shadow-<version>-<arch>.tar.gz
-    /// (docs/install.md).
+    /// (docs/install.md). Example: `cargo xtask dist`
     Dist,
     /// Benchmarks (needs root): overhead (ns per event per program, the
     /// sched pipe slowdown, the collector's cost with 10,000 cgroups) and

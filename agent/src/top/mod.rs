@@ -24,8 +24,8 @@ use anyhow::Context as _;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
 use crate::{
+    config::{DurationAtLeast, Quantile},
     hint,
-    observe::{parse_interval, parse_quantile},
     pipeline::{Pipeline, Settings},
     stop,
 };
@@ -34,15 +34,15 @@ use state::{Action, State};
 /// Arguments of `shadow-agent top`.
 #[derive(Debug, clap::Args)]
 pub struct TopArgs {
-    /// Length of one interval (e.g. 500ms, 1s, 5s).
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
-    pub interval: Duration,
+    /// Length of one interval, at least 10ms (e.g. 500ms, 1s, 5s).
+    #[arg(long, default_value = "1s")]
+    pub interval: DurationAtLeast<10>,
     /// Only this cgroup (path relative to the v2 root) and its descendants.
     #[arg(long)]
     pub cgroup: Option<String>,
     /// Quantile of the forecast's upper band (UPPER%).
-    #[arg(long, default_value_t = 0.95, value_parser = parse_quantile)]
-    pub quantile: f64,
+    #[arg(long, default_value = "0.95")]
+    pub quantile: Quantile,
     /// Report to the orchestrator at this Unix socket path (or
     /// `tcp:HOST:PORT`), as `observe --orchestrator` does, and show the
     /// reservations it holds (RSV%). Use it instead of the agent service,
@@ -63,11 +63,11 @@ impl TopArgs {
     /// The pipeline these flags ask for: always forecasting.
     pub fn settings(&self) -> Settings {
         Settings {
-            interval: self.interval,
+            interval: self.interval.0,
             cgroup: self.cgroup.clone(),
             rescan_every: 10,
             forecast: true,
-            quantile: self.quantile,
+            quantile: self.quantile.0,
             orchestrator: self.orchestrator.clone(),
             hint_socket: self.hint_socket.clone(),
             hint_group: None,
@@ -79,7 +79,7 @@ impl TopArgs {
 /// How often keys are looked at between ticks.
 const KEY_POLL: Duration = Duration::from_millis(100);
 
-/// Runs the screen until `q`, Esc, Ctrl-C or SIGTERM.
+/// Runs the screen until `q`, Esc, Ctrl-C, SIGTERM or SIGHUP.
 pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     screen::ensure_terminal()?;
     let mut pipeline = Pipeline::start(&args.settings())?;
@@ -89,8 +89,8 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     // are printed once the terminal is back.
     let captured = screen::Captured::start()?;
     let mut screen = screen::Screen::enter()?;
-    let mut state = State::new(about.clone(), args.interval.as_secs_f64());
-    let mut deadline = Instant::now() + args.interval;
+    let mut state = State::new(about.clone(), args.interval.0.as_secs_f64());
+    let mut deadline = Instant::now() + args.interval.0;
     loop {
         let size = screen
             .terminal
@@ -113,17 +113,19 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
                 break;
             }
         }
-        if stop::requested() {
+        // SIGHUP means the terminal went away (top reads no configuration
+        // file to reload).
+        if stop::requested() || stop::reload_requested() {
             break;
         }
         let now = Instant::now();
         if now >= deadline {
             // After a stall (a suspended terminal), restart the clock
             // rather than catching up with a burst of short ticks.
-            deadline = if now > deadline + args.interval {
-                now + args.interval
+            deadline = if now > deadline + args.interval.0 {
+                now + args.interval.0
             } else {
-                deadline + args.interval
+                deadline + args.interval.0
             };
             let rows = pipeline.tick()?;
             state.update(&rows, pipeline.cgroups(), page);
@@ -145,5 +147,5 @@ fn about(args: &TopArgs, pipeline: &Pipeline) -> String {
         Some(target) => format!("reporting to {target}"),
         None => "watching only".to_owned(),
     };
-    format!("{scope}, {:?}, hints {hints}, {reporting}", args.interval)
+    format!("{scope}, {:?}, hints {hints}, {reporting}", args.interval.0)
 }

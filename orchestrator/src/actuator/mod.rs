@@ -159,6 +159,12 @@ impl Actuator {
         &self.layout
     }
 
+    /// Replaces the rate limit and cooldown (a configuration reload); the
+    /// history of past writes is kept, so a reload does not reset them.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The mode it was opened in.
     pub fn mode(&self) -> Mode {
         self.mode

@@ -59,8 +59,37 @@ impl Actuator {
         }
     }
 
-    /// Writes `entries` back (last first) and leaves only the failures in
-    /// the journal and in this run's originals.
+    /// Writes back the originals `which` selects (last changed first) and
+    /// keeps the others journaled: what a reload does for the cgroups it no
+    /// longer manages. In a dry run, prints the restores and writes nothing.
+    pub fn restore_matching(
+        &mut self,
+        which: impl Fn(&Entry) -> bool,
+        reason: &str,
+    ) -> Result<RestoreReport, ActuatorError> {
+        let (chosen, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.originals)
+            .into_iter()
+            .partition(which);
+        self.journaled = kept.iter().map(|e| e.path.clone()).collect();
+        self.originals = kept;
+        match self.mode {
+            Mode::Write if chosen.is_empty() => Ok(RestoreReport::default()),
+            Mode::Write => self.restore(chosen, reason),
+            Mode::DryRun => {
+                for entry in chosen.iter().rev() {
+                    self.print_restore(entry, reason);
+                    self.dry_values.remove(&entry.path);
+                }
+                Ok(RestoreReport {
+                    pending: chosen,
+                    ..RestoreReport::default()
+                })
+            }
+        }
+    }
+
+    /// Writes `entries` back (last first); the journal keeps this run's
+    /// other originals and the failures, which join the originals.
     pub(super) fn restore(
         &mut self,
         entries: Vec<Entry>,
@@ -103,8 +132,9 @@ impl Actuator {
         report.failed.reverse();
         if let Some(journal) = &mut self.journal {
             journal.clear()?;
-            for failure in &report.failed {
-                journal.append(&failure.entry)?;
+            let failed = report.failed.iter().map(|f| &f.entry);
+            for entry in self.originals.iter().chain(failed) {
+                journal.append(entry)?;
             }
         }
         for failure in &report.failed {

@@ -501,3 +501,59 @@ fn journal_entries_outside_the_mounts_are_never_written() {
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     assert_eq!(file(&t, Knob::CpuWeight), "100\n");
 }
+
+#[test]
+fn restore_matching_puts_back_only_what_it_selects_and_keeps_the_rest_journaled() {
+    let t = tree("restore-some");
+    let (mut a, _, _) = open(&t, Mode::Write);
+    let now = Instant::now();
+    for (knob, new) in raises() {
+        a.write("/g", knob, new, "raise", now).unwrap();
+    }
+    let cpu_before = file(&t, Knob::CpuCfsQuota);
+    // Knobs already at the new value ("max") were not changed, not journaled.
+    let entries = journal::Journal::read(&t.root.join("state"))
+        .unwrap()
+        .entries;
+    let journaled = entries.len();
+    let memory_knobs = entries
+        .iter()
+        .filter(|e| e.knob.resource() == Resource::Memory)
+        .count();
+    assert!(memory_knobs >= 1 && memory_knobs < journaled);
+    let report = a
+        .restore_matching(
+            |e| e.knob.resource() == Resource::Memory,
+            "no longer managed",
+        )
+        .unwrap();
+    assert_eq!(report.restored.len(), memory_knobs);
+    assert_eq!(file(&t, Knob::MemoryLow).trim(), "0", "memory.low is back");
+    assert_eq!(file(&t, Knob::CpuCfsQuota), cpu_before, "CPU stays raised");
+    // The journal and the originals hold exactly the others: a crash now
+    // restores them, and a later write to a restored knob journals afresh.
+    let journal = journal::Journal::read(&t.root.join("state")).unwrap();
+    assert_eq!(journal.entries.len(), journaled - memory_knobs);
+    assert!(
+        journal
+            .entries
+            .iter()
+            .all(|e| e.knob.resource() != Resource::Memory)
+    );
+    assert_eq!(a.originals().len(), journal.entries.len());
+    let later = now + Duration::from_secs(2);
+    a.write(
+        "/g",
+        Knob::MemoryLow,
+        Setting::Bytes(Bytes::Limit(1 << 20)),
+        "again",
+        later,
+    )
+    .unwrap();
+    let journal = journal::Journal::read(&t.root.join("state")).unwrap();
+    assert_eq!(journal.entries.len(), journaled - memory_knobs + 1);
+    assert_eq!(
+        a.restore_all().unwrap().restored.len(),
+        journal.entries.len()
+    );
+}
