@@ -19,6 +19,7 @@
 //! - [`hint`]: the hint socket: applications announce expected demand.
 //! - [`shadow`]: one forecaster per observed cgroup (`observe --forecast`).
 //! - [`backtest`]: rolling-origin evaluation of forecasters on traces.
+//! - [`top`]: `shadow-agent top`, the pipeline as a live terminal table.
 //! - [`transmit`]: sends forecasts and usage to the orchestrator.
 //! - [`wire`]: the versioned protocol between agents and the orchestrator.
 //! - [`units`]: byte amounts with binary units (`2GiB`).
@@ -41,6 +42,7 @@ pub mod plot;
 pub mod probes;
 pub mod shadow;
 mod stop;
+pub mod top;
 pub mod transmit;
 pub mod units;
 pub mod wire;

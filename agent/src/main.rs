@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shadow_agent::{backtest, hint, observe, probes};
+use shadow_agent::{backtest, hint, observe, probes, top};
 
 /// Shadow's agent: watches every cgroup from inside the kernel (eBPF) and
 /// forecasts what each will need.
@@ -11,6 +11,7 @@ use shadow_agent::{backtest, hint, observe, probes};
 /// Examples:
 ///   sudo shadow-agent observe --interval 1s --count 10 --format table
 ///   sudo shadow-agent observe --cgroup /system.slice --format json
+///   sudo shadow-agent top
 ///   sudo shadow-agent check
 ///   shadow-agent backtest trace.csv
 ///   sudo shadow-agent observe --orchestrator /run/shadow/orchestrator.sock --format table
@@ -34,6 +35,19 @@ enum Command {
     ///
     /// Example: sudo shadow-agent observe --interval 1s --count 5 --cgroup /system.slice
     Observe(observe::ObserveArgs),
+    /// A live table of every cgroup (needs root, a terminal; works over SSH
+    /// and in 80x24): CPU, run-queue wait, forecast and its upper band,
+    /// the orchestrator's reservation, hint trust, I/O and network, sorted
+    /// by any column, with the selected cgroup's CPU over the last minutes.
+    /// Keys: arrows, PgUp/PgDn, Home/End select; Left/Right or Tab pick the
+    /// sort column, r reverses it; q, Esc or Ctrl-C quit.
+    ///
+    /// Without --orchestrator it only watches and can run next to the agent
+    /// service; with it, it is the host's agent (instead of
+    /// `observe --orchestrator`, not beside it).
+    ///
+    /// Example: sudo shadow-agent top --interval 2s --cgroup /machine.slice
+    Top(top::TopArgs),
     /// Load and attach every probe, report each one's status and exit
     /// (non-zero if a probe failed for a reason other than a missing hook).
     ///
@@ -77,6 +91,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Observe(args) => observe::run(&args),
+        Command::Top(args) => top::run(&args),
         Command::Check => check(),
         Command::ProbeCost { duration } => probe_cost(duration),
         Command::Backtest(args) => backtest::run(&args),

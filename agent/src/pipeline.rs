@@ -310,11 +310,6 @@ impl Pipeline {
     pub fn hints_on(&self) -> bool {
         self.hints.is_some()
     }
-
-    /// True if this pipeline reports to an orchestrator.
-    pub fn reporting(&self) -> bool {
-        self.transmitter.is_some()
-    }
 }
 
 /// Opens the hint socket; observation goes on without it if it cannot.

@@ -25,6 +25,7 @@ use shadow_agent::cgroups::Mounts;
 pub mod hint;
 pub mod orchestrator;
 pub mod scenario;
+pub mod tmux;
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {
@@ -145,6 +146,16 @@ impl Drop for TestCgroup {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+}
+
+/// Kills and reaps a child on drop, even when the test fails.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -21,7 +21,7 @@ use shadow_orchestrator::actuator::{
     Actuator, Bytes, CpuQuota, Knob, Layout, Limits, Mode, Outcome, Refusal, Resource, Setting,
     fake::{Capture, FakeTree},
 };
-use shadow_tests::{TestCgroup, require_root};
+use shadow_tests::{ChildGuard, TestCgroup, require_root};
 
 /// Which child a re-run of this executable is, and its arguments.
 const CHILD: &str = "SHADOW_ACTUATOR_CHILD";
@@ -466,14 +466,4 @@ fn wait_ready(child: &mut Child) {
     }
     // Keep draining so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-}
-
-/// Kills and reaps a child on drop, even when the test fails.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

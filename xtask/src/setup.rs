@@ -16,8 +16,12 @@ use crate::cmd::{self, cargo};
 pub const NIGHTLY: &str = "nightly-2026-05-20";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: losetup (util-linux) for the block tests, perf for the
-/// overhead benchmark.
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[("losetup", "util-linux"), ("perf", "linux-perf")];
+/// overhead benchmark, tmux for the `top` test (a real terminal).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("losetup", "util-linux"),
+    ("perf", "linux-perf"),
+    ("tmux", "tmux"),
+];
 
 pub fn run() -> anyhow::Result<()> {
     nightly()?;
