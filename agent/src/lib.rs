@@ -41,7 +41,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod probes;
 pub mod shadow;
-mod stop;
+pub mod stop;
 pub mod top;
 pub mod transmit;
 pub mod units;

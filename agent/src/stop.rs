@@ -1,6 +1,6 @@
-//! Ctrl-C and SIGTERM as a flag the front ends' loops check, so they end
-//! after the current interval and the probes are detached by the normal
-//! drop path.
+//! Ctrl-C, SIGTERM and SIGHUP as flags the main loops of both binaries
+//! check, so they end after the current interval (the probes detached, the
+//! knobs restored, by the normal drop path) or reload between two.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -20,7 +20,7 @@ extern "C" fn request_reload(_signal: libc::c_int) {
 
 /// Routes SIGINT and SIGTERM to [`requested`], SIGHUP to
 /// [`reload_requested`] (its default action would end the process).
-pub(crate) fn install_handlers() {
+pub fn install_handlers() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
@@ -36,17 +36,17 @@ pub(crate) fn install_handlers() {
 }
 
 /// True once after each SIGHUP.
-pub(crate) fn reload_requested() -> bool {
+pub fn reload_requested() -> bool {
     RELOAD.swap(false, Ordering::Relaxed)
 }
 
 /// True once a stop signal arrived.
-pub(crate) fn requested() -> bool {
+pub fn requested() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
 /// Sleeps until `deadline`, waking early if a stop was requested.
-pub(crate) fn sleep_until(deadline: Instant) {
+pub fn sleep_until(deadline: Instant) {
     while !requested() {
         let now = Instant::now();
         if now >= deadline {

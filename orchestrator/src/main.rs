@@ -7,11 +7,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     process::ExitCode,
-    sync::{
-        Arc, LazyLock,
-        atomic::{AtomicBool, Ordering},
-        mpsc::RecvTimeoutError,
-    },
+    sync::{Arc, LazyLock, mpsc::RecvTimeoutError},
     time::{Duration, Instant},
 };
 
@@ -20,6 +16,7 @@ use clap::Parser;
 use shadow_agent::{
     config::DurationAtLeast,
     host::{hostname, unix_ms},
+    stop,
     wire::{self, Message, Resource},
 };
 use shadow_orchestrator::{
@@ -97,17 +94,6 @@ struct Cli {
 static VERSION_TEXT: LazyLock<String> =
     LazyLock::new(|| format!("{} (protocol {})", env!("CARGO_PKG_VERSION"), wire::VERSION));
 
-static STOP: AtomicBool = AtomicBool::new(false);
-static RELOAD: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn request_stop(_signal: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-extern "C" fn request_reload(_signal: libc::c_int) {
-    RELOAD.store(true, Ordering::Relaxed);
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     shadow_agent::logging::init("info");
@@ -178,18 +164,7 @@ struct Peer {
 }
 
 fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
-    }
-    // SAFETY: as above.
-    unsafe {
-        libc::signal(
-            libc::SIGHUP,
-            request_reload as *const () as libc::sighandler_t,
-        )
-    };
+    stop::install_handlers();
     let mut tick = config.tick();
     let state_dir = config
         .state_dir
@@ -245,8 +220,8 @@ fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut peers: HashMap<u64, Peer> = HashMap::new();
     let mut deadline = Instant::now() + tick;
     let mut done = 0u64;
-    while !STOP.load(Ordering::Relaxed) && cli.ticks.is_none_or(|n| done < n) {
-        if RELOAD.swap(false, Ordering::Relaxed) {
+    while !stop::requested() && cli.ticks.is_none_or(|n| done < n) {
+        if stop::reload_requested() {
             reload(cli, path.as_deref(), &mut engine, &mut actuator, &mut tick);
         }
         let now = Instant::now();

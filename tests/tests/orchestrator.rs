@@ -113,19 +113,56 @@ fn burn_until_raised(m: &Managed, o: &Orchestrator, watch: &Watch) -> Agent {
     agent
 }
 
+/// A managed cgroup whose quota the orchestrator raised for a burn, and
+/// everything that got it there.
+struct Raised {
+    m: Managed,
+    /// Its `cpu.shares` before the orchestrator started.
+    shares: String,
+    dir: TempDir,
+    cfg: PathBuf,
+    o: Orchestrator,
+    watch: Watch,
+    agent: Agent,
+}
+
+impl Raised {
+    fn new(name: &str) -> Self {
+        let m = Managed::new(name);
+        let shares = Managed::read(&m.shares);
+        let dir = TempDir::new(name);
+        let cfg = config(&dir.0, &m.cg.path);
+        let o = Orchestrator::start(
+            &dir.0.join("o.sock"),
+            &dir.0.join("state"),
+            &["--config", cfg.to_str().unwrap()],
+        );
+        let watch = Watch::start(m.quota.clone());
+        let agent = burn_until_raised(&m, &o, &watch);
+        Self {
+            m,
+            shares,
+            dir,
+            cfg,
+            o,
+            watch,
+            agent,
+        }
+    }
+}
+
 #[test]
 fn quota_is_raised_for_demand_and_restored_on_sigterm() {
-    let m = Managed::new("orch-term");
-    let shares = Managed::read(&m.shares);
-    let dir = TempDir::new("orch-term");
-    let cfg = config(&dir.0, &m.cg.path);
-    let o = Orchestrator::start(
-        &dir.0.join("o.sock"),
-        &dir.0.join("state"),
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let watch = Watch::start(m.quota.clone());
-    let agent = burn_until_raised(&m, &o, &watch);
+    // Every part bound: what is not would be dropped (removed) at once.
+    let Raised {
+        m,
+        shares,
+        dir: _dir,
+        cfg: _cfg,
+        o,
+        watch: _watch,
+        agent,
+    } = Raised::new("orch-term");
     let samples = agent.stop(Duration::from_millis(500));
     // The agent shows the reservation the orchestrator holds, as managed.
     assert!(
@@ -144,18 +181,16 @@ fn quota_is_raised_for_demand_and_restored_on_sigterm() {
 
 #[test]
 fn originals_come_back_at_the_next_start_after_sigkill() {
-    let m = Managed::new("orch-kill");
-    let shares = Managed::read(&m.shares);
-    let dir = TempDir::new("orch-kill");
-    let cfg = config(&dir.0, &m.cg.path);
+    let Raised {
+        m,
+        shares,
+        dir,
+        cfg: _cfg,
+        o,
+        watch,
+        agent,
+    } = Raised::new("orch-kill");
     let state = dir.0.join("state");
-    let o = Orchestrator::start(
-        &dir.0.join("o.sock"),
-        &state,
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let watch = Watch::start(m.quota.clone());
-    let agent = burn_until_raised(&m, &o, &watch);
     drop(watch);
     let status = o.signal(libc::SIGKILL);
     assert!(!status.success());
@@ -238,17 +273,15 @@ fn dry_run_and_cgroups_not_opted_in_are_never_written() {
 
 #[test]
 fn sighup_reloads_keeps_the_running_config_on_error_and_restores_what_it_no_longer_manages() {
-    let m = Managed::new("orch-hup");
-    let shares = Managed::read(&m.shares);
-    let dir = TempDir::new("orch-hup");
-    let cfg = config(&dir.0, &m.cg.path);
-    let o = Orchestrator::start(
-        &dir.0.join("o.sock"),
-        &dir.0.join("state"),
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let watch = Watch::start(m.quota.clone());
-    let agent = burn_until_raised(&m, &o, &watch);
+    let Raised {
+        m,
+        shares,
+        dir: _dir,
+        cfg,
+        o,
+        watch: _watch,
+        agent,
+    } = Raised::new("orch-hup");
     // A broken file changes nothing (the 30 s default cooldown keeps the
     // raise in place meanwhile).
     fs::write(&cfg, "lead = 99\n").unwrap();
