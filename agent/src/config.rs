@@ -107,28 +107,34 @@ pub struct AgentConfig {
     pub metrics_cgroups: Option<MetricsCgroups>,
 }
 
-/// The cap on per-cgroup metric series, 1..=100,000 cgroups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "usize")]
-pub struct MetricsCgroups(pub usize);
+/// The cap on per-cgroup metric series.
+pub type MetricsCgroups = InRange<1, 100_000>;
 
-impl TryFrom<usize> for MetricsCgroups {
+/// How many intervals between full walks of the cgroup tree.
+pub type RescanEvery = InRange<1, 3600>;
+
+/// A whole number within `MIN..=MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct InRange<const MIN: u64, const MAX: u64>(pub u64);
+
+impl<const MIN: u64, const MAX: u64> TryFrom<u64> for InRange<MIN, MAX> {
     type Error = String;
-    fn try_from(n: usize) -> Result<Self, String> {
-        if (1..=100_000).contains(&n) {
+    fn try_from(n: u64) -> Result<Self, String> {
+        if (MIN..=MAX).contains(&n) {
             Ok(Self(n))
         } else {
-            Err(format!("{n} is outside 1..=100000 cgroups"))
+            Err(format!("{n} is outside {MIN}..={MAX}"))
         }
     }
 }
 
-impl std::str::FromStr for MetricsCgroups {
+impl<const MIN: u64, const MAX: u64> std::str::FromStr for InRange<MIN, MAX> {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let n: usize = text
+        let n: u64 = text
             .parse()
-            .map_err(|_| format!("{text:?} is not a whole number of cgroups"))?;
+            .map_err(|_| format!("{text:?} is not a whole number in {MIN}..={MAX}"))?;
         Self::try_from(n)
     }
 }
@@ -206,22 +212,6 @@ impl std::str::FromStr for Quantile {
     }
 }
 
-/// How many intervals between full walks of the cgroup tree (1..=3600).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "u64")]
-pub struct RescanEvery(pub u64);
-
-impl TryFrom<u64> for RescanEvery {
-    type Error = String;
-    fn try_from(n: u64) -> Result<Self, String> {
-        if (1..=3600).contains(&n) {
-            Ok(Self(n))
-        } else {
-            Err(format!("{n} is outside 1..=3600 intervals"))
-        }
-    }
-}
-
 /// A cgroup path relative to the v2 root, starting with '/'.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -280,7 +270,7 @@ mod tests {
         assert_eq!(c.interval.unwrap().0, Duration::from_millis(500));
         assert_eq!(c.format, Some(Format::None));
         assert_eq!(c.cgroup.unwrap().0, "/system.slice");
-        assert_eq!(c.rescan_every, Some(RescanEvery(20)));
+        assert_eq!(c.rescan_every, Some(InRange(20)));
         assert_eq!(c.quantile, Some(Quantile(0.9)));
         assert_eq!(c.hints, Some(false));
     }

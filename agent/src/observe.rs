@@ -38,7 +38,7 @@ pub struct ObserveArgs {
     pub cgroup: Option<String>,
     /// Intervals between full walks of the cgroup tree (how soon removed
     /// cgroups are dropped; new ones are seen at once), 1..=3600 [default: 10].
-    #[arg(long, value_parser = parse_rescan)]
+    #[arg(long)]
     pub rescan_every: Option<RescanEvery>,
     /// Rows shown by the table format.
     #[arg(long, default_value_t = 25)]
@@ -86,13 +86,6 @@ pub struct ObserveArgs {
     pub summary: bool,
 }
 
-fn parse_rescan(text: &str) -> Result<RescanEvery, String> {
-    let n: u64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number of intervals"))?;
-    RescanEvery::try_from(n)
-}
-
 impl ObserveArgs {
     /// The pipeline and output these flags ask for, over the file's
     /// `[agent]` table, over the built-in defaults.
@@ -124,7 +117,7 @@ impl ObserveArgs {
             metrics_cgroups: self
                 .metrics_cgroups
                 .or(file.metrics_cgroups)
-                .map_or(DEFAULT_MAX_CGROUPS, |n| n.0),
+                .map_or(DEFAULT_MAX_CGROUPS, |n| n.0 as usize),
         };
         (
             settings,

@@ -13,7 +13,7 @@ use std::{
 use serde::Deserialize;
 pub use shadow_agent::config::{ConfigError, DEFAULT_PATH, choose};
 use shadow_agent::{
-    config::{AgentConfig, DurationAtLeast},
+    config::{AgentConfig, DurationAtLeast, InRange},
     units::parse_bytes,
     wire::Resource,
 };
@@ -58,21 +58,7 @@ pub struct Config {
 }
 
 /// Horizons the reservation looks ahead, 1..=`MAX_HORIZON`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "u16")]
-pub struct Lead(pub u16);
-
-impl TryFrom<u16> for Lead {
-    type Error = String;
-    fn try_from(n: u16) -> Result<Self, String> {
-        let max = shadow_agent::forecast::MAX_HORIZON;
-        if (1..=max).contains(&usize::from(n)) {
-            Ok(Self(n))
-        } else {
-            Err(format!("lead = {n} is outside 1..={max} ticks"))
-        }
-    }
-}
+pub type Lead = InRange<1, { shadow_agent::forecast::MAX_HORIZON as u64 }>;
 
 /// Capacity per resource; unset CPU and memory are read from the host,
 /// unset I/O and network bandwidth mean "unknown" (no capacity check).
@@ -227,7 +213,7 @@ impl Config {
 
     /// Horizons the reservations look ahead (default 3).
     pub fn lead(&self) -> u16 {
-        self.lead.map_or(3, |l| l.0)
+        self.lead.map_or(3, |l| l.0 as u16)
     }
 
     /// The keys that differ between `self` and `new` but are only read at
