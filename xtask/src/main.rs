@@ -73,7 +73,7 @@ enum Command {
     /// sched pipe slowdown, the collector's cost with 10,000 cgroups) and
     /// `e2e`, Shadow against static and reactive allocation on a bursty
     /// service. Example: `cargo xtask bench e2e --runs 2 --bursts 10`
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
