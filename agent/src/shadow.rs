@@ -12,8 +12,8 @@
 //! quota count eight times; demand is therefore capped at the CPUs this
 //! agent may use: a cgroup cannot run on more, so waiting beyond that is
 //! its threads queueing behind each other, which no reservation can meet
-//! (uncapped, a 1.2-core burst on a 2-CPU host showed as 3 to 9 cores, and
-//! the band it widened kept the reservation at its ceiling between bursts).
+//! (uncapped, a 1.2-core burst on a 2-CPU host showed as 3 to 8 cores and
+//! kept the next interval's band above 2 cores between bursts).
 //!
 //! CPU is forecast for every cgroup. Block I/O and network get a forecaster
 //! only once the cgroup has used them: each forecaster holds about 4 KiB,
