@@ -8,6 +8,12 @@
 //! alone cannot see past a CPU quota: a cgroup throttled at its quota shows
 //! usage equal to the quota whatever it asks for, while its tasks' waiting
 //! time grows with the unmet demand. On an idle host the two are the same.
+//! Run delay sums over every waiting task, so eight threads queued behind a
+//! quota count eight times; demand is therefore capped at the CPUs this
+//! agent may use: a cgroup cannot run on more, so waiting beyond that is
+//! its threads queueing behind each other, which no reservation can meet
+//! (uncapped, a 1.2-core burst on a 2-CPU host showed as 3 to 8 cores and
+//! kept the next interval's band above 2 cores between bursts).
 //!
 //! CPU is forecast for every cgroup. Block I/O and network get a forecaster
 //! only once the cgroup has used them: each forecaster holds about 4 KiB,
@@ -96,6 +102,8 @@ struct Shadow {
 pub struct Shadows {
     config: Config,
     reporting: ReporterConfig,
+    /// CPUs this agent may use: the cap on CPU demand.
+    cpus: f64,
     by_id: HashMap<u64, Shadow>,
 }
 
@@ -109,6 +117,7 @@ impl Shadows {
         Ok(Self {
             config,
             reporting: ReporterConfig::for_interval(interval.as_secs_f64()),
+            cpus: crate::hint::host_capacity().cpu,
             by_id: HashMap::new(),
         })
     }
@@ -138,7 +147,9 @@ impl Shadows {
         }
         let secs = sample.interval_ns as f64 / 1e9;
         let u = &sample.usage;
-        let cpu = (u.cpu_ns + u.runq_delay_ns) as f64 / sample.interval_ns as f64;
+        let used = u.cpu_ns as f64 / sample.interval_ns as f64;
+        let cpu = ((u.cpu_ns + u.runq_delay_ns) as f64 / sample.interval_ns as f64)
+            .min(self.cpus.max(used));
         let io = (u.io_read_bytes + u.io_write_bytes) as f64 / secs;
         let net = (u.net_rx_bytes + u.net_tx_bytes) as f64 / secs;
         let (config, reporting) = (self.config, self.reporting);
@@ -314,6 +325,24 @@ mod tests {
         );
         // A steady series reports rarely: far fewer than one per tick.
         assert!(sent < 60, "{sent} reports in 300 ticks");
+    }
+
+    #[test]
+    fn demand_counts_waiting_but_never_more_than_the_cpus() {
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
+        let cpus = crate::hint::host_capacity().cpu;
+        let mut out = Vec::new();
+        let mut s = sample(1, 1.0, 0.25, 0);
+        s.usage.runq_delay_ns = 250_000_000;
+        shadows.observe(&s, &mut out);
+        assert_eq!(out[0].value, 0.5f64.min(cpus), "ran + waited");
+        // Many threads queued: the summed waits exceed what any CPU count
+        // could serve.
+        out.clear();
+        let mut s = sample(1, 2.0, 0.5, 0);
+        s.usage.runq_delay_ns = (cpus * 4.0 * 1e9) as u64;
+        shadows.observe(&s, &mut out);
+        assert_eq!(out[0].value, cpus);
     }
 
     #[test]

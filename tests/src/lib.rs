@@ -24,6 +24,7 @@ use shadow_agent::cgroups::Mounts;
 
 pub mod hint;
 pub mod orchestrator;
+pub mod sandbox;
 pub mod scenario;
 pub mod tmux;
 

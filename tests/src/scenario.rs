@@ -8,12 +8,8 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Stdio,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
     time::Duration,
 };
 
@@ -22,7 +18,7 @@ use serde_json::Value;
 use shadow_agent::plot::{self, Panel, Series};
 
 use crate::{
-    Agent, TestCgroup,
+    Agent,
     orchestrator::{Orchestrator, TempDir},
     workload,
 };
@@ -99,121 +95,17 @@ pub struct Outcome {
     pub log: String,
 }
 
+pub use crate::sandbox::{CpuHierarchy, QuotaWatcher, Sandbox};
 pub use shadow_agent::host::unix_now;
-
-/// The sandbox of a scenario: a cgroup with the v1 `cpu` controller (and
-/// `cpuacct` when asked, for its usage) under a static quota set at
-/// creation, as an operator would have it. Removed on drop.
-pub struct Sandbox {
-    /// The cgroup (its path relative to the v2 root is `cg.path`).
-    pub cg: TestCgroup,
-    cpu_dir: PathBuf,
-    /// `cfs_period_us` of the cgroup.
-    pub period_us: f64,
-    static_quota: String,
-    shares: String,
-}
-
-impl Sandbox {
-    /// Creates `path` with `static_cores` of quota; `cpuacct` also creates it
-    /// under that controller (for [`Sandbox::usage_ns`]).
-    pub fn create(path: &str, static_cores: f64, cpuacct: bool) -> anyhow::Result<Self> {
-        let controllers: &[&str] = if cpuacct {
-            &["cpu", "cpuacct"]
-        } else {
-            &["cpu"]
-        };
-        let cg = TestCgroup::create(path, controllers)?;
-        let cpu_dir = cg.v1_dir("cpu").context("no v1 cpu controller")?;
-        let period_us: f64 = read(&cpu_dir.join("cpu.cfs_period_us"))?.parse()?;
-        let static_quota = format!("{}", (static_cores * period_us).round() as i64);
-        fs::write(cpu_dir.join("cpu.cfs_quota_us"), &static_quota)
-            .context("setting the static quota")?;
-        let shares = read(&cpu_dir.join("cpu.shares"))?;
-        Ok(Self {
-            cg,
-            cpu_dir,
-            period_us,
-            static_quota,
-            shares,
-        })
-    }
-
-    /// The quota file.
-    pub fn quota_file(&self) -> PathBuf {
-        self.cpu_dir.join("cpu.cfs_quota_us")
-    }
-
-    /// Sets the quota to `cores` (at least the kernel's 1 ms per period).
-    pub fn set_cores(&self, cores: f64) -> anyhow::Result<()> {
-        let quota = ((cores * self.period_us).round() as i64).max(1000);
-        fs::write(self.quota_file(), quota.to_string()).context("setting the quota")
-    }
-
-    /// True if quota and shares are what [`Sandbox::create`] left.
-    pub fn as_created(&self) -> anyhow::Result<bool> {
-        Ok(read(&self.quota_file())? == self.static_quota
-            && read(&self.cpu_dir.join("cpu.shares"))? == self.shares)
-    }
-
-    /// `cpuacct.usage`: CPU time used since creation, ns.
-    pub fn usage_ns(&self) -> anyhow::Result<u64> {
-        let dir = self.cg.v1_dir("cpuacct").context("no v1 cpuacct")?;
-        Ok(read(&dir.join("cpuacct.usage"))?.parse()?)
-    }
-
-    /// v1 `cpu.stat`: `(nr_throttled, throttled_time ns)` since creation.
-    pub fn throttling(&self) -> (u64, u64) {
-        let stat = crate::keyed(&self.cpu_dir.join("cpu.stat"));
-        (stat["nr_throttled"], stat["throttled_time"])
-    }
-
-    /// Polls the kernel's quota every 50 ms until the watcher is finished.
-    pub fn watch_quota(&self) -> QuotaWatcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let (file, period) = (self.quota_file(), self.period_us);
-        let handle = {
-            let (stop, samples) = (stop.clone(), samples.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(q) = read(&file).map(|t| t.parse::<f64>().unwrap_or(-1.0)) {
-                        let cores = if q < 0.0 { f64::NAN } else { q / period };
-                        samples.lock().expect("lock").push((unix_now(), cores));
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        };
-        QuotaWatcher {
-            stop,
-            samples,
-            handle,
-        }
-    }
-}
-
-/// The quota over time (see [`Sandbox::watch_quota`]).
-pub struct QuotaWatcher {
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<(f64, f64)>>>,
-    handle: std::thread::JoinHandle<()>,
-}
-
-impl QuotaWatcher {
-    /// Stops polling; `(Unix seconds, cores)` (NaN: unlimited).
-    pub fn finish(self) -> Vec<(f64, f64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-        std::mem::take(&mut *self.samples.lock().expect("lock"))
-    }
-}
 
 /// Orchestrator and agent (real BPF) managing one cgroup's CPU, as the
 /// scenarios configure them: `lead = 3` ticks, a rate limit of one tick, a
-/// 2 s cooldown, the agent's interval equal to the tick.
+/// 2 s cooldown, the agent's interval equal to the tick, its hint socket in
+/// a folder of its own (never another agent's).
 pub struct Shadow {
     cgroup: String,
+    /// The agent's hint socket.
+    pub hint_socket: PathBuf,
     orchestrator: Orchestrator,
     agent: Agent,
     _dir: TempDir,
@@ -247,9 +139,20 @@ impl Shadow {
             &["--config", config.to_str().context("path")?, "--tick", tick],
         );
         let socket = orchestrator.socket.to_str().context("path")?.to_owned();
-        let agent = Agent::start_with(cgroup, tick, &["--orchestrator", &socket]);
+        let hint_socket = dir.0.join("hint.sock");
+        let agent = Agent::start_with(
+            cgroup,
+            tick,
+            &[
+                "--orchestrator",
+                &socket,
+                "--hint-socket",
+                hint_socket.to_str().context("path")?,
+            ],
+        );
         Ok(Self {
             cgroup: cgroup.to_owned(),
+            hint_socket,
             orchestrator,
             agent,
             _dir: dir,
@@ -352,13 +255,6 @@ pub fn burst_starts(
     Ok(bursts)
 }
 
-fn read(file: &Path) -> anyhow::Result<String> {
-    Ok(fs::read_to_string(file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .trim()
-        .to_owned())
-}
-
 /// How the quota was raised around one burst.
 #[derive(Clone, Copy, Debug)]
 pub struct Lead {
@@ -378,18 +274,19 @@ pub struct Lead {
     pub lead_s: Option<f64>,
 }
 
-/// For each burst after the first (starts in Unix seconds, bursts
-/// `burst_s` long every `period_s`): the quota at mid-gap, right before the
-/// burst, and how long before (or after) it the quota went up. `quota` is
-/// `(Unix seconds, cores)` in time order.
-pub fn leads(quota: &[(f64, f64)], bursts: &[f64], period_s: f64, burst_s: f64) -> Vec<Lead> {
-    let gap = period_s - burst_s;
+/// For each burst after the first (starts in Unix seconds, in order, each
+/// `burst_s` long, periodic or not): the quota in the middle of the idle
+/// gap since the previous burst ended, right before the burst, and how
+/// long before (or after) it the quota went up. `quota` is `(Unix seconds,
+/// cores)` in time order.
+pub fn leads(quota: &[(f64, f64)], bursts: &[f64], burst_s: f64) -> Vec<Lead> {
     let quota_at = |t: f64| quota.iter().rev().find(|q| q.0 <= t).map(|q| q.1);
     bursts
-        .iter()
+        .windows(2)
         .enumerate()
-        .skip(1)
-        .map(|(i, &start)| {
+        .map(|(i, w)| {
+            let start = w[1];
+            let gap = start - w[0] - burst_s;
             let mid = start - gap / 2.0;
             let idle = quota_at(mid).unwrap_or(f64::NAN);
             let before = quota
@@ -412,7 +309,7 @@ pub fn leads(quota: &[(f64, f64)], bursts: &[f64], period_s: f64, burst_s: f64) 
                 .find(|q| q.1 > idle * 1.2)
                 .map(|q| q.0 - start);
             Lead {
-                burst: i + 1,
+                burst: i + 2,
                 idle,
                 before,
                 raised_ahead_s,
@@ -435,12 +332,7 @@ impl Outcome {
     /// For each burst after the first: the quota at mid-gap, right before
     /// the burst, and how long before it the quota went up.
     pub fn leads(&self) -> Vec<Lead> {
-        leads(
-            &self.quota,
-            &self.bursts,
-            self.demo.period_ms as f64 / 1e3,
-            self.demo.burst_ms as f64 / 1e3,
-        )
+        leads(&self.quota, &self.bursts, self.demo.burst_ms as f64 / 1e3)
     }
 
     /// CPU-seconds the quota reserved and the sandbox used over the run.

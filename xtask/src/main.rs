@@ -76,8 +76,9 @@ enum Command {
     /// Benchmarks (needs root): overhead (ns per event per program, the
     /// sched pipe slowdown, the collector's cost with 10,000 cgroups) and
     /// `e2e`, Shadow against static and reactive allocation on a bursty
-    /// service. Example: `cargo xtask bench e2e --runs 2 --bursts 10`
-    Bench(bench::BenchArgs),
+    /// service, periodic and/or hinted bursts. Example:
+    /// `cargo xtask bench e2e --runs 2 --scenario periodic,hinted`
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,7 @@
 //! The open-loop load generator of `bench e2e`: requests are sent on a
-//! schedule fixed in advance (Poisson arrivals, a base rate with periodic
-//! bursts of higher rate and cost), whatever the replies do, over several
+//! schedule fixed in advance (Poisson arrivals, a base rate with bursts of
+//! higher rate and cost, periodic or at irregular seeded times), whatever
+//! the replies do, over several
 //! connections; each request's latency runs from its scheduled send time to
 //! its reply, so a stalled server is charged for every request it delayed
 //! (no coordinated omission).
@@ -14,11 +15,32 @@ use std::{
 
 use anyhow::Context as _;
 
+/// When bursts come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Every period, a rhythm a forecaster can learn.
+    Periodic,
+    /// At irregular times drawn from the seed (no period to learn), each
+    /// announced ahead through the hint socket in the Shadow runs.
+    Hinted,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Periodic => "periodic",
+            Scenario::Hinted => "hinted",
+        }
+    }
+}
+
 /// The request pattern: the first burst starts one period in, the run
-/// lasts `bursts` periods and a half.
+/// ends half a period after the last burst starts.
 #[derive(Clone, Debug)]
 pub struct Pattern {
-    /// Time between burst starts, s.
+    /// When bursts come.
+    pub scenario: Scenario,
+    /// Time between burst starts (the mean, for irregular bursts), s.
     pub period_s: f64,
     /// Length of a burst, s.
     pub burst_s: f64,
@@ -59,27 +81,45 @@ pub struct Sample {
 impl Pattern {
     /// Length of the run, s.
     pub fn duration_s(&self) -> f64 {
-        (f64::from(self.bursts) + 0.5) * self.period_s
+        self.burst_starts().last().copied().unwrap_or(0.0) + self.period_s / 2.0
     }
 
-    /// Burst start times from the start of the run, s.
+    /// Burst start times from the start of the run, s. Irregular bursts
+    /// are separated by idle gaps uniform in 0.3..1.7 times the periodic
+    /// one (so the mean period is the same and no two bursts overlap),
+    /// drawn from a stream of their own so the arrivals stay those of the
+    /// seed.
     pub fn burst_starts(&self) -> Vec<f64> {
-        (1..=self.bursts)
-            .map(|k| f64::from(k) * self.period_s)
-            .collect()
+        match self.scenario {
+            Scenario::Periodic => (1..=self.bursts)
+                .map(|k| f64::from(k) * self.period_s)
+                .collect(),
+            Scenario::Hinted => {
+                let mut rng = SplitMix(self.seed ^ 0xB0A5_7ED5_0000_0001);
+                let idle = self.period_s - self.burst_s;
+                let mut t = self.period_s;
+                let mut out = vec![t];
+                for _ in 1..self.bursts {
+                    t += self.burst_s + idle * (0.3 + 1.4 * rng.unit());
+                    out.push(t);
+                }
+                out
+            }
+        }
     }
 
-    /// True inside a burst; with the time its phase ends.
-    fn phase(&self, t: f64) -> (bool, f64) {
-        let k = (t / self.period_s).floor();
-        let into = t - k * self.period_s;
-        let burst = k >= 1.0 && k <= f64::from(self.bursts) && into < self.burst_s;
-        let end = if into < self.burst_s {
-            k * self.period_s + self.burst_s
-        } else {
-            (k + 1.0) * self.period_s
-        };
-        (burst, end)
+    /// True inside a burst; with the time its phase ends (`starts` from
+    /// [`Pattern::burst_starts`]).
+    fn phase(&self, starts: &[f64], t: f64) -> (bool, f64) {
+        for &s in starts {
+            if t < s {
+                return (false, s);
+            }
+            if t < s + self.burst_s {
+                return (true, s + self.burst_s);
+            }
+        }
+        (false, f64::INFINITY)
     }
 
     /// The schedule: Poisson arrivals at the phase's rate (restarted at each
@@ -87,11 +127,12 @@ impl Pattern {
     /// 0.5..1.5 times the phase's mean. Same seed, same schedule.
     pub fn schedule(&self) -> Vec<Request> {
         let mut rng = SplitMix(self.seed);
+        let starts = self.burst_starts();
         let mut out = Vec::new();
         let mut t = 0.0;
         let end = self.duration_s();
         while t < end {
-            let (burst, phase_end) = self.phase(t);
+            let (burst, phase_end) = self.phase(&starts, t);
             let (rate, cost) = if burst {
                 (self.burst_rate, self.burst_cost_us)
             } else {
@@ -242,6 +283,7 @@ mod tests {
 
     fn pattern() -> Pattern {
         Pattern {
+            scenario: Scenario::Periodic,
             period_s: 10.0,
             burst_s: 3.0,
             bursts: 10,
@@ -266,7 +308,8 @@ mod tests {
                 .all(|(x, y)| x.at_s == y.at_s && x.cost_us == y.cost_us)
         );
         assert!(a.windows(2).all(|w| w[0].at_s <= w[1].at_s));
-        let in_bursts = a.iter().filter(|r| p.phase(r.at_s).0).count() as f64;
+        let starts = p.burst_starts();
+        let in_bursts = a.iter().filter(|r| p.phase(&starts, r.at_s).0).count() as f64;
         let burst_time = f64::from(p.bursts) * p.burst_s;
         // 3000 expected in bursts, 105 s - 30 s = 75 s at 100/s outside.
         assert!((in_bursts / burst_time / p.burst_rate - 1.0).abs() < 0.1);
@@ -285,10 +328,42 @@ mod tests {
     #[test]
     fn phases_start_bursts_one_period_in() {
         let p = pattern();
-        assert_eq!(p.phase(5.0), (false, 10.0));
-        assert_eq!(p.phase(10.5), (true, 13.0));
-        assert_eq!(p.phase(13.0), (false, 20.0));
-        assert!(!p.phase(105.0).0);
-        assert_eq!(p.burst_starts().len(), 10);
+        let s = p.burst_starts();
+        assert_eq!(p.phase(&s, 5.0), (false, 10.0));
+        assert_eq!(p.phase(&s, 10.5), (true, 13.0));
+        assert_eq!(p.phase(&s, 13.0), (false, 20.0));
+        assert!(!p.phase(&s, 105.0).0);
+        assert_eq!(s.len(), 10);
+        assert_eq!(p.duration_s(), 105.0);
+    }
+
+    #[test]
+    fn irregular_bursts_have_no_period_and_the_same_mean() {
+        let p = Pattern {
+            scenario: Scenario::Hinted,
+            bursts: 40,
+            ..pattern()
+        };
+        let s = p.burst_starts();
+        assert_eq!(s.len(), 40);
+        assert_eq!(s[0], 10.0);
+        let gaps: Vec<f64> = s.windows(2).map(|w| w[1] - w[0]).collect();
+        // Idle gaps in 0.3..1.7 x 7 s after each 3 s burst.
+        assert!(gaps.iter().all(|g| (5.1..=14.9).contains(g)), "{gaps:?}");
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 10.0).abs() < 1.5, "mean gap {mean}");
+        let spread = gaps.iter().fold(0.0f64, |m, g| m.max((g - mean).abs()));
+        assert!(spread > 3.0, "gaps barely vary: {gaps:?}");
+        assert_eq!(s, p.burst_starts(), "same seed, same times");
+        let other = Pattern {
+            seed: 2,
+            ..p.clone()
+        }
+        .burst_starts();
+        assert_ne!(s, other);
+        // The arrivals follow the irregular bursts.
+        let a = p.schedule();
+        let in_bursts = a.iter().filter(|r| p.phase(&s, r.at_s).0).count() as f64;
+        assert!((in_bursts / (40.0 * 3.0) / p.burst_rate - 1.0).abs() < 0.1);
     }
 }

@@ -1,22 +1,28 @@
 //! `cargo xtask bench e2e`: the headline benchmark (issue 6). A service in
-//! its own sandbox cgroup (v1 cpu with a CFS quota) serves an open-loop load
-//! with periodic bursts; three policies set the quota, one run each per
-//! round, interleaved (S R P S R P ...), same schedule and seed:
+//! its own sandbox cgroup (v1 cpu with a CFS quota on hybrid hosts, v2
+//! `cpu.max` on pure v2 ones) serves an open-loop load with bursts,
+//! periodic or (scenario `hinted`) at irregular times each announced ahead
+//! through the hint socket to Shadow; three policies set the quota, one run
+//! each per round and scenario, interleaved (S R P S R P ...), same
+//! schedule and seed:
 //!
 //! 1. static: the schedule's mean CPU demand plus a margin, fixed;
 //! 2. reactive: every tick, the usage just observed (cpuacct) over a target
 //!    utilisation, within the same floor and ceiling as Shadow;
 //! 3. shadow: orchestrator and agent (tests' scenario pieces), nothing else
-//!    writing the quota.
+//!    writing the quota; in the hinted scenario also told of each burst.
 //!
 //! Per run: latency p50/p99/p99.9, throttling (v1 cpu.stat), reserved and
 //! used CPU-seconds, slack, and per burst how early the quota went up.
-//! Medians over runs go to a table; everything to `results.json`; round 1
-//! to `e2e.svg` (in `--out`, default target/e2e).
+//! Per scenario, medians over runs go to a table; everything to
+//! `results-<scenario>.json`; round 1 to `e2e-<scenario>.svg` (in `--out`,
+//! default target/e2e).
 //!
-//! Layout: `load` (pattern, schedule, open-loop client), `run` (one run of
-//! one policy), `report` (figures, table, JSON, plot).
+//! Layout: `load` (pattern, schedule, open-loop client), `hinter` (the
+//! hinted scenario's announcements), `run` (one run of one policy),
+//! `report` (figures, table, JSON, plot).
 
+mod hinter;
 mod load;
 mod report;
 mod run;
@@ -24,19 +30,30 @@ mod run;
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, ensure};
+use shadow_tests::scenario::CpuHierarchy;
 
 use crate::{cmd, demo};
-use load::Pattern;
+use load::{Pattern, Scenario};
 use run::{Policy, Setup};
 
 /// Settings of `bench e2e` (ignored by the other benchmarks).
 #[derive(Debug, clap::Args)]
 pub struct E2eArgs {
-    /// e2e: bursts per run (the first one period in; a run lasts bursts
-    /// + 0.5 periods).
+    /// e2e: when bursts come, one or more (comma-separated): periodic
+    /// (every --period) or hinted (irregular seeded gaps with the same
+    /// mean, each burst announced --hint-ahead to Shadow through its hint
+    /// socket).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "periodic")]
+    scenario: Vec<Scenario>,
+    /// e2e: how long before each burst the hinted scenario announces it
+    /// (e.g. 3s, 1500ms).
+    #[arg(long, default_value = "3s", value_parser = shadow_agent::duration::parse)]
+    hint_ahead: Duration,
+    /// e2e: bursts per run (the first one period in; a run ends half a
+    /// period after the last one starts).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     bursts: u32,
-    /// e2e: seconds between burst starts.
+    /// e2e: seconds between burst starts (their mean, for hinted).
     #[arg(long, default_value_t = 10.0)]
     period: f64,
     /// e2e: seconds a burst lasts.
@@ -85,7 +102,8 @@ pub struct E2eArgs {
     /// demand and --margin].
     #[arg(long)]
     static_cores: Option<f64>,
-    /// e2e: folder for results.json and e2e.svg [default: target/e2e].
+    /// e2e: folder for results-<scenario>.json and e2e-<scenario>.svg
+    /// [default: target/e2e].
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -104,8 +122,69 @@ pub fn run(args: &E2eArgs, runs: usize) -> anyhow::Result<()> {
         args.workload.is_none() || args.static_cores.is_some(),
         "--workload needs --static-cores (its mean demand is not known in advance)"
     );
+    ensure!(
+        args.workload.is_none() || !args.scenario.contains(&Scenario::Hinted),
+        "--scenario hinted drives the built-in service; it cannot announce a custom --workload's bursts"
+    );
+    let mut scenarios = args.scenario.clone();
+    scenarios.dedup();
+    let hierarchy = CpuHierarchy::detect().context("choosing the sandbox's cpu controller")?;
+    eprintln!("e2e: quota on the {}", hierarchy.describe());
     demo::prepare()?;
+    let setups: Vec<(Setup, String)> = scenarios
+        .iter()
+        .map(|&s| setup(args, s, hierarchy))
+        .collect();
+    let per_round: f64 = setups
+        .iter()
+        .map(|(s, _)| 3.0 * (s.pattern.duration_s() + 10.0))
+        .sum();
+    eprintln!(
+        "e2e: {runs} rounds x {} scenarios x 3 policies, {} bursts each, about {:.0} min",
+        setups.len(),
+        args.bursts,
+        runs as f64 * per_round / 60.0
+    );
+    for (s, from) in &setups {
+        eprintln!(
+            "e2e: {}: static quota {:.3} cores ({from})",
+            s.pattern.scenario.name(),
+            s.static_cores
+        );
+    }
+    let mut done: Vec<Vec<run::Run>> = setups.iter().map(|_| Vec::new()).collect();
+    for round in 1..=runs {
+        for ((setup, _), done) in setups.iter().zip(&mut done) {
+            let scenario = setup.pattern.scenario.name();
+            for policy in Policy::ALL {
+                eprintln!("e2e: round {round}/{runs}: {scenario}: {}", policy.name());
+                let r = run::run(setup, policy, round)
+                    .with_context(|| format!("round {round}, {scenario}, {}", policy.name()))?;
+                eprintln!("e2e:   {}", report::Figures::of(&r).line());
+                ensure!(
+                    r.written_elsewhere.is_empty(),
+                    "the orchestrator wrote outside the sandbox: {:?}",
+                    r.written_elsewhere
+                );
+                done.push(r);
+            }
+        }
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| cmd::root().join("target/e2e"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for ((setup, from), runs) in setups.iter().zip(&done) {
+        report::write(setup, from, runs, &out)?;
+    }
+    Ok(())
+}
+
+/// The settings of one scenario; with where its static quota came from.
+fn setup(args: &E2eArgs, scenario: Scenario, hierarchy: CpuHierarchy) -> (Setup, String) {
     let pattern = Pattern {
+        scenario,
         period_s: args.period,
         burst_s: args.burst,
         bursts: args.bursts,
@@ -132,36 +211,13 @@ pub fn run(args: &E2eArgs, runs: usize) -> anyhow::Result<()> {
         pattern,
         schedule,
         workload: args.workload.clone(),
+        hierarchy,
         static_cores,
         tick: Duration::from_millis(args.tick_ms),
         target: args.target,
         floor: args.floor,
         ceiling: args.ceiling,
+        hint_ahead: args.hint_ahead,
     };
-    let minutes = runs as f64 * 3.0 * (setup.pattern.duration_s() + 10.0) / 60.0;
-    eprintln!(
-        "e2e: {runs} rounds x 3 policies, {} bursts each, about {minutes:.0} min; static quota {static_cores:.3} cores ({static_from})",
-        args.bursts
-    );
-    let mut done = Vec::new();
-    for round in 1..=runs {
-        for policy in Policy::ALL {
-            eprintln!("e2e: round {round}/{runs}: {}", policy.name());
-            let r = run::run(&setup, policy, round)
-                .with_context(|| format!("round {round}, {}", policy.name()))?;
-            eprintln!("e2e:   {}", report::Figures::of(&r).line());
-            ensure!(
-                r.written_elsewhere.is_empty(),
-                "the orchestrator wrote outside the sandbox: {:?}",
-                r.written_elsewhere
-            );
-            done.push(r);
-        }
-    }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| cmd::root().join("target/e2e"));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    report::write(&setup, &static_from, &done, &out)
+    (setup, static_from)
 }

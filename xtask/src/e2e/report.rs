@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use shadow_agent::plot::{self, Panel, Series};
 use shadow_tests::scenario::{self, Point};
 
-use super::run::{Policy, Run, Setup};
+use super::{
+    load::Scenario,
+    run::{Policy, Run, Setup},
+};
 
 /// The figures of one run (NaN where there is nothing to measure).
 #[derive(Clone, Copy, Debug)]
@@ -153,7 +156,8 @@ fn median(values: &mut Vec<f64>) -> f64 {
     }
 }
 
-/// Prints the table and the goal, writes results.json and e2e.svg to `out`.
+/// Prints the table and the goal, writes `results-<scenario>.json` and
+/// `e2e-<scenario>.svg` to `out`.
 pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyhow::Result<()> {
     let per_run: Vec<Figures> = runs.iter().map(Figures::of).collect();
     let summary: Vec<(Policy, Figures)> = Policy::ALL
@@ -169,7 +173,8 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
         })
         .collect();
     let rounds = runs.iter().map(|r| r.round).max().unwrap_or(0);
-    let table = table(&summary, rounds);
+    let scenario = setup.pattern.scenario.name();
+    let table = table(&summary, rounds, scenario, setup.hierarchy.describe());
     print!("{table}");
     let (reactive, shadow) = (summary[1].1, summary[2].1);
     let goal = json!({
@@ -181,7 +186,7 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
             && shadow.reserved_s <= 1.25 * reactive.reserved_s,
     });
     println!(
-        "goal (Shadow vs reactive: p99 and throttled time <= 1/5, reserved <= 1.25x): p99 {}x, throttled {}x, reserved {}x: {}",
+        "goal, {scenario} (Shadow vs reactive: p99 and throttled time <= 1/5, reserved <= 1.25x): p99 {}x, throttled {}x, reserved {}x: {}",
         cell(shadow.p99_ms / reactive.p99_ms, 3),
         cell(shadow.throttled_s / reactive.throttled_s, 3),
         cell(shadow.reserved_s / reactive.reserved_s, 3),
@@ -195,6 +200,10 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
     let results = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "rounds": rounds,
+        "scenario": scenario,
+        "cpu_controller": setup.hierarchy.describe(),
+        "hint_ahead_s": (setup.pattern.scenario == Scenario::Hinted).then_some(setup.hint_ahead.as_secs_f64()),
+        "burst_starts_s": p.burst_starts(),
         "pattern": {
             "period_s": p.period_s, "burst_s": p.burst_s, "bursts": p.bursts,
             "base_rate": p.base_rate, "base_cost_us": p.base_cost_us,
@@ -214,10 +223,10 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
         "goal": goal,
         "runs": runs.iter().zip(&per_run).map(|(r, f)| run_json(r, f)).collect::<Vec<_>>(),
     });
-    let json_path = out.join("results.json");
+    let json_path = out.join(format!("results-{scenario}.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let svg_path = out.join("e2e.svg");
+    let svg_path = out.join(format!("e2e-{scenario}.svg"));
     std::fs::write(&svg_path, svg(setup, runs))
         .with_context(|| format!("writing {}", svg_path.display()))?;
     println!(
@@ -228,11 +237,11 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
     Ok(())
 }
 
-fn table(summary: &[(Policy, Figures)], rounds: usize) -> String {
+fn table(summary: &[(Policy, Figures)], rounds: usize, scenario: &str, cpu: &str) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nbench e2e, median of {rounds} runs per policy (interleaved)"
+        "\nbench e2e, {scenario} bursts, median of {rounds} runs per policy (interleaved), quota on the {cpu}"
     );
     let _ = writeln!(
         t,
@@ -290,6 +299,10 @@ fn run_json(r: &Run, f: &Figures) -> Value {
         "requests_answered": r.samples.len(),
         "requests_lost": r.lost,
         "figures": f.json(),
+        "hints": r.hints.iter().map(|h| json!({
+            "burst_s": h.burst_s, "sent_s": h.sent_s, "cpu": h.cpu, "status": h.status,
+            "reserve_cpu": h.reserve_cpu, "trust": h.trust, "reply": h.reply,
+        })).collect::<Vec<_>>(),
         "leads": r.leads.iter().map(|l| json!({
             "burst": l.burst, "idle_cores": finite(l.idle), "before_cores": finite(l.before),
             "raised_ahead_s": l.raised_ahead_s, "lead_s": l.lead_s,
@@ -371,10 +384,18 @@ fn svg(setup: &Setup, runs: &[Run]) -> String {
             series: latency,
         });
     }
+    let every = match p.scenario {
+        Scenario::Periodic => format!("every {} s", p.period_s),
+        Scenario::Hinted => format!(
+            "at irregular times (mean {} s apart), each hinted to Shadow {} s ahead",
+            p.period_s,
+            setup.hint_ahead.as_secs_f64()
+        ),
+    };
     plot::svg(
         &format!(
-            "bench e2e: {} req/s x {} µs, bursts of {} req/s x {} µs for {} s every {} s",
-            p.base_rate, p.base_cost_us, p.burst_rate, p.burst_cost_us, p.burst_s, p.period_s
+            "bench e2e: {} req/s x {} µs, bursts of {} req/s x {} µs for {} s {every}",
+            p.base_rate, p.base_cost_us, p.burst_rate, p.burst_cost_us, p.burst_s
         ),
         "seconds from the run's start",
         &panels,

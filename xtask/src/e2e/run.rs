@@ -13,9 +13,12 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use shadow_tests::scenario::{self, Point, Sandbox, Shadow, unix_now};
+use shadow_tests::scenario::{self, CpuHierarchy, Point, Sandbox, Shadow, unix_now};
 
-use super::load::{self, Pattern, Request, Sample};
+use super::{
+    hinter::{self, Hinted},
+    load::{self, Pattern, Request, Sample},
+};
 use crate::build::binary;
 
 /// Who sets the sandbox's quota.
@@ -47,6 +50,8 @@ pub struct Setup {
     pub schedule: Vec<Request>,
     /// `sh -c` command run in the sandbox instead of the built-in service.
     pub workload: Option<String>,
+    /// Where the sandbox's quota lives (v1 or v2 cpu controller).
+    pub hierarchy: CpuHierarchy,
     /// The static policy's quota (and every run's quota before its policy
     /// acts), cores.
     pub static_cores: f64,
@@ -57,6 +62,8 @@ pub struct Setup {
     /// Bounds of the reactive and Shadow quotas, cores.
     pub floor: f64,
     pub ceiling: f64,
+    /// Hinted scenario: how long before each burst Shadow is told of it.
+    pub hint_ahead: Duration,
 }
 
 /// What one run recorded; times are Unix seconds.
@@ -81,6 +88,8 @@ pub struct Run {
     pub used_s: f64,
     pub reserved_s: f64,
     pub leads: Vec<scenario::Lead>,
+    /// Hints sent ahead of the bursts (hinted scenario, Shadow only).
+    pub hints: Vec<Hinted>,
     /// Cgroups the orchestrator wrote other than the sandbox.
     pub written_elsewhere: Vec<String>,
 }
@@ -88,8 +97,9 @@ pub struct Run {
 /// Runs `policy` once.
 pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
     let name = format!(
-        "/shadow-e2e-{}-{}-{round}",
+        "/shadow-e2e-{}-{}-{}-{round}",
         std::process::id(),
+        setup.pattern.scenario.name(),
         policy.name()
     );
     let sandbox = Sandbox::create(&name, setup.static_cores, true)?;
@@ -104,7 +114,8 @@ pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
         _ => None,
     };
     let watcher = sandbox.watch_quota();
-    let result = drive(setup, policy, &sandbox);
+    let hint_socket = shadow.as_ref().map(|s| s.hint_socket.as_path());
+    let result = drive(setup, policy, &sandbox, hint_socket);
     let record = shadow.map(Shadow::stop).transpose();
     if policy == Policy::Reactive {
         // Back to what the sandbox was created with, for the restore check.
@@ -123,12 +134,7 @@ pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
         .filter(|q| q.0 >= run.start && q.0 <= run.end)
         .collect();
     run.reserved_s = scenario::reserved_seconds(&window);
-    run.leads = scenario::leads(
-        &quota,
-        &run.bursts,
-        setup.pattern.period_s,
-        setup.pattern.burst_s,
-    );
+    run.leads = scenario::leads(&quota, &run.bursts, setup.pattern.burst_s);
     run.quota = quota;
     run.round = round;
     if let Some(r) = record {
@@ -138,22 +144,36 @@ pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// Starts the workload, runs the load and the policy's control loop, stops
-/// the workload; the figures of the measured window.
-fn drive(setup: &Setup, policy: Policy, sandbox: &Sandbox) -> anyhow::Result<Run> {
+/// Starts the workload, runs the load and the policy's control loop (and,
+/// with a hint socket in the hinted scenario, the hints), stops the
+/// workload; the figures of the measured window.
+fn drive(
+    setup: &Setup,
+    policy: Policy,
+    sandbox: &Sandbox,
+    hint_socket: Option<&std::path::Path>,
+) -> anyhow::Result<Run> {
     let mut child = start_workload(setup, sandbox)?;
     let port = match &setup.workload {
         None => Some(read_port(&mut child)?),
         Some(_) => None,
     };
-    let (periods0, throttled0) = sandbox.throttling();
+    let (periods0, throttled0) = sandbox.throttling()?;
     let used0 = sandbox.usage_ns()?;
     let start = Instant::now();
     let start_unix = unix_now();
     let stop = Arc::new(AtomicBool::new(false));
     let usage = Arc::new(Mutex::new(Vec::new()));
+    let hinting = match hint_socket {
+        Some(socket) if setup.pattern.scenario == load::Scenario::Hinted => Some(socket),
+        _ => None,
+    };
     let control = std::thread::scope(|scope| -> anyhow::Result<_> {
         let controller = scope.spawn(|| control(setup, policy, sandbox, &stop, &usage));
+        let stop_hints = &*stop;
+        let hints = hinting.map(|socket| {
+            scope.spawn(move || hinter::run(setup, socket, &sandbox.cg.path, start, stop_hints))
+        });
         let outcome = match port {
             Some(port) => {
                 let out = load::run(
@@ -184,13 +204,18 @@ fn drive(setup: &Setup, policy: Policy, sandbox: &Sandbox) -> anyhow::Result<Run
         controller
             .join()
             .map_err(|_| anyhow::anyhow!("controller panicked"))??;
-        outcome
+        let hints = match hints {
+            Some(h) => h.join().map_err(|_| anyhow::anyhow!("hinter panicked"))??,
+            None => Vec::new(),
+        };
+        outcome.map(|(o, s)| (o, s, hints))
     });
     let end = unix_now();
     let used1 = sandbox.usage_ns();
-    let (periods1, throttled1) = sandbox.throttling();
+    let throttling1 = sandbox.throttling();
     stop_workload(&mut child);
-    let (outcome, custom_bursts) = control?;
+    let (outcome, custom_bursts, hints) = control?;
+    let (periods1, throttled1) = throttling1?;
     let bursts = if setup.workload.is_none() {
         setup
             .pattern
@@ -217,6 +242,7 @@ fn drive(setup: &Setup, policy: Policy, sandbox: &Sandbox) -> anyhow::Result<Run
         used_s: (used1? - used0) as f64 / 1e9,
         reserved_s: 0.0,
         leads: Vec::new(),
+        hints,
         written_elsewhere: Vec::new(),
     })
 }
