@@ -5,7 +5,8 @@
 //!   that hits every hook; median over runs.
 //! - `pipe`: `perf bench sched pipe` pinned to one CPU, without and with the
 //!   agent observing, interleaved A B A B; the slowdown ratio per pair and
-//!   its median.
+//!   its median (`--metrics`: the agent without and with `--metrics`, which
+//!   turns the kernel's bpf_stats on).
 //! - `collector`: 10,000 live cgroups; the agent's time per tick to read and
 //!   resolve all maps, and its peak RSS.
 //!
@@ -47,6 +48,10 @@ pub struct BenchArgs {
     /// Cgroups created for `collector`.
     #[arg(long, default_value_t = 10_000)]
     cgroups: usize,
+    /// `pipe`: compare the agent with `--metrics` (kernel bpf_stats on)
+    /// against the agent without, instead of the agent against none.
+    #[arg(long)]
+    metrics: bool,
     #[command(flatten)]
     e2e: crate::e2e::E2eArgs,
 }
@@ -75,7 +80,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         probes(runs)?;
     }
     if all || args.which == "pipe" {
-        pipe(runs)?;
+        pipe(runs, args.metrics)?;
     }
     if all || args.which == "collector" {
         collector(args.cgroups)?;
@@ -253,7 +258,7 @@ fn usecs_per_op(out: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("no usecs/op in perf output:\n{out}"))
 }
 
-fn pipe(pairs: usize) -> anyhow::Result<()> {
+fn pipe(pairs: usize, metrics: bool) -> anyhow::Result<()> {
     let once = || -> anyhow::Result<f64> {
         let out = perf_pipe(200_000)
             .output()
@@ -265,29 +270,34 @@ fn pipe(pairs: usize) -> anyhow::Result<()> {
         );
         usecs_per_op(&String::from_utf8_lossy(&out.stdout))
     };
+    // A: no agent (with --metrics: the agent without them); B: the agent
+    // (with --metrics: serving them, so bpf_stats are on).
+    let (a, b): (Option<&[&str]>, &[&str]) = if metrics {
+        (Some(&[]), &["--metrics", "127.0.0.1:0"])
+    } else {
+        (None, &[])
+    };
     let mut slowdowns = Vec::new();
     for pair in 1..=pairs {
-        let without = once()?;
-        let mut observer = agent()
-            .args(["observe", "--interval", "1s", "--format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        std::thread::sleep(Duration::from_secs(2));
-        let with = once();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(observer.id() as i32, libc::SIGTERM) };
-        observer.wait()?;
-        let with = with?;
+        let without = match a {
+            Some(extra) => observing(extra, once)?,
+            None => once()?,
+        };
+        let with = observing(b, once)?;
         let ratio = with / without;
         eprintln!(
-            "xtask: pair {pair}/{pairs}: without {without:.3} us/op, with {with:.3} us/op, ratio {ratio:.4}"
+            "xtask: pair {pair}/{pairs}: A {without:.3} us/op, B {with:.3} us/op, ratio {ratio:.4}"
         );
         slowdowns.push(ratio);
     }
     let m = median(&mut slowdowns);
+    let what = if metrics {
+        "the agent with --metrics against without"
+    } else {
+        "with the agent against without"
+    };
     println!(
-        "\nperf bench sched pipe (taskset -c 0, 200000 loops), {pairs} interleaved pairs: median slowdown {:.2}% (ratios {:?})",
+        "\nperf bench sched pipe (taskset -c 0, 200000 loops), {pairs} interleaved pairs, {what}: median slowdown {:.2}% (ratios {:?})",
         (m - 1.0) * 100.0,
         slowdowns
             .iter()
@@ -295,6 +305,22 @@ fn pipe(pairs: usize) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     );
     Ok(())
+}
+
+/// Runs `f` while `shadow-agent observe` (plus `extra`) observes.
+fn observing(extra: &[&str], f: impl Fn() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
+    let mut observer = agent()
+        .args(["observe", "--interval", "1s", "--format", "json"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let result = f();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(observer.id() as i32, libc::SIGTERM) };
+    observer.wait()?;
+    result
 }
 
 /// Creates `n` v2 cgroups, gives each a counter entry by running in it for a
