@@ -99,7 +99,7 @@ pub use crate::sandbox::{CpuHierarchy, QuotaWatcher, Sandbox};
 pub use shadow_agent::host::unix_now;
 
 /// Orchestrator and agent (real BPF) managing one cgroup's CPU, as the
-/// scenarios configure them: `lead = 3` ticks, a rate limit of one tick, a
+/// scenarios configure them: `lead` ticks (3 in the demo), a rate limit of one tick, a
 /// 2 s cooldown, the agent's interval equal to the tick, its hint socket in
 /// a folder of its own (never another agent's).
 pub struct Shadow {
@@ -124,13 +124,19 @@ pub struct ShadowRecord {
 impl Shadow {
     /// Starts both, the orchestrator managing `cgroup` within
     /// `floor..=ceiling` cores.
-    pub fn start(cgroup: &str, tick: &str, floor: f64, ceiling: f64) -> anyhow::Result<Self> {
+    pub fn start(
+        cgroup: &str,
+        tick: &str,
+        lead: u16,
+        floor: f64,
+        ceiling: f64,
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new("scenario");
         let config = dir.0.join("shadow.toml");
         fs::write(
             &config,
             format!(
-                "lead = 3\nmin_interval = \"{tick}\"\ncooldown = \"2s\"\n[[manage]]\ncgroup = \"{cgroup}\"\ncpu = {{ floor = {floor}, ceiling = {ceiling} }}\n",
+                "lead = {lead}\nmin_interval = \"{tick}\"\ncooldown = \"2s\"\n[[manage]]\ncgroup = \"{cgroup}\"\ncpu = {{ floor = {floor}, ceiling = {ceiling} }}\n",
             ),
         )?;
         let orchestrator = Orchestrator::start(
@@ -202,7 +208,7 @@ impl Shadow {
 pub fn run(demo: &Demo) -> anyhow::Result<Outcome> {
     let name = format!("/shadow-demo-{}", std::process::id());
     let sandbox = Sandbox::create(&name, demo.static_cores, false)?;
-    let shadow = Shadow::start(&name, demo.tick, demo.floor, demo.ceiling)?;
+    let shadow = Shadow::start(&name, demo.tick, 3, demo.floor, demo.ceiling)?;
     let watcher = sandbox.watch_quota();
     let mut child = sandbox.cg.start(
         workload(&[

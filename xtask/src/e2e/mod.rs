@@ -49,6 +49,10 @@ pub struct E2eArgs {
     /// (e.g. 3s, 1500ms).
     #[arg(long, default_value = "3s", value_parser = shadow_agent::duration::parse)]
     hint_ahead: Duration,
+    /// e2e: Shadow's look-ahead in ticks (the orchestrator's `lead`, 1..=6):
+    /// the reservation covers the highest band over the next `lead` ticks.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=6))]
+    lead: u16,
     /// e2e: bursts per run (the first one period in; a run ends half a
     /// period after the last one starts).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
@@ -218,6 +222,7 @@ fn setup(args: &E2eArgs, scenario: Scenario, hierarchy: CpuHierarchy) -> (Setup,
         floor: args.floor,
         ceiling: args.ceiling,
         hint_ahead: args.hint_ahead,
+        lead: args.lead,
     };
     (setup, static_from)
 }

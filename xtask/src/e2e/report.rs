@@ -202,6 +202,7 @@ pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyh
         "rounds": rounds,
         "scenario": scenario,
         "cpu_controller": setup.hierarchy.describe(),
+        "lead_ticks": setup.lead,
         "hint_ahead_s": (setup.pattern.scenario == Scenario::Hinted).then_some(setup.hint_ahead.as_secs_f64()),
         "burst_starts_s": p.burst_starts(),
         "pattern": {

@@ -64,6 +64,8 @@ pub struct Setup {
     pub ceiling: f64,
     /// Hinted scenario: how long before each burst Shadow is told of it.
     pub hint_ahead: Duration,
+    /// Shadow's look-ahead in ticks.
+    pub lead: u16,
 }
 
 /// What one run recorded; times are Unix seconds.
@@ -108,6 +110,7 @@ pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
         Policy::Shadow => Some(Shadow::start(
             &name,
             &tick_text,
+            setup.lead,
             setup.floor,
             setup.ceiling,
         )?),
