@@ -222,7 +222,12 @@ fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut done = 0u64;
     while !stop::requested() && cli.ticks.is_none_or(|n| done < n) {
         if stop::reload_requested() {
-            reload(cli, path.as_deref(), &mut engine, &mut actuator, &mut tick);
+            let on = Running {
+                engine: &mut engine,
+                actuator: &mut actuator,
+                metrics: &metrics,
+            };
+            reload(cli, path.as_deref(), on, &mut tick);
         }
         let now = Instant::now();
         if now < deadline {
@@ -301,13 +306,19 @@ fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// SIGHUP: re-reads the file. What changed takes effect from the next
 /// cycle; a file that does not load changes nothing.
-fn reload(
-    cli: &Cli,
-    path: Option<&std::path::Path>,
-    engine: &mut Engine,
-    actuator: &mut Actuator,
-    tick: &mut Duration,
-) {
+/// What a reload changes while the loop runs.
+struct Running<'a> {
+    engine: &'a mut Engine,
+    actuator: &'a mut Actuator,
+    metrics: &'a Metrics,
+}
+
+fn reload(cli: &Cli, path: Option<&std::path::Path>, on: Running<'_>, tick: &mut Duration) {
+    let Running {
+        engine,
+        actuator,
+        metrics,
+    } = on;
     let Some(path) = path else {
         tracing::warn!(
             "SIGHUP: there is no configuration file to reload ({} does not exist and --config was not given)",
@@ -338,6 +349,13 @@ fn reload(
         },
         "no longer managed",
     );
+    // Their per-cgroup series would otherwise stay at the last values.
+    for (path, resource) in &released {
+        metrics.forget_cgroup(&CgroupLabel {
+            cgroup: path.clone(),
+            resource: resource.name().into(),
+        });
+    }
     match restored {
         Ok(r) => log_restore("for cgroups no longer managed", &r),
         Err(e) => tracing::error!("reload: restoring the cgroups no longer managed: {e}"),
