@@ -111,13 +111,9 @@ pub enum ModelChoice {
     All,
 }
 
+/// The one quantile check (`config::Quantile`), as a plain number.
 fn parse_quantile(text: &str) -> Result<f64, String> {
-    let q: f64 = text.parse().map_err(|e| format!("{e}"))?;
-    if q > 0.0 && q < 1.0 {
-        Ok(q)
-    } else {
-        Err("the quantile must be in (0, 1)".into())
-    }
+    text.parse::<crate::config::Quantile>().map(|q| q.0)
 }
 
 /// Runs the backtest.

@@ -7,8 +7,9 @@
 //! Cardinality is bounded: per-cgroup series exist for at most
 //! `max_cgroups` cgroups, admitted in the order they first show activity
 //! and kept while they live, so a counter never restarts because a ranking
-//! moved. A cgroup without activity for [`DROP_AFTER_TICKS`] ticks, or
-//! gone, loses its series and frees its place; cgroups that found no place
+//! moved. A cgroup without activity for [`DROP_AFTER_TICKS`] ticks (a
+//! removed one too: it is dropped after the same wait) loses its series
+//! and frees its place; cgroups that found no place
 //! are counted (`cgroups_unlabelled`), and the root cgroup `/` always has
 //! the host's totals.
 
@@ -296,17 +297,14 @@ impl AgentMetrics {
             seen.upper = row.forecast.map(|fc| fc.cpu_upper_cores);
             self.record_row(row, upper_before, &mut seen.series);
         }
-        // Gone or idle for long: the series go, the place is freed.
-        let stale: Vec<String> = state
-            .cgroups
-            .iter()
-            .filter(|(_, s)| now - s.tick >= DROP_AFTER_TICKS)
-            .map(|(c, _)| c.clone())
-            .collect();
-        for cgroup in stale {
-            state.cgroups.remove(&cgroup);
-            self.forget(&cgroup);
-        }
+        // Idle (or gone) for long: the series go, the place is freed.
+        state.cgroups.retain(|_, seen| {
+            let keep = now - seen.tick < DROP_AFTER_TICKS;
+            if !keep {
+                self.forget(&seen.series);
+            }
+            keep
+        });
         f.series.set(state.cgroups.len() as i64);
         f.unlabelled.set(unlabelled);
         f.active.set(t.rows.len() as i64);
@@ -329,9 +327,9 @@ impl AgentMetrics {
         if let Some(h) = t.hints {
             let was = std::mem::replace(&mut state.hints, h);
             for (outcome, n) in [
-                ("accepted", h.accepted - was.accepted.min(h.accepted)),
-                ("refused", h.refused - was.refused.min(h.refused)),
-                ("judged", h.judged - was.judged.min(h.judged)),
+                ("accepted", h.accepted.saturating_sub(was.accepted)),
+                ("refused", h.refused.saturating_sub(was.refused)),
+                ("judged", h.judged.saturating_sub(was.judged)),
             ] {
                 f.hints
                     .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
@@ -348,20 +346,15 @@ impl AgentMetrics {
     fn series(&self, cgroup: &str) -> Series {
         let f = &self.families;
         let label = vec![("cgroup".to_owned(), cgroup.to_owned())];
-        let with = |k: &str, v: &str| {
-            let mut l = label.clone();
-            l.push((k.to_owned(), v.to_owned()));
-            l
-        };
         Series {
             cpu: f.cpu_seconds.get_or_create_owned(&label),
             runq: f.runq_seconds.get_or_create_owned(&label),
             faults: f.page_faults.get_or_create_owned(&label),
-            io_read: f.io_bytes.get_or_create_owned(&with("op", "read")),
-            io_write: f.io_bytes.get_or_create_owned(&with("op", "write")),
+            io_read: f.io_bytes.get_or_create_owned(&with(&label, IO_READ)),
+            io_write: f.io_bytes.get_or_create_owned(&with(&label, IO_WRITE)),
             io_ops: f.io_ops.get_or_create_owned(&label),
-            tx: f.net_bytes.get_or_create_owned(&with("direction", "tx")),
-            rx: f.net_bytes.get_or_create_owned(&with("direction", "rx")),
+            tx: f.net_bytes.get_or_create_owned(&with(&label, NET_TX)),
+            rx: f.net_bytes.get_or_create_owned(&with(&label, NET_RX)),
             forecast: None,
             reserved: None,
             trust: None,
@@ -417,29 +410,24 @@ impl AgentMetrics {
         }
     }
 
-    /// Drops every series of `cgroup`.
-    fn forget(&self, cgroup: &str) {
+    /// Drops every series of a cgroup.
+    fn forget(&self, s: &Series) {
         let f = &self.families;
-        let label = |extra: Option<(&str, &str)>| {
-            let mut l = vec![("cgroup".to_owned(), cgroup.to_owned())];
-            l.extend(extra.map(|(k, v)| (k.to_owned(), v.to_owned())));
-            l
-        };
-        let one = label(None);
+        let one = &s.label;
         for family in [&f.cpu_seconds, &f.runq_seconds, &f.shortfall, &f.slack] {
-            family.remove(&one);
+            family.remove(one);
         }
         for family in [&f.forecast, &f.upper, &f.reserved, &f.trust] {
-            family.remove(&one);
+            family.remove(one);
         }
-        f.page_faults.remove(&one);
-        f.io_ops.remove(&one);
-        f.managed.remove(&one);
-        for op in ["read", "write"] {
-            f.io_bytes.remove(&label(Some(("op", op))));
+        f.page_faults.remove(one);
+        f.io_ops.remove(one);
+        f.managed.remove(one);
+        for extra in [IO_READ, IO_WRITE] {
+            f.io_bytes.remove(&with(one, extra));
         }
-        for direction in ["tx", "rx"] {
-            f.net_bytes.remove(&label(Some(("direction", direction))));
+        for extra in [NET_TX, NET_RX] {
+            f.net_bytes.remove(&with(one, extra));
         }
     }
 
@@ -450,6 +438,19 @@ impl AgentMetrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The extra label of the I/O and network byte counters.
+const IO_READ: (&str, &str) = ("op", "read");
+const IO_WRITE: (&str, &str) = ("op", "write");
+const NET_TX: (&str, &str) = ("direction", "tx");
+const NET_RX: (&str, &str) = ("direction", "rx");
+
+/// `label` with one more pair: what series() makes and forget() removes.
+fn with(label: &Labels, (key, value): (&str, &str)) -> Labels {
+    let mut l = label.clone();
+    l.push((key.to_owned(), value.to_owned()));
+    l
 }
 
 /// The agent's own CPU seconds (user + system) and resident bytes.
