@@ -60,7 +60,7 @@ enum Command {
     /// Example: sudo shadow-agent probe-cost --duration 10s
     ProbeCost {
         /// How long to measure.
-        #[arg(long, default_value = "10s", value_parser = shadow_agent::duration::parse)]
+        #[arg(long, default_value = "10s", value_parser = shadow_common::duration::parse)]
         duration: std::time::Duration,
     },
     /// Evaluate forecasters on recorded traces (rolling origin).
@@ -82,12 +82,12 @@ static VERSION_TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "{} (protocol {})",
         env!("CARGO_PKG_VERSION"),
-        shadow_agent::wire::VERSION
+        shadow_wire::VERSION
     )
 });
 
 fn main() -> ExitCode {
-    shadow_agent::logging::init("warn");
+    shadow_common::logging::init("warn");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Observe(args) => observe::run(&args),
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
 
 /// `shadow-agent check`.
 fn check() -> anyhow::Result<()> {
-    let mounts = shadow_agent::cgroups::Mounts::from_system()?;
+    let mounts = shadow_common::mounts::Mounts::from_system()?;
     let probes = probes::Probes::attach(mounts.v2.as_deref(), probes::Options::default())?;
     let mut failed = 0;
     for r in probes.reports() {
@@ -128,7 +128,7 @@ fn check() -> anyhow::Result<()> {
 
 /// `shadow-agent probe-cost`.
 fn probe_cost(duration: std::time::Duration) -> anyhow::Result<()> {
-    let mounts = shadow_agent::cgroups::Mounts::from_system()?;
+    let mounts = shadow_common::mounts::Mounts::from_system()?;
     let options = probes::Options {
         stats: true,
         baselines: true,

@@ -5,15 +5,17 @@ use std::{io::Write as _, path::PathBuf, sync::Arc, time::Duration, time::Instan
 
 use anyhow::Context as _;
 
+use shadow_common::config::{AgentConfig, DurationAtLeast, MetricsCgroups, Quantile, RescanEvery};
+
+use shadow_common::stop;
+
 use crate::{
-    config::{AgentConfig, DurationAtLeast, MetricsCgroups, Quantile, RescanEvery},
     hint,
     metrics::{self, AgentMetrics, DEFAULT_MAX_CGROUPS},
     pipeline::{Pipeline, Row, Settings},
-    stop,
 };
 
-pub use crate::config::Format;
+pub use shadow_common::config::Format;
 
 /// Arguments of `shadow-agent observe`. Most have a key in the `[agent]`
 /// table of the configuration file (docs/configuration.md); a flag given
@@ -190,7 +192,7 @@ fn serve_metrics(settings: &Settings) -> anyhow::Result<Option<Arc<AgentMetrics>
     };
     let m = Arc::new(AgentMetrics::new(settings.metrics_cgroups));
     let for_scrapes = Arc::clone(&m);
-    let bound = metrics::http::serve(addr, move || for_scrapes.encode())
+    let bound = shadow_common::http::serve(addr, move || for_scrapes.encode())
         .with_context(|| format!("serving metrics on {addr}"))?;
     eprintln!("shadow-agent: serving Prometheus metrics on http://{bound}/metrics");
     Ok(Some(m))
@@ -325,8 +327,8 @@ mod tests {
     fn resolve(flags: &[&str], file: &str) -> (Settings, Format) {
         let cli =
             Cli::try_parse_from(std::iter::once("observe").chain(flags.iter().copied())).unwrap();
-        let file: crate::config::AgentFile =
-            crate::config::parse(file, std::path::Path::new("t.toml")).unwrap();
+        let file: shadow_common::config::AgentFile =
+            shadow_common::config::parse(file, std::path::Path::new("t.toml")).unwrap();
         cli.args.resolve(&file.agent)
     }
 

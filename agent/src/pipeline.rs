@@ -14,17 +14,18 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
-    cgroups::{self, Index, Mounts},
+    cgroups::{self, Index},
     collector::{Collector, Sample},
     counter_map::CounterMap,
-    forecast::MAX_HORIZON,
     hint::{self, Book},
-    host::unix_now,
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
     transmit::{Target, Transmitter},
-    wire::Resource,
 };
+use shadow_common::host::unix_now;
+use shadow_common::mounts::Mounts;
+use shadow_forecast::MAX_HORIZON;
+use shadow_wire::Resource;
 
 /// What the pipeline does, whatever asked for it (command-line flags today,
 /// a configuration file later).

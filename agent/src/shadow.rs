@@ -35,11 +35,13 @@ use std::{collections::HashMap, time::Duration};
 
 use serde::Serialize;
 
+use shadow_forecast::{Config, Error, Forecast, Forecaster, Reporter, ReporterConfig};
+
+use shadow_wire::{Resource, Source};
+
 use crate::{
     collector::Sample,
-    forecast::{Config, Error, Forecast, Forecaster, Reporter, ReporterConfig},
     hint::{Amounts, Book},
-    wire::{Resource, Source},
 };
 
 /// One cgroup's CPU forecast for the next interval (`observe --forecast`).

@@ -16,14 +16,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    collector::Sample,
-    shadow::Reading,
-    wire::{
-        self, Component, Compression, Hello, Message, Prediction, PredictionBatch, Reservation,
-        Resource, Step, Usage, UsageBatch,
-    },
+use shadow_wire::{
+    Component, Compression, Hello, Message, Prediction, PredictionBatch, Reservation, Resource,
+    Step, Usage, UsageBatch,
 };
+
+use crate::{collector::Sample, shadow::Reading};
 
 /// Wait between connection attempts.
 const RETRY: Duration = Duration::from_secs(3);
@@ -154,11 +152,11 @@ pub struct Sent {
 impl Transmitter {
     /// A transmitter to `target`; it connects on the first tick.
     pub fn new(target: Target, tick: Duration) -> Self {
-        let host = crate::host::hostname();
+        let host = shadow_common::host::hostname();
         Self {
             target,
             hello: Hello {
-                version: wire::VERSION,
+                version: shadow_wire::VERSION,
                 host,
                 agent: format!("shadow-agent/{}", std::process::id()),
                 tick_ms: u32::try_from(tick.as_millis()).unwrap_or(u32::MAX).max(1),
@@ -216,12 +214,16 @@ impl Transmitter {
             usage: usage.usage.len(),
         };
         let conn = self.conn.as_mut().expect("connected above");
-        let result =
-            wire::write_message(conn, &Message::Usage(usage), Compression::Auto).and_then(|()| {
+        let result = shadow_wire::write_message(conn, &Message::Usage(usage), Compression::Auto)
+            .and_then(|()| {
                 if sent.predictions == 0 {
                     return Ok(());
                 }
-                wire::write_message(conn, &Message::Predictions(predictions), Compression::Auto)
+                shadow_wire::write_message(
+                    conn,
+                    &Message::Predictions(predictions),
+                    Compression::Auto,
+                )
             });
         match result {
             Ok(()) => sent,
@@ -265,9 +267,9 @@ impl Transmitter {
         }
     }
 
-    fn open(&self) -> Result<Conn, wire::Error> {
+    fn open(&self) -> Result<Conn, shadow_wire::Error> {
         let mut conn = Conn::open(&self.target)?;
-        wire::connect(&mut conn, self.hello.clone())?;
+        shadow_wire::connect(&mut conn, self.hello.clone())?;
         let mut reader = conn.try_clone()?;
         reader.clear_read_timeout()?;
         let reservations = self.reservations.clone();
@@ -282,7 +284,7 @@ impl Transmitter {
 fn read_reservations(conn: &mut Conn, into: &Reservations) {
     let mut buf = Vec::new();
     loop {
-        match wire::read_message(conn, &mut buf) {
+        match shadow_wire::read_message(conn, &mut buf) {
             Ok(Message::Reservations(b)) => {
                 let mut map = into.lock().unwrap_or_else(|p| p.into_inner());
                 for r in b.reservations {
@@ -294,7 +296,7 @@ fn read_reservations(conn: &mut Conn, into: &Reservations) {
                 return;
             }
             Ok(other) => tracing::debug!("ignoring {} from the orchestrator", other.kind()),
-            Err(wire::Error::Closed) => return,
+            Err(shadow_wire::Error::Closed) => return,
             Err(e) => {
                 tracing::debug!("reading from the orchestrator: {e}");
                 return;

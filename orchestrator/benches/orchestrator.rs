@@ -11,15 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shadow_agent::wire::{
-    self, Component, Compression, Hello, Message, Prediction, PredictionBatch, Resource, Source,
-    Step, Usage, UsageBatch,
-};
 use shadow_orchestrator::{
     capacity::Capacity,
     config::Config,
     engine::Engine,
     server::{Event, Server},
+};
+use shadow_wire::{
+    Component, Compression, Hello, Message, Prediction, PredictionBatch, Resource, Source, Step,
+    Usage, UsageBatch,
 };
 
 const COMPONENTS: usize = 10_000;
@@ -131,7 +131,7 @@ fn ingest_rate(compression: Compression) -> (f64, f64) {
     let frames: Vec<Vec<u8>> = (0..40)
         .map(|k| {
             let (p, _) = batch(k * 250, 250, &mut seed);
-            wire::encode(&Message::Predictions(p), compression).unwrap()
+            shadow_wire::encode(&Message::Predictions(p), compression).unwrap()
         })
         .collect();
     let bytes_per_prediction =
@@ -141,12 +141,12 @@ fn ingest_rate(compression: Compression) -> (f64, f64) {
     let client = std::thread::spawn(move || {
         let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
         let hello = Hello {
-            version: wire::VERSION,
+            version: shadow_wire::VERSION,
             host: "bench".into(),
             agent: "bench".into(),
             tick_ms: 1000,
         };
-        wire::connect(&mut s, hello).unwrap();
+        shadow_wire::connect(&mut s, hello).unwrap();
         for _ in 0..rounds {
             for f in &frames {
                 std::io::Write::write_all(&mut s, f).unwrap();

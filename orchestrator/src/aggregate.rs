@@ -16,7 +16,7 @@
 //! share of the total error's variance that the individual variances do not
 //! explain, and starts at 1 (no diversification credit without evidence).
 
-use shadow_agent::wire::Resource;
+use shadow_wire::Resource;
 
 use crate::{
     book::{Live, Track, slot},

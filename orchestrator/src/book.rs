@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shadow_agent::wire::{self, Resource, Source};
+use shadow_wire::{Resource, Source};
 
 /// Step of the margin's quantile tracking.
 const ETA: f32 = 0.05;
@@ -26,8 +26,8 @@ const ALPHA: f32 = 0.02;
 /// Usage at or above this share of the reservation counts as exceeding it.
 const AT_CAP: f32 = 0.97;
 /// Horizons held per forecast: the agent's forecasters serve up to
-/// [`shadow_agent::forecast::MAX_HORIZON`]; further ones are dropped.
-pub const HELD_STEPS: usize = shadow_agent::forecast::MAX_HORIZON;
+/// [`shadow_forecast::MAX_HORIZON`]; further ones are dropped.
+pub const HELD_STEPS: usize = shadow_forecast::MAX_HORIZON;
 
 /// A component: a cgroup on the orchestrator's host (`host` is None, from a
 /// local agent) or inside a remote agent's guest.
@@ -66,7 +66,7 @@ pub struct Held {
 
 impl Held {
     /// Holds a received prediction whose steps are `step_ms` long.
-    pub fn new(p: &wire::Prediction, step_ms: u32, now: Instant) -> Self {
+    pub fn new(p: &shadow_wire::Prediction, step_ms: u32, now: Instant) -> Self {
         let mut held = Self {
             points: [0.0; HELD_STEPS],
             uppers: [0.0; HELD_STEPS],
@@ -268,7 +268,7 @@ impl Book {
     pub fn predictions(
         &mut self,
         host: &Option<Arc<str>>,
-        b: &wire::PredictionBatch,
+        b: &shadow_wire::PredictionBatch,
         now: Instant,
     ) {
         for p in &b.predictions {
@@ -281,7 +281,7 @@ impl Book {
     }
 
     /// Takes in a usage batch from the agent of `host`.
-    pub fn usage(&mut self, host: &Option<Arc<str>>, b: &wire::UsageBatch, now: Instant) {
+    pub fn usage(&mut self, host: &Option<Arc<str>>, b: &shadow_wire::UsageBatch, now: Instant) {
         for u in &b.usage {
             let Some(c) = b.components.get(u.component as usize) else {
                 continue;
@@ -318,7 +318,7 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadow_agent::wire::{Component, Prediction, PredictionBatch, Step};
+    use shadow_wire::{Component, Prediction, PredictionBatch, Step};
 
     fn batch(upper: f32, next_report_ms: u32) -> PredictionBatch {
         PredictionBatch {

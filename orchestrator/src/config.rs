@@ -11,12 +11,10 @@ use std::{
 };
 
 use serde::Deserialize;
-pub use shadow_agent::config::{ConfigError, DEFAULT_PATH, choose};
-use shadow_agent::{
-    config::{AgentConfig, DurationAtLeast, InRange},
-    units::parse_bytes,
-    wire::Resource,
-};
+use shadow_common::config::{AgentConfig, DurationAtLeast, InRange};
+pub use shadow_common::config::{ConfigError, DEFAULT_PATH, choose};
+use shadow_common::units::parse_bytes;
+use shadow_wire::Resource;
 
 /// Default Unix socket agents connect to.
 pub const DEFAULT_SOCKET: &str = "/run/shadow/orchestrator.sock";
@@ -52,13 +50,13 @@ pub struct Config {
     /// recommendations only.
     #[serde(default)]
     pub manage: Vec<Rule>,
-    /// The agent's table (`shadow_agent::config`).
+    /// The agent's table (`shadow_common::config`).
     #[serde(default)]
     pub agent: AgentConfig,
 }
 
 /// Horizons the reservation looks ahead, 1..=`MAX_HORIZON`.
-pub type Lead = InRange<1, { shadow_agent::forecast::MAX_HORIZON as u64 }>;
+pub type Lead = InRange<1, { shadow_forecast::MAX_HORIZON as u64 }>;
 
 /// Capacity per resource; unset CPU and memory are read from the host,
 /// unset I/O and network bandwidth mean "unknown" (no capacity check).
@@ -188,12 +186,12 @@ impl Rule {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        shadow_agent::config::load(path)
+        shadow_common::config::load(path)
     }
 
     /// Parses and checks configuration text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        shadow_agent::config::parse(text, path)
+        shadow_common::config::parse(text, path)
     }
 
     /// The decision cycle (default 1 s).

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use shadow_agent::wire::{self, Resource};
+use shadow_wire::Resource;
 
 use crate::{
     aggregate::{Aggregator, Sums, SystemForecast},
@@ -251,7 +251,11 @@ impl Engine {
 
     /// The reservation state to send to the agent(s) of `host`: what
     /// changed since last sent, or everything every [`RESEND_EVERY`] ticks.
-    pub fn reservations(&mut self, host: &Option<Arc<str>>, at_ms: u64) -> wire::ReservationBatch {
+    pub fn reservations(
+        &mut self,
+        host: &Option<Arc<str>>,
+        at_ms: u64,
+    ) -> shadow_wire::ReservationBatch {
         let full = self.ticks % RESEND_EVERY == 1;
         let mut out = Vec::new();
         for (key, entry) in &mut self.book.components {
@@ -274,7 +278,7 @@ impl Engine {
                     continue;
                 }
                 t.reported = Some(reserved);
-                out.push(wire::Reservation {
+                out.push(shadow_wire::Reservation {
                     path: key.path.clone(),
                     resource,
                     reserved,
@@ -285,7 +289,7 @@ impl Engine {
                 });
             }
         }
-        wire::ReservationBatch {
+        shadow_wire::ReservationBatch {
             at_ms,
             reservations: out,
         }
@@ -354,7 +358,7 @@ impl std::fmt::Display for Reason {
 mod tests {
     use std::{path::Path, time::Duration};
 
-    use shadow_agent::wire::{Component, Prediction, PredictionBatch, Source, Step};
+    use shadow_wire::{Component, Prediction, PredictionBatch, Source, Step};
 
     use super::*;
 

@@ -13,12 +13,9 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser;
-use shadow_agent::{
-    config::DurationAtLeast,
-    host::{hostname, unix_ms},
-    stop,
-    wire::{self, Message, Resource},
-};
+use shadow_common::config::DurationAtLeast;
+use shadow_common::host::{hostname, unix_ms};
+use shadow_common::stop;
 use shadow_orchestrator::{
     actuator::{Actuator, Layout, Mode, RestoreReport},
     apply::apply,
@@ -29,6 +26,7 @@ use shadow_orchestrator::{
     metrics::{CgroupLabel, Metrics},
     server::{Event, Outbox, Server},
 };
+use shadow_wire::{Message, Resource};
 
 /// Shadow's orchestrator: aggregates the agents' forecasts and applies soft
 /// pre-reservations to the cgroups the configuration opts in.
@@ -91,12 +89,17 @@ struct Cli {
 }
 
 /// `--version`: the build and the wire protocol it speaks.
-static VERSION_TEXT: LazyLock<String> =
-    LazyLock::new(|| format!("{} (protocol {})", env!("CARGO_PKG_VERSION"), wire::VERSION));
+static VERSION_TEXT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        shadow_wire::VERSION
+    )
+});
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    shadow_agent::logging::init("info");
+    shadow_common::logging::init("info");
     let result = if cli.check_config {
         check_config(&cli)
     } else {
@@ -211,7 +214,7 @@ fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = &config.metrics {
         let for_scrapes = metrics.clone();
-        let bound = shadow_agent::metrics::http::serve(addr, move || for_scrapes.encode())
+        let bound = shadow_common::http::serve(addr, move || for_scrapes.encode())
             .with_context(|| format!("serving metrics on {addr}"))?;
         tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
     }
@@ -431,7 +434,7 @@ fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>, met
 
 fn send_reservations(engine: &mut Engine, peers: &HashMap<u64, Peer>) {
     let at_ms = unix_ms();
-    let mut by_host: HashMap<Option<Arc<str>>, wire::ReservationBatch> = HashMap::new();
+    let mut by_host: HashMap<Option<Arc<str>>, shadow_wire::ReservationBatch> = HashMap::new();
     for peer in peers.values() {
         let batch = by_host
             .entry(peer.host.clone())

@@ -15,7 +15,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::{Registry, Unit},
 };
-use shadow_agent::wire::Resource;
+use shadow_wire::Resource;
 
 use crate::{
     book::{Optin, slot},

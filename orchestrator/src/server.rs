@@ -3,7 +3,7 @@
 //! Each connection has its own reader thread, and its own writer thread fed
 //! through a small bounded queue, so a slow or dead agent stalls nobody but
 //! itself: the decision loop never blocks on a socket. Whatever a peer
-//! sends is decoded by [`shadow_agent::wire`], which bounds and validates
+//! sends is decoded by [`shadow_wire`], which bounds and validates
 //! it; a bad frame ends that one connection with a logged reason (and an
 //! Error frame to the peer saying why).
 
@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use shadow_agent::wire::{self, Compression, Hello, Message};
+use shadow_wire::{Compression, Hello, Message};
 
 /// A connection that says nothing for this long is closed (agents send a
 /// heartbeat far more often).
@@ -226,10 +226,10 @@ fn converse<S: Stream>(
     local: bool,
     name: &str,
     events: &SyncSender<Event>,
-) -> Result<(), wire::Error> {
+) -> Result<(), shadow_wire::Error> {
     stream.set_read_timeout(Some(HANDSHAKE))?;
     stream.set_write_timeout(Some(WRITE))?;
-    let hello = wire::accept(&mut stream, name)?;
+    let hello = shadow_wire::accept(&mut stream, name)?;
     stream.set_read_timeout(Some(IDLE))?;
     let outbox = spawn_writer(conn, stream.try_clone()?)?;
     let connected = Event::Connected {
@@ -243,11 +243,11 @@ fn converse<S: Stream>(
     }
     let mut buf = Vec::new();
     loop {
-        let message = match wire::read_message(&mut stream, &mut buf) {
+        let message = match shadow_wire::read_message(&mut stream, &mut buf) {
             Ok(m) => m,
-            Err(wire::Error::Closed) => return Ok(()),
+            Err(shadow_wire::Error::Closed) => return Ok(()),
             Err(e) => {
-                wire::refuse(&mut stream, &e);
+                shadow_wire::refuse(&mut stream, &e);
                 let _ = stream.shutdown();
                 return Err(e);
             }
@@ -255,17 +255,17 @@ fn converse<S: Stream>(
         match message {
             Message::Predictions(_) | Message::Usage(_) => {}
             Message::Error(f) => {
-                return Err(wire::Error::Refused {
+                return Err(shadow_wire::Error::Refused {
                     code: f.code,
                     message: f.message,
                 });
             }
             other => {
-                let e = wire::Error::Unexpected {
+                let e = shadow_wire::Error::Unexpected {
                     expected: "Predictions or Usage",
                     got: other.kind(),
                 };
-                wire::refuse(&mut stream, &e);
+                shadow_wire::refuse(&mut stream, &e);
                 let _ = stream.shutdown();
                 return Err(e);
             }
@@ -284,7 +284,8 @@ fn spawn_writer<S: Stream>(conn: u64, mut stream: S) -> io::Result<Outbox> {
         .name(format!("conn-{conn}-tx"))
         .spawn(move || {
             for message in rx {
-                if let Err(e) = wire::write_message(&mut stream, &message, Compression::Auto) {
+                if let Err(e) = shadow_wire::write_message(&mut stream, &message, Compression::Auto)
+                {
                     tracing::debug!("connection {conn}: write failed: {e}");
                     let _ = stream.shutdown();
                     return;

@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::Context as _;
 use serde_json::Value;
-use shadow_agent::cgroups::Mounts;
+use shadow_common::mounts::Mounts;
 
 pub mod hint;
 pub mod orchestrator;

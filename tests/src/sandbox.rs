@@ -14,7 +14,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use shadow_agent::{cgroups::Mounts, host::unix_now};
+use shadow_common::host::unix_now;
+use shadow_common::mounts::Mounts;
 
 use crate::{TestCgroup, keyed};
 

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use shadow_agent::plot::{self, Panel, Series};
+use shadow_common::plot::{self, Panel, Series};
 
 use crate::{
     Agent,
@@ -96,7 +96,7 @@ pub struct Outcome {
 }
 
 pub use crate::sandbox::{CpuHierarchy, QuotaWatcher, Sandbox};
-pub use shadow_agent::host::unix_now;
+pub use shadow_common::host::unix_now;
 
 /// Orchestrator and agent (real BPF) managing one cgroup's CPU, as the
 /// scenarios configure them: `lead` ticks (3 in the demo), a rate limit of one tick, a

@@ -212,7 +212,7 @@ fn now() -> f64 {
 #[test]
 fn a_component_that_hints_4_cores_and_uses_half_a_core_is_trusted_less() {
     let a = TestCgroup::new("hint-trust", &["cpu"]);
-    let mounts = shadow_agent::cgroups::Mounts::from_system().unwrap();
+    let mounts = shadow_common::mounts::Mounts::from_system().unwrap();
     let cpu_dir = mounts.v1_dir("cpu", &a.path).unwrap();
     std::fs::write(cpu_dir.join("cpu.cfs_quota_us"), "50000").unwrap();
     let agent = HintAgent::start("hint-trust", &a.path, &[]);

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shadow_agent::{cgroups::Mounts, host::unix_now};
+use shadow_common::host::unix_now;
+
+use shadow_common::mounts::Mounts;
 use shadow_tests::{
     TestCgroup,
     hint::HintAgent,

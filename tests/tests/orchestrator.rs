@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shadow_agent::cgroups::Mounts;
+use shadow_common::mounts::Mounts;
 use shadow_tests::{
     Agent, TestCgroup,
     orchestrator::{Orchestrator, TempDir, orchestrator_bin},

@@ -8,13 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shadow_agent::wire::{
-    self, Code, Component, Compression, Hello, Message, Prediction, PredictionBatch, Resource,
-    Source, Step, Usage, UsageBatch,
-};
 use shadow_tests::{
     orchestrator::{Orchestrator, TempDir},
     require_root,
+};
+use shadow_wire::{
+    Code, Component, Compression, Hello, Message, Prediction, PredictionBatch, Resource, Source,
+    Step, Usage, UsageBatch,
 };
 
 fn hello(version: u16) -> Hello {
@@ -37,7 +37,7 @@ fn connect(o: &Orchestrator) -> UnixStream {
 fn refusal(s: &mut UnixStream) -> Option<(Code, String)> {
     let mut buf = Vec::new();
     loop {
-        match wire::read_message(s, &mut buf) {
+        match shadow_wire::read_message(s, &mut buf) {
             Ok(Message::Error(f)) => return Some((f.code, f.message)),
             Ok(_) => continue,
             Err(_) => return None,
@@ -89,8 +89,8 @@ fn report(s: &mut UnixStream, upper: f32) {
             value: 0.5,
         }],
     };
-    wire::write_message(s, &Message::Usage(usage), Compression::Auto).unwrap();
-    wire::write_message(s, &Message::Predictions(predictions), Compression::Auto).unwrap();
+    shadow_wire::write_message(s, &Message::Usage(usage), Compression::Auto).unwrap();
+    shadow_wire::write_message(s, &Message::Predictions(predictions), Compression::Auto).unwrap();
 }
 
 #[test]
@@ -103,16 +103,16 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
     let _silent = connect(&o);
 
     let mut good = connect(&o);
-    let welcome = wire::connect(&mut good, hello(wire::VERSION)).expect("handshake");
-    assert_eq!(welcome.version, wire::VERSION);
+    let welcome = shadow_wire::connect(&mut good, hello(shadow_wire::VERSION)).expect("handshake");
+    assert_eq!(welcome.version, shadow_wire::VERSION);
 
     // Another protocol version: refused, naming both versions.
     let mut s = connect(&o);
-    wire::write_message(&mut s, &Message::Hello(hello(99)), Compression::Off).unwrap();
+    shadow_wire::write_message(&mut s, &Message::Hello(hello(99)), Compression::Off).unwrap();
     let (code, message) = refusal(&mut s).expect("an Error frame");
     assert_eq!(code, Code::Incompatible);
     assert!(
-        message.contains("99") && message.contains(&wire::VERSION.to_string()),
+        message.contains("99") && message.contains(&shadow_wire::VERSION.to_string()),
         "{message}"
     );
 
@@ -129,12 +129,12 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
         components: vec![],
         usage: vec![],
     };
-    wire::write_message(&mut s, &Message::Usage(usage), Compression::Off).unwrap();
+    shadow_wire::write_message(&mut s, &Message::Usage(usage), Compression::Off).unwrap();
     assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::Unexpected));
 
     // After a good handshake: a malformed frame (valid length, garbage body).
     let mut s = connect(&o);
-    wire::connect(&mut s, hello(wire::VERSION)).unwrap();
+    shadow_wire::connect(&mut s, hello(shadow_wire::VERSION)).unwrap();
     s.write_all(&[5, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])
         .unwrap();
     assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::Malformed));
@@ -142,14 +142,14 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
 
     // Oversized length prefix.
     let mut s = connect(&o);
-    wire::connect(&mut s, hello(wire::VERSION)).unwrap();
-    s.write_all(&(wire::MAX_FRAME as u32 + 1).to_le_bytes())
+    shadow_wire::connect(&mut s, hello(shadow_wire::VERSION)).unwrap();
+    s.write_all(&(shadow_wire::MAX_FRAME as u32 + 1).to_le_bytes())
         .unwrap();
     assert_eq!(refusal(&mut s).map(|r| r.0), Some(Code::TooLarge));
 
     // A frame cut short by a disconnect.
     let mut s = connect(&o);
-    wire::connect(&mut s, hello(wire::VERSION)).unwrap();
+    shadow_wire::connect(&mut s, hello(shadow_wire::VERSION)).unwrap();
     s.write_all(&[100, 0, 0, 0, 0, 1, 2]).unwrap();
     drop(s);
 
@@ -164,7 +164,7 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
             "no reservation state came back:\n{}",
             o.stderr()
         );
-        if let Ok(Message::Reservations(b)) = wire::read_message(&mut good, &mut buf)
+        if let Ok(Message::Reservations(b)) = shadow_wire::read_message(&mut good, &mut buf)
             && let Some(r) = b
                 .reservations
                 .into_iter()
@@ -205,11 +205,11 @@ fn remote_agent_over_tcp() {
         .to_owned();
     let mut s = std::net::TcpStream::connect(&addr).expect("connect over TCP");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut h = hello(wire::VERSION);
+    let mut h = hello(shadow_wire::VERSION);
     h.host = "guest-1".into();
-    wire::connect(&mut s, h).expect("handshake over TCP");
+    shadow_wire::connect(&mut s, h).expect("handshake over TCP");
     let predictions = cpu_forecast("/", 1.0, 2.0);
-    wire::write_message(
+    shadow_wire::write_message(
         &mut s,
         &Message::Predictions(predictions),
         Compression::Auto,
@@ -223,7 +223,7 @@ fn remote_agent_over_tcp() {
             "nothing came back over TCP:\n{}",
             o.stderr()
         );
-        if let Ok(Message::Reservations(b)) = wire::read_message(&mut s, &mut buf)
+        if let Ok(Message::Reservations(b)) = shadow_wire::read_message(&mut s, &mut buf)
             && let Some(r) = b.reservations.into_iter().find(|r| r.path == "/")
         {
             assert!(!r.managed, "a guest's cgroup is never managed: {r:?}");

@@ -28,7 +28,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use serde_json::Value;
-use shadow_agent::cgroups::Mounts;
+use shadow_common::mounts::Mounts;
 
 use crate::{
     build,

@@ -1,4 +1,4 @@
-//! Building the BPF object and the binaries, running the agent and the tests.
+//! Building the BPF object and the release binaries that embed it.
 
 use std::{path::PathBuf, process::Command};
 
@@ -71,64 +71,4 @@ pub fn cargo_release(args: &[&str]) -> Command {
     let mut cmd = cargo(None);
     cmd.args(["build", "--release"]).args(args);
     cmd
-}
-
-/// `cargo xtask run`: the orchestrator and the agent on this host,
-/// connected over the Unix socket; the agent's live table shows each
-/// cgroup's usage, forecast band and reservation. Ctrl-C (or SIGTERM) stops
-/// both; the orchestrator restores every knob it changed.
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    all()?;
-    let agent_args: Vec<String> = if args.is_empty() {
-        ["--interval", "1s", "--format", "table"]
-            .map(String::from)
-            .to_vec()
-    } else {
-        args.to_vec()
-    };
-    crate::stop::install();
-    let stack = crate::stack::Stack::start(
-        std::path::Path::new("/run/shadow/orchestrator.sock"),
-        std::path::Path::new("/run/shadow"),
-        &agent_args,
-    )?;
-    stack.wait_for_stop(crate::stop::requested)
-}
-
-/// `cargo xtask test`: every test. Lints and unit tests need no root; the
-/// integration tests in `tests/` load the real programs, so they run as
-/// root, one at a time (they create cgroups and measure the whole host).
-pub fn test() -> anyhow::Result<()> {
-    all()?;
-    cmd::run(cargo(None).args(["fmt", "--all", "--", "--check"]))?;
-    cmd::run(cargo(None).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    let mut totals = cmd::TestTotals::default();
-    cmd::run_tests(
-        cargo(None).args(["test", "--workspace", "--exclude", "shadow-tests"]),
-        &mut totals,
-    )?;
-    cmd::run_tests(
-        cargo(None)
-            .args([
-                "test",
-                "--release",
-                "-p",
-                "shadow-tests",
-                "--",
-                "--test-threads=1",
-            ])
-            .env("SHADOW_AGENT_BIN", binary("shadow-agent"))
-            .env("SHADOW_ORCHESTRATOR_BIN", binary("shadow-orchestrator")),
-        &mut totals,
-    )?;
-    // One closing line for the whole run (CI reads the last one).
-    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
-    Ok(())
 }

@@ -17,6 +17,7 @@ mod e2e;
 mod setup;
 mod stack;
 mod stop;
+mod test;
 
 use std::process::ExitCode;
 
@@ -87,10 +88,10 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::BuildEbpf => build::ebpf(),
         Command::Build => build::all(),
-        Command::Run { args } => build::run(&args),
+        Command::Run { args } => stack::run(&args),
         Command::Demo { bursts, out } => demo::run(out, bursts),
         Command::Dist => dist::run(),
-        Command::Test => build::test(),
+        Command::Test => test::run(),
         Command::Bench(args) => bench::run(&args),
     };
     match result {

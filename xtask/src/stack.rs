@@ -1,5 +1,5 @@
 //! Orchestrator and agent started together on this host, connected over a
-//! Unix socket: what `cargo xtask run` drives. The orchestrator is the one
+//! Unix socket: `cargo xtask run`. The orchestrator is the one
 //! the tests, the demo and `bench e2e` use (`shadow_tests::orchestrator`).
 
 use std::{
@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use shadow_tests::orchestrator::{Orchestrator, terminate};
 
-use crate::build::binary;
+use crate::build::{self, binary};
 
 /// The running pair. Stopping sends SIGTERM to both (the orchestrator
 /// restores every knob it changed); dropping without `stop` does the same.
@@ -79,4 +79,26 @@ impl Drop for Stack {
         // The orchestrator stops itself when dropped, after the agent.
         terminate(&mut self.agent);
     }
+}
+
+/// `cargo xtask run`: the orchestrator and the agent on this host,
+/// connected over the Unix socket; the agent's live table shows each
+/// cgroup's usage, forecast band and reservation. Ctrl-C (or SIGTERM) stops
+/// both; the orchestrator restores every knob it changed.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    build::all()?;
+    let agent_args: Vec<String> = if args.is_empty() {
+        ["--interval", "1s", "--format", "table"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.to_vec()
+    };
+    crate::stop::install();
+    let stack = Stack::start(
+        std::path::Path::new("/run/shadow/orchestrator.sock"),
+        std::path::Path::new("/run/shadow"),
+        &agent_args,
+    )?;
+    stack.wait_for_stop(crate::stop::requested)
 }

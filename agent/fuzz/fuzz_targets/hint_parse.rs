@@ -6,10 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shadow_agent::{
-    hint::{Amounts, Book, Command, Limits, parse_line},
-    wire::Resource,
-};
+use shadow_wire::Resource;
+use shadow_agent::{hint::{Amounts, Book, Command, Limits, parse_line}};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::new(Amounts {

@@ -9,7 +9,7 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use shadow_agent::wire::{Compression, decode_body, encode, read_message};
+use shadow_wire::{Compression, decode_body, encode, read_message};
 
 fuzz_target!(|data: &[u8]| {
     for body in [data, data.get(4..).unwrap_or_default()] {

@@ -1,7 +1,7 @@
 //! The one scoring implementation every model goes through, so that Shadow
 //! and the baselines are compared on exactly the same arithmetic.
 
-use crate::forecast::pinball;
+use shadow_forecast::pinball;
 
 /// Running sums over the scored origins of one (series, model, horizon).
 #[derive(Debug, Clone, Copy, Default)]

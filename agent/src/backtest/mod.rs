@@ -51,7 +51,7 @@ pub struct BacktestArgs {
     pub quantile: Vec<f64>,
     /// Horizons in ticks (comma-separated), each 1..=6.
     #[arg(long, value_delimiter = ',', default_value = "1,6",
-          value_parser = clap::value_parser!(u16).range(1..=crate::forecast::MAX_HORIZON as i64))]
+          value_parser = clap::value_parser!(u16).range(1..=shadow_forecast::MAX_HORIZON as i64))]
     pub horizons: Vec<u16>,
     /// Metric of observe JSON input (any numeric field; read as a rate per
     /// second using interval_ns).
@@ -113,7 +113,7 @@ pub enum ModelChoice {
 
 /// The one quantile check (`config::Quantile`), as a plain number.
 fn parse_quantile(text: &str) -> Result<f64, String> {
-    text.parse::<crate::config::Quantile>().map(|q| q.0)
+    text.parse::<shadow_common::config::Quantile>().map(|q| q.0)
 }
 
 /// Runs the backtest.
@@ -129,7 +129,7 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         );
         std::fs::write(
             path,
-            crate::plot::svg(&title, "ticks since the evaluation started", &panels),
+            shadow_common::plot::svg(&title, "ticks since the evaluation started", &panels),
         )
         .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("backtest: plot written to {}", path.display());
@@ -170,7 +170,7 @@ fn models(args: &BacktestArgs) -> Vec<Model> {
 /// horizon for each series.
 pub(crate) fn evaluate_files(
     args: &BacktestArgs,
-    mut plots: Option<&mut Vec<crate::plot::Panel>>,
+    mut plots: Option<&mut Vec<shadow_common::plot::Panel>>,
 ) -> anyhow::Result<Vec<Row>> {
     let select = JsonSelect {
         metric: &args.metric,
@@ -212,8 +212,8 @@ pub(crate) fn evaluate_files(
 
 /// Realised values against the first horizon's point, band and (Shadow)
 /// held band, over the evaluated half of `series`.
-fn panel(series: &Series, pred: &models::Predictions, h: usize) -> crate::plot::Panel {
-    use crate::plot::Series as Line;
+fn panel(series: &Series, pred: &models::Predictions, h: usize) -> shadow_common::plot::Panel {
+    use shadow_common::plot::Series as Line;
     let y = &series.values;
     let first = y.len() / 2 - 1;
     let at = |v: &[f64]| -> Vec<(f64, f64)> {
@@ -232,7 +232,7 @@ fn panel(series: &Series, pred: &models::Predictions, h: usize) -> crate::plot::
     if let Some(r) = &pred.reported {
         lines.push(Line::line("band held upstream", "#2ca02c", at(&r.upper[0])));
     }
-    crate::plot::Panel {
+    shadow_common::plot::Panel {
         title: series.name.clone(),
         y_label: "value".into(),
         series: lines,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::forecast::{Config, Forecast, Forecaster, Reporter, ReporterConfig};
+use shadow_forecast::{Config, Forecast, Forecaster, Reporter, ReporterConfig};
 
 /// Models selectable with `--model`.
 #[derive(

@@ -19,7 +19,7 @@ use super::{
     Limits,
     protocol::{Accepted, Amounts, Code, Refusal, Spec},
 };
-use crate::wire::Resource;
+use shadow_wire::Resource;
 
 /// Trust of a cgroup that has not hinted before.
 pub const INITIAL_TRUST: f64 = 0.8;

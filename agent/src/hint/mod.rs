@@ -86,22 +86,13 @@ impl Limits {
     }
 }
 
-/// This host's capacity: the CPUs this process may use and `MemTotal`;
-/// block and network bandwidth are unknown to the agent
-/// ([`UNKNOWN_BANDWIDTH`]).
+/// This host's capacity ([`shadow_common::host`]: the CPUs this process
+/// may use and `MemTotal`); block and network bandwidth are unknown to the
+/// agent ([`UNKNOWN_BANDWIDTH`]).
 pub fn host_capacity() -> Amounts {
-    let cpu = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::MAX, |kib| kib * 1024.0);
     Amounts {
-        cpu,
-        memory,
+        cpu: shadow_common::host::cores(),
+        memory: shadow_common::host::memory_bytes().unwrap_or(f64::MAX),
         io: UNKNOWN_BANDWIDTH,
         net: UNKNOWN_BANDWIDTH,
     }

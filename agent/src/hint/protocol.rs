@@ -87,7 +87,7 @@ impl Amount {
     fn bytes(&self) -> Result<f64, String> {
         match self {
             Amount::Number(n) => Ok(*n),
-            Amount::Text(t) => crate::units::parse_bytes(t),
+            Amount::Text(t) => shadow_common::units::parse_bytes(t),
         }
     }
 }
@@ -378,7 +378,7 @@ pub fn validate(r: Request, limits: &Limits) -> Result<Command, Refusal> {
 pub const MAX_REASON: usize = 256;
 
 fn span(name: &str, text: &str) -> Result<Duration, Refusal> {
-    crate::duration::parse(text).map_err(|e| {
+    shadow_common::duration::parse(text).map_err(|e| {
         // duration::parse says "out of range" for negative and huge values.
         let code = if e.contains("out of range") {
             Code::OutOfRange

@@ -339,7 +339,7 @@ fn serve(stream: UnixStream, shared: &Shared) {
 /// Answers one request line from the peer with credentials `cred`.
 fn handle(line: &[u8], (pid, uid, gid): (i32, u32, u32), shared: &Shared) -> Reply {
     let run = || -> Result<Reply, Refusal> {
-        let now = crate::host::unix_now();
+        let now = shadow_common::host::unix_now();
         let caller = peer::identify(pid, uid, gid)?;
         lock(&shared.book).admit(&caller.cgroup, now)?;
         match parse_line(line, &shared.config.limits)? {

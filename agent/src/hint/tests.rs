@@ -8,7 +8,7 @@ use super::{
     peer::{self, Caller},
     protocol::{Amounts, Code, Command, Reply, parse_line},
 };
-use crate::wire::Resource;
+use shadow_wire::Resource;
 
 fn limits() -> Limits {
     Limits::new(Amounts {

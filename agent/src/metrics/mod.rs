@@ -13,8 +13,6 @@
 //! are counted (`cgroups_unlabelled`), and the root cgroup `/` always has
 //! the host's totals.
 
-pub mod http;
-
 use std::{
     collections::HashMap,
     sync::{Mutex, atomic::AtomicU64},

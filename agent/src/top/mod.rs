@@ -23,11 +23,13 @@ use std::{
 use anyhow::Context as _;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
+use shadow_common::config::{DurationAtLeast, Quantile};
+
+use shadow_common::stop;
+
 use crate::{
-    config::{DurationAtLeast, Quantile},
     hint,
     pipeline::{Pipeline, Settings},
-    stop,
 };
 use state::{Action, State};
 

@@ -7,7 +7,7 @@ use std::{fmt, ops::RangeInclusive};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use shadow_agent::wire::Resource;
+pub use shadow_wire::Resource;
 
 /// Where each resource's knobs are. Network bandwidth has no cgroup knob:
 /// v2 has no net controller, and v1 `net_cls`/`net_prio` only tag packets

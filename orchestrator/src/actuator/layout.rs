@@ -11,7 +11,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use shadow_agent::cgroups::{CgroupError, Mounts};
+use shadow_common::mounts::{CgroupError, Mounts};
 
 use super::{
     cgroupfs,

@@ -47,7 +47,7 @@ pub struct E2eArgs {
     scenario: Vec<Scenario>,
     /// e2e: how long before each burst the hinted scenario announces it
     /// (e.g. 3s, 1500ms).
-    #[arg(long, default_value = "3s", value_parser = shadow_agent::duration::parse)]
+    #[arg(long, default_value = "3s", value_parser = shadow_common::duration::parse)]
     hint_ahead: Duration,
     /// e2e: Shadow's look-ahead in ticks (the orchestrator's `lead`, 1..=6):
     /// the reservation covers the highest band over the next `lead` ticks.

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use shadow_agent::plot::{self, Panel, Series};
+use shadow_common::plot::{self, Panel, Series};
 use shadow_tests::scenario::{self, Point};
 
 use super::{

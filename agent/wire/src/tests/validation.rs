@@ -2,7 +2,7 @@
 //! use is refused as `Invalid`, both by `validate` and on the way in.
 
 use super::samples;
-use crate::wire::{
+use crate::{
     Compression, Error, MAX_ITEMS, MAX_STEPS, MAX_STRING, Message, Step, decode_body, encode,
 };
 
@@ -17,21 +17,21 @@ fn refused(mut msg: Message, change: impl FnOnce(&mut Message)) {
     }
 }
 
-fn batch(msg: &mut Message) -> &mut crate::wire::PredictionBatch {
+fn batch(msg: &mut Message) -> &mut crate::PredictionBatch {
     match msg {
         Message::Predictions(b) => b,
         _ => unreachable!(),
     }
 }
 
-fn usage(msg: &mut Message) -> &mut crate::wire::UsageBatch {
+fn usage(msg: &mut Message) -> &mut crate::UsageBatch {
     match msg {
         Message::Usage(b) => b,
         _ => unreachable!(),
     }
 }
 
-fn reservation(msg: &mut Message) -> &mut crate::wire::Reservation {
+fn reservation(msg: &mut Message) -> &mut crate::Reservation {
     match msg {
         Message::Reservations(b) => &mut b.reservations[0],
         _ => unreachable!(),

@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use shadow_agent::wire::{Error, MAX_DECODED, MAX_FRAME, decode_body};
+use shadow_wire::{Error, MAX_DECODED, MAX_FRAME, decode_body};
 
 struct Counting;
 

@@ -77,7 +77,7 @@ impl HorizonState {
 }
 
 /// Online forecaster of one series. See the module docs of
-/// [`crate::forecast`] for what it guarantees.
+/// [`crate`] for what it guarantees.
 ///
 /// Laid out for the cold cache, the usual case when thousands of series
 /// are updated in turn: fields in declaration order (`repr(C)`), starting

@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use shadow_agent::forecast::{Config, Forecaster, MAX_HORIZON};
+use shadow_forecast::{Config, Forecaster, MAX_HORIZON};
 
 /// Deterministic, bursty, periodic input (a job every 45 ticks plus noise).
 fn sample(series: u64, t: u64) -> f64 {

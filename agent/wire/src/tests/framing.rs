@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use super::samples;
-use crate::wire::{
+use crate::{
     Compression, Error, MAX_DECODED, MAX_FRAME, Message, decode_body, encode, read_message,
 };
 
@@ -100,8 +100,8 @@ fn zero_and_oversized_lengths() {
 
 #[test]
 fn encoding_a_message_too_large_for_a_frame_fails() {
-    let huge = Message::Error(crate::wire::Failure {
-        code: crate::wire::Code::Internal,
+    let huge = Message::Error(crate::Failure {
+        code: crate::Code::Internal,
         message: "x".repeat(MAX_FRAME),
     });
     assert!(matches!(

@@ -1,7 +1,7 @@
 //! One message of every kind, with values chosen to be exact in `f32` so
 //! the golden vectors and their hex in docs/protocol.md read cleanly.
 
-use crate::wire::{
+use crate::{
     Code, Component, Failure, Hello, Message, Prediction, PredictionBatch, Reservation,
     ReservationBatch, Resource, Source, Step, Usage, UsageBatch, Welcome,
 };

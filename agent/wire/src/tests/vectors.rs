@@ -1,15 +1,15 @@
 //! Golden vectors: whole frames (length prefix included) in
-//! `agent/tests/vectors/`, so another implementation can be checked against
+//! `agent/wire/tests/vectors/`, so another implementation can be checked against
 //! the same bytes. Each must decode to its sample and, uncompressed,
 //! re-encode byte for byte.
 //!
 //! Regenerate (only after a deliberate protocol change, with a new
-//! `VERSION`): `SHADOW_WIRE_REGEN=1 cargo test -p shadow-agent --lib wire::tests::vectors`.
+//! `VERSION`): `SHADOW_WIRE_REGEN=1 cargo test -p shadow-wire --lib tests::vectors`.
 
 use std::path::PathBuf;
 
 use super::samples;
-use crate::wire::{Compression, Message, decode_body, encode};
+use crate::{Compression, Message, decode_body, encode};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")

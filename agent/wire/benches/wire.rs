@@ -4,12 +4,12 @@
 //! compress unrealistically well).
 //!
 //! Timings on shared machines are noisy, so each is the median of several
-//! runs, with the spread shown. `cargo bench -p shadow-agent --bench wire`.
+//! runs, with the spread shown. `cargo bench -p shadow-wire --bench wire`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use shadow_agent::wire::{
+use shadow_wire::{
     Component, Compression, Message, Prediction, PredictionBatch, Resource, Source, Step,
     decode_body, encode,
 };

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 
 use super::samples;
-use crate::wire::{
+use crate::{
     Code, Compression, Error, Hello, MAX_FRAME, Message, VERSION, Welcome, accept, connect,
     read_message, refuse, write_message,
 };
