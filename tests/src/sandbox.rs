@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use shadow_common::host::unix_now;
-use shadow_common::mounts::Mounts;
+use shadow_common::{mounts::Mounts, values::CpuQuota};
 
 use crate::{TestCgroup, keyed};
 
@@ -103,7 +103,7 @@ impl Sandbox {
         };
         sandbox.period_us = match hierarchy {
             CpuHierarchy::V1 => read(&sandbox.cpu_dir.join("cpu.cfs_period_us"))?.parse()?,
-            CpuHierarchy::V2 => parse_cpu_max(&read(&sandbox.quota_file())?)?.1,
+            CpuHierarchy::V2 => CpuQuota::parse_cpu_max(&read(&sandbox.quota_file())?)?.period_us as f64,
         };
         sandbox.set_cores(static_cores)?;
         sandbox.static_quota = read(&sandbox.quota_file())?;
@@ -192,28 +192,13 @@ impl Sandbox {
 /// A quota file's text in cores; NaN for unlimited or unreadable.
 fn quota_cores(hierarchy: CpuHierarchy, text: &str, period_us: f64) -> f64 {
     let quota = match hierarchy {
-        CpuHierarchy::V1 => text.parse::<f64>().ok().filter(|q| *q >= 0.0),
-        CpuHierarchy::V2 => text.split_whitespace().next().and_then(|q| q.parse().ok()),
+        CpuHierarchy::V1 => CpuQuota::parse_cfs(text, &format!("{period_us}")),
+        CpuHierarchy::V2 => CpuQuota::parse_cpu_max(text),
     };
-    quota.map_or(f64::NAN, |q| q / period_us)
-}
-
-/// `cpu.max`: (quota µs, None for "max"; period µs).
-fn parse_cpu_max(text: &str) -> anyhow::Result<(Option<f64>, f64)> {
-    let mut fields = text.split_whitespace();
-    let (Some(quota), Some(period), None) = (fields.next(), fields.next(), fields.next()) else {
-        bail!("cpu.max {text:?} is not \"quota period\"");
-    };
-    let quota = match quota {
-        "max" => None,
-        q => Some(q.parse().with_context(|| format!("cpu.max {text:?}"))?),
-    };
-    Ok((
-        quota,
-        period
-            .parse()
-            .with_context(|| format!("cpu.max {text:?}"))?,
-    ))
+    match quota {
+        Ok(q) if q.quota_us.is_some() => q.cores(),
+        _ => f64::NAN,
+    }
 }
 
 fn stat(dir: &Path, key: &str) -> anyhow::Result<u64> {
@@ -260,12 +245,5 @@ mod tests {
             0.5
         );
         assert!(quota_cores(CpuHierarchy::V2, "max 100000", 100_000.0).is_nan());
-        assert_eq!(parse_cpu_max("max 100000").unwrap(), (None, 100_000.0));
-        assert_eq!(
-            parse_cpu_max("20000 50000").unwrap(),
-            (Some(20_000.0), 50_000.0)
-        );
-        assert!(parse_cpu_max("20000").is_err());
-        assert!(parse_cpu_max("x 100000").is_err());
     }
 }
