@@ -138,6 +138,10 @@ impl ObserveArgs {
 pub fn run(args: &ObserveArgs) -> anyhow::Result<()> {
     let (settings, mut format) = args.load()?;
     let mut pipeline = Pipeline::start(&settings)?;
+    // Lifecycle lines, shown whatever the log level.
+    for line in pipeline.started() {
+        eprintln!("{line}");
+    }
     let metrics = serve_metrics(&settings)?;
     stop::install_handlers();
     let mut stdout = std::io::stdout().lock();

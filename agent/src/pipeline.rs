@@ -20,12 +20,13 @@ use crate::{
     hint::{self, Book},
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
-    transmit::{Target, Transmitter},
+    transmit::Transmitter,
 };
 use shadow_common::host::unix_now;
 use shadow_common::mounts::Mounts;
 use shadow_forecast::MAX_HORIZON;
 use shadow_wire::Resource;
+use shadow_wire::transport::Target;
 
 /// What the pipeline does, whatever asked for it (command-line flags today,
 /// a configuration file later).
@@ -101,8 +102,9 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Attaches the probes and starts the collector, forecasters, hint
-    /// socket and transmitter that `settings` ask for. Says on stderr how
-    /// many probes are attached (people and tests wait for that line).
+    /// socket and transmitter that `settings` ask for. Prints nothing: the
+    /// front end says what started ([`Pipeline::attached`],
+    /// [`Pipeline::hint_socket`]) where its screen allows.
     pub fn start(settings: &Settings) -> anyhow::Result<Self> {
         let mounts = Mounts::from_system().context("finding cgroup mounts")?;
         let v2_root: PathBuf = mounts.v2_root()?.to_path_buf();
@@ -116,15 +118,6 @@ impl Pipeline {
         let (counters, pending) = probes
             .counter_maps()
             .context("the BPF object has no counter maps")?;
-        let attached = probes
-            .reports()
-            .iter()
-            .filter(|r| r.status == Status::Attached)
-            .count();
-        eprintln!(
-            "shadow-agent: observing, {attached}/{} probes attached",
-            probes.reports().len()
-        );
         let map = CounterMap::new(counters, pending)?;
         let mut collector = Collector::new(map, Index::new(v2_root.clone()), settings.rescan_every);
         collector.walk_in_background(settings.interval);
@@ -272,7 +265,7 @@ impl Pipeline {
         }
         match (&old.orchestrator, &new.orchestrator) {
             (Some(a), Some(b)) if a != b => {
-                eprintln!("shadow-agent: reporting to {b} from now on (was {a})");
+                tracing::info!(orchestrator = %b, was = %a, "reporting to another orchestrator from now on");
                 self.transmitter = Some(Transmitter::new(Target::parse(b), old.interval));
                 self.settings.orchestrator = Some(b.clone());
             }
@@ -311,6 +304,34 @@ impl Pipeline {
     pub fn hints_on(&self) -> bool {
         self.hints.is_some()
     }
+
+    /// Where hints are taken, if the socket is open.
+    pub fn hint_socket(&self) -> Option<&Path> {
+        self.hints.as_ref().map(|(server, _)| server.path())
+    }
+
+    /// What started, as the lines a front end shows people before it
+    /// begins (tests wait for "observing").
+    pub fn started(&self) -> Vec<String> {
+        let (attached, probes) = self.attached();
+        let mut lines = vec![format!(
+            "shadow-agent: observing, {attached}/{probes} probes attached"
+        )];
+        if let Some(path) = self.hint_socket() {
+            lines.push(format!("shadow-agent: hints on {}", path.display()));
+        }
+        lines
+    }
+
+    /// Probes attached, of those the object has.
+    pub fn attached(&self) -> (usize, usize) {
+        let reports = self.probes.reports();
+        let attached = reports
+            .iter()
+            .filter(|r| r.status == Status::Attached)
+            .count();
+        (attached, reports.len())
+    }
 }
 
 /// Opens the hint socket; observation goes on without it if it cannot.
@@ -328,12 +349,9 @@ fn start_hints(
         scope: settings.cgroup.clone(),
     };
     match hint::server::Server::start(config, Arc::clone(&book)) {
-        Ok(server) => {
-            eprintln!("shadow-agent: hints on {}", server.path().display());
-            Some((server, book))
-        }
+        Ok(server) => Some((server, book)),
         Err(e) => {
-            eprintln!("shadow-agent: no hint socket ({e}); observing without hints");
+            tracing::warn!(cause = %e, "no hint socket; observing without hints");
             None
         }
     }

@@ -8,10 +8,6 @@
 
 use std::{
     collections::HashMap,
-    io,
-    net::TcpStream,
-    os::unix::net::UnixStream,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -21,108 +17,15 @@ use shadow_wire::{
     Step, Usage, UsageBatch,
 };
 
+use shadow_wire::transport::{Stream, Target};
+
 use crate::{collector::Sample, shadow::Reading};
 
 /// Wait between connection attempts.
 const RETRY: Duration = Duration::from_secs(3);
-/// A write that takes longer means the orchestrator is not reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Where the orchestrator listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// A Unix socket path.
-    Unix(PathBuf),
-    /// `host:port` over TCP.
-    Tcp(String),
-}
-
-impl Target {
-    /// `tcp:HOST:PORT` for TCP, anything else is a Unix socket path.
-    pub fn parse(text: &str) -> Self {
-        match text.strip_prefix("tcp:") {
-            Some(addr) => Target::Tcp(addr.to_owned()),
-            None => Target::Unix(PathBuf::from(text)),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Unix(p) => write!(f, "{}", p.display()),
-            Target::Tcp(a) => write!(f, "tcp:{a}"),
-        }
-    }
-}
-
-enum Conn {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl io::Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Unix(s) => s.write(buf),
-            Conn::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Conn::Unix(s) => s.flush(),
-            Conn::Tcp(s) => s.flush(),
-        }
-    }
-}
-
-impl io::Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Unix(s) => s.read(buf),
-            Conn::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Conn {
-    fn open(target: &Target) -> io::Result<Self> {
-        let conn = match target {
-            Target::Unix(p) => Conn::Unix(UnixStream::connect(p)?),
-            Target::Tcp(a) => {
-                let s = TcpStream::connect(a)?;
-                s.set_nodelay(true)?;
-                Conn::Tcp(s)
-            }
-        };
-        let timeout = Some(WRITE_TIMEOUT);
-        match &conn {
-            Conn::Unix(s) => {
-                s.set_write_timeout(timeout)?;
-                s.set_read_timeout(timeout)?;
-            }
-            Conn::Tcp(s) => {
-                s.set_write_timeout(timeout)?;
-                s.set_read_timeout(timeout)?;
-            }
-        }
-        Ok(conn)
-    }
-
-    fn try_clone(&self) -> io::Result<Self> {
-        Ok(match self {
-            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
-            Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
-        })
-    }
-
-    fn clear_read_timeout(&self) -> io::Result<()> {
-        match self {
-            Conn::Unix(s) => s.set_read_timeout(None),
-            Conn::Tcp(s) => s.set_read_timeout(None),
-        }
-    }
-}
+/// A connect, handshake or write that takes longer means the orchestrator
+/// is not there or not reading; the tick goes on without it.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The latest reservation per (cgroup path, resource), as the orchestrator
 /// sent it.
@@ -132,7 +35,7 @@ pub type Reservations = Arc<Mutex<HashMap<(String, Resource), Reservation>>>;
 pub struct Transmitter {
     target: Target,
     hello: Hello,
-    conn: Option<Conn>,
+    conn: Option<Stream>,
     retry_at: Instant,
     /// Send every forecast on the next tick (after a (re)connection).
     resend_all: bool,
@@ -255,10 +158,11 @@ impl Transmitter {
             }
             Err(e) => {
                 if !self.warned {
-                    eprintln!(
-                        "shadow-agent: cannot reach the orchestrator at {}: {e} (observing anyway, retrying every {}s)",
-                        self.target,
-                        RETRY.as_secs()
+                    tracing::warn!(
+                        orchestrator = %self.target,
+                        cause = %e,
+                        retry_s = RETRY.as_secs(),
+                        "cannot reach the orchestrator; observing anyway and retrying"
                     );
                     self.warned = true;
                 }
@@ -267,11 +171,11 @@ impl Transmitter {
         }
     }
 
-    fn open(&self) -> Result<Conn, shadow_wire::Error> {
-        let mut conn = Conn::open(&self.target)?;
+    fn open(&self) -> Result<Stream, shadow_wire::Error> {
+        let mut conn = Stream::connect(&self.target, TIMEOUT)?;
         shadow_wire::connect(&mut conn, self.hello.clone())?;
         let mut reader = conn.try_clone()?;
-        reader.clear_read_timeout()?;
+        reader.set_read_timeout(None)?;
         let reservations = self.reservations.clone();
         std::thread::Builder::new()
             .name("reservations".into())
@@ -281,7 +185,7 @@ impl Transmitter {
 }
 
 /// Keeps the reservations the orchestrator sends until it closes.
-fn read_reservations(conn: &mut Conn, into: &Reservations) {
+fn read_reservations(conn: &mut Stream, into: &Reservations) {
     let mut buf = Vec::new();
     loop {
         match shadow_wire::read_message(conn, &mut buf) {
@@ -444,17 +348,5 @@ mod tests {
         }
         let (_, predictions) = batches(5, 1000, 1000, &samples, &tagged, options);
         assert!(predictions.predictions.is_empty());
-    }
-
-    #[test]
-    fn parses_targets() {
-        assert_eq!(
-            Target::parse("tcp:10.0.0.1:7370"),
-            Target::Tcp("10.0.0.1:7370".into())
-        );
-        assert_eq!(
-            Target::parse("/run/x.sock"),
-            Target::Unix("/run/x.sock".into())
-        );
     }
 }

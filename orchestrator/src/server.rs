@@ -8,12 +8,8 @@
 //! Error frame to the peer saying why).
 
 use std::{
-    io::{self, Read, Write},
-    net::{Shutdown, TcpListener, TcpStream},
-    os::unix::{
-        fs::PermissionsExt as _,
-        net::{UnixListener, UnixStream},
-    },
+    io,
+    net::TcpListener,
     path::Path,
     sync::{
         Arc,
@@ -24,8 +20,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
-use shadow_wire::{Compression, Hello, Message};
+use shadow_wire::{
+    Compression, Hello, Message,
+    transport::{BindError, Stream, bind_unix},
+};
 
 /// A connection that says nothing for this long is closed (agents send a
 /// heartbeat far more often).
@@ -84,34 +82,25 @@ impl Outbox {
     }
 }
 
-/// The two kinds of stream, behind one interface.
-trait Stream: Read + Write + Send + Sized + 'static {
-    fn try_clone(&self) -> io::Result<Self>;
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    fn shutdown(&self) -> io::Result<()>;
+/// Why a listener could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The Unix socket (its folder, a live or foreign file in the way).
+    #[error(transparent)]
+    Unix(#[from] BindError),
+    /// The TCP address.
+    #[error("cannot listen on TCP {addr}: {source}")]
+    Tcp {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The accepting thread.
+    #[error("cannot start a listener thread: {0}")]
+    Thread(#[source] io::Error),
 }
-
-macro_rules! impl_stream {
-    ($t:ty) => {
-        impl Stream for $t {
-            fn try_clone(&self) -> io::Result<Self> {
-                <$t>::try_clone(self)
-            }
-            fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-                <$t>::set_read_timeout(self, t)
-            }
-            fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-                <$t>::set_write_timeout(self, t)
-            }
-            fn shutdown(&self) -> io::Result<()> {
-                <$t>::shutdown(self, Shutdown::Both)
-            }
-        }
-    };
-}
-impl_stream!(UnixStream);
-impl_stream!(TcpStream);
 
 /// The listeners' shared state.
 pub struct Server {
@@ -134,60 +123,46 @@ impl Server {
     }
 
     /// Listens on a Unix socket at `path` (mode 0600: agents run as root).
-    /// A stale socket file left by a crash is replaced; a live one (another
-    /// orchestrator) is an error.
-    pub fn listen_unix(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating socket directory {}", dir.display()))?;
-        }
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                anyhow::bail!(
-                    "{} is in use: is another shadow-orchestrator running?",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing stale socket {}", path.display()))?;
-        }
-        let listener =
-            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    /// A stale socket left by a crash is replaced; a live one (another
+    /// orchestrator) or a file that is not a socket is an error.
+    pub fn listen_unix(&self, path: &Path) -> Result<(), ListenError> {
+        let listener = bind_unix(path, 0o600)?;
         let this = self.handle();
         thread::Builder::new()
             .name("listen-unix".into())
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(s) => this.serve(s, true),
-                        Err(e) => tracing::warn!("accepting on the Unix socket: {e}"),
+                        Ok(s) => this.serve(s.into()),
+                        Err(e) => tracing::warn!(cause = %e, "accepting on the Unix socket"),
                     }
                 }
-            })?;
+            })
+            .map_err(ListenError::Thread)?;
         Ok(())
     }
 
     /// Listens on TCP at `addr` for remote agents. Returns the bound
     /// address (useful with port 0).
-    pub fn listen_tcp(&self, addr: &str) -> anyhow::Result<std::net::SocketAddr> {
-        let listener = TcpListener::bind(addr).with_context(|| format!("binding TCP {addr}"))?;
-        let bound = listener.local_addr()?;
+    pub fn listen_tcp(&self, addr: &str) -> Result<std::net::SocketAddr, ListenError> {
+        let tcp_err = |source| ListenError::Tcp {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).map_err(tcp_err)?;
+        let bound = listener.local_addr().map_err(tcp_err)?;
         let this = self.handle();
         thread::Builder::new()
             .name("listen-tcp".into())
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(s) => {
-                            let _ = s.set_nodelay(true);
-                            this.serve(s, false)
-                        }
-                        Err(e) => tracing::warn!("accepting on TCP: {e}"),
+                        Ok(s) => this.serve(s.into()),
+                        Err(e) => tracing::warn!(cause = %e, "accepting on TCP"),
                     }
                 }
-            })?;
+            })
+            .map_err(ListenError::Thread)?;
         Ok(bound)
     }
 
@@ -200,7 +175,8 @@ impl Server {
     }
 
     /// Starts the threads of one connection.
-    fn serve<S: Stream>(&self, stream: S, local: bool) {
+    fn serve(&self, stream: Stream) {
+        let local = stream.is_local();
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
         let name = self.name.clone();
         let events = self.events.clone();
@@ -220,9 +196,9 @@ impl Server {
 }
 
 /// Handshake, then messages until the peer leaves or misbehaves.
-fn converse<S: Stream>(
+fn converse(
     conn: u64,
-    mut stream: S,
+    mut stream: Stream,
     local: bool,
     name: &str,
     events: &SyncSender<Event>,
@@ -278,7 +254,7 @@ fn converse<S: Stream>(
 
 /// A thread that writes queued frames to the peer; a failed or slow write
 /// shuts the socket, which ends the reader too.
-fn spawn_writer<S: Stream>(conn: u64, mut stream: S) -> io::Result<Outbox> {
+fn spawn_writer(conn: u64, mut stream: Stream) -> io::Result<Outbox> {
     let (tx, rx) = sync_channel::<Message>(OUTBOX);
     thread::Builder::new()
         .name(format!("conn-{conn}-tx"))

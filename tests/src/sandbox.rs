@@ -103,7 +103,9 @@ impl Sandbox {
         };
         sandbox.period_us = match hierarchy {
             CpuHierarchy::V1 => read(&sandbox.cpu_dir.join("cpu.cfs_period_us"))?.parse()?,
-            CpuHierarchy::V2 => CpuQuota::parse_cpu_max(&read(&sandbox.quota_file())?)?.period_us as f64,
+            CpuHierarchy::V2 => {
+                CpuQuota::parse_cpu_max(&read(&sandbox.quota_file())?)?.period_us as f64
+            }
         };
         sandbox.set_cores(static_cores)?;
         sandbox.static_quota = read(&sandbox.quota_file())?;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use shadow_tests::{
-    Agent, TestCgroup, finish,
+    Agent, TestCgroup, finish, keyed,
     orchestrator::{Orchestrator, TempDir},
     require_root, workload,
 };
@@ -123,9 +123,22 @@ fn the_agent_exposes_usage_forecasts_probes_and_its_own_cost() {
         }
     };
     let mine = Some(("cgroup", cg.path.as_str()));
+    // The kernel's own figure for the same work, not the burn's wall-clock
+    // second: on a busy machine the burner gets less than a whole CPU.
+    let kernel = keyed(&cg.v2_dir().join("cpu.stat"))["usage_usec"] as f64 / 1e6;
     let cpu = number("shadow_agent_cgroup_cpu_seconds_total", mine);
-    assert!((0.9..1.3).contains(&cpu), "1 s burnt, {cpu} s counted");
-    assert!(number("shadow_agent_cgroup_cpu_upper_cores", mine) >= 0.0);
+    assert!(
+        kernel > 0.1 && (cpu - kernel).abs() <= 0.1 * kernel,
+        "the kernel counted {kernel} s, the agent {cpu} s"
+    );
+    // A band over a cgroup that just burnt a core for a second: above zero,
+    // and not beyond the host's CPUs (demand is capped there).
+    let upper = number("shadow_agent_cgroup_cpu_upper_cores", mine);
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    assert!(
+        upper > 0.0 && upper <= cores * 1.5,
+        "upper band {upper} cores"
+    );
     let switches = number(
         "shadow_agent_probe_events_total",
         Some(("program", "sched_switch")),
@@ -135,8 +148,10 @@ fn the_agent_exposes_usage_forecasts_probes_and_its_own_cost() {
         Some(("program", "sched_switch")),
     );
     assert!(switches > 0.0 && run > 0.0, "{switches} events, {run} s");
+    // docs/benchmarks.md measures ~100 ns per switch; 5 us would be the
+    // careless design DESIGN.md warns about (Kepler's 440 ns to 12 us).
     let ns = run * 1e9 / switches;
-    assert!((1.0..100_000.0).contains(&ns), "{ns} ns per sched_switch");
+    assert!((10.0..5_000.0).contains(&ns), "{ns} ns per sched_switch");
     assert!(number("shadow_agent_tick_seconds_count", None) >= 1.0);
     assert!(number("shadow_agent_process_resident_memory_bytes", None) > 1e6);
     assert!(number("shadow_agent_process_cpu_seconds_total", None) > 0.0);

@@ -6,10 +6,7 @@
 
 use std::{
     io::{self, BufRead, BufReader},
-    os::unix::{
-        fs::{FileTypeExt as _, PermissionsExt as _},
-        net::{UnixListener, UnixStream},
-    },
+    os::unix::net::{UnixListener, UnixStream},
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
@@ -17,6 +14,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use shadow_wire::transport::{BindError, bind_unix};
 
 use super::{
     Book, Limits,
@@ -46,28 +45,10 @@ pub struct Config {
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The socket's folder could not be created.
-    #[error("cannot create {path}: {source}")]
-    Dir {
-        /// The folder.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// Another process listens on the path already.
-    #[error("{path} is in use by another process (another agent?)")]
-    InUse {
-        /// The socket path.
-        path: PathBuf,
-    },
-    /// Something that is not a socket is in the way.
-    #[error("{path} exists and is not a socket")]
-    NotSocket {
-        /// The path.
-        path: PathBuf,
-    },
-    /// Binding, removing a stale socket or setting its owner or mode.
+    /// The socket file: its folder, a live socket or another file in the way.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Setting the socket's group, or starting its thread.
     #[error("cannot set up the socket {path}: {source}")]
     Socket {
         /// The socket path.
@@ -127,39 +108,19 @@ impl Drop for Server {
     }
 }
 
-/// Creates the folder, replaces a stale socket (one nobody listens on),
-/// binds, and sets mode 0660 and the group.
+/// Binds (replacing only a stale socket) with mode 0660, then gives the
+/// socket to `group`. A group that cannot be set is an error, not a socket
+/// its members silently cannot reach.
 fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Error> {
     let gid = group
         .map(|g| gid_of(g).ok_or_else(|| Error::Group(g.to_owned())))
         .transpose()?;
-    let sock_err = |source| Error::Socket {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Dir {
-            path: dir.to_owned(),
+    let listener = bind_unix(path, 0o660)?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| Error::Socket {
+            path: path.to_owned(),
             source,
         })?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(Error::NotSocket {
-                path: path.to_owned(),
-            });
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(Error::InUse {
-                path: path.to_owned(),
-            });
-        }
-        std::fs::remove_file(path).map_err(sock_err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(sock_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(sock_err)?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(sock_err)?;
     }
     Ok(listener)
 }

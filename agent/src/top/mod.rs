@@ -87,6 +87,10 @@ const KEY_POLL: Duration = Duration::from_millis(100);
 pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     screen::ensure_terminal()?;
     let mut pipeline = Pipeline::start(&args.settings())?;
+    // Before the screen takes the terminal: left on it when top exits.
+    for line in pipeline.started() {
+        eprintln!("{line}");
+    }
     stop::install_handlers();
     let about = about(args, &pipeline);
     // Declared before the screen so it is dropped after it: the held lines

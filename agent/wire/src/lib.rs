@@ -12,6 +12,8 @@
 //! - `bounded.rs`: list limits applied while decoding (memory bounds).
 //! - `validate.rs`: checks a decoded message's contents.
 //! - `handshake.rs`: the version handshake on both sides.
+//! - [`transport`]: Unix and TCP streams as one type, connecting with a
+//!   deadline, binding a Unix socket safely.
 
 mod bounded;
 mod frame;
@@ -19,6 +21,7 @@ mod handshake;
 mod message;
 #[cfg(test)]
 mod tests;
+pub mod transport;
 mod validate;
 
 pub use frame::{Compression, decode_body, encode, read_message, write_message};
