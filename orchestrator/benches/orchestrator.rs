@@ -103,8 +103,8 @@ fn cycle_cost() {
         let now = Instant::now();
         for from in (0..COMPONENTS).step_by(1000) {
             let (p, u) = batch(from, 1000, &mut seed);
-            engine.book.usage(&None, &u, now);
-            engine.book.predictions(&None, &p, now);
+            engine.usage(&None, &u, now);
+            engine.predictions(&None, &p, now);
         }
         let start = Instant::now();
         let cycle = engine.cycle(now);
@@ -113,7 +113,7 @@ fn cycle_cost() {
     }
     println!(
         "cycle: {} components x 4 resources: median {:.2} ms, max {:.2} ms over {} runs ({} decisions per run)",
-        engine.book.components.len(),
+        engine.components().len(),
         median(runs.clone()),
         runs.iter().cloned().fold(0.0, f64::max),
         runs.len(),
@@ -168,7 +168,7 @@ fn ingest_rate(compression: Compression) -> (f64, f64) {
             } => {
                 start.get_or_insert_with(Instant::now);
                 got += b.predictions.len();
-                engine.book.predictions(&None, &b, Instant::now());
+                engine.predictions(&None, &b, Instant::now());
             }
             Event::Closed { reason, .. } => panic!("closed: {reason}"),
             _ => {}

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::{
     actuator::{
-        Actuator, ActuatorError, Bytes, CpuQuota, Knob, Outcome, Resource, Setting,
+        Actuator, ActuatorError, Bytes, CpuQuota, Knob, Outcome, Refusal, Resource, Setting,
         setting::weight_from_share,
     },
     engine::Decision,
@@ -40,8 +40,8 @@ pub struct Applied {
     pub written: usize,
     /// Knobs already at the value.
     pub unchanged: usize,
-    /// Why writes were refused by a guardrail.
-    pub refused: Vec<String>,
+    /// The knobs a guardrail kept from being written, and why.
+    pub refused: Vec<(Knob, Refusal)>,
 }
 
 impl Applied {
@@ -75,7 +75,7 @@ pub fn apply(
         match act.write(&d.path, knob, target, &reason, now)? {
             Outcome::Written { .. } | Outcome::DryRun { .. } => applied.written += 1,
             Outcome::Unchanged => applied.unchanged += 1,
-            Outcome::Refused(why) => applied.refused.push(format!("{knob}: {why}")),
+            Outcome::Refused(why) => applied.refused.push((knob, why)),
         }
     }
     Ok(applied)
@@ -140,7 +140,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::actuator::{Limits, Mode, fake::FakeTree};
+    use crate::actuator::{Guardrails, Mode, fake::FakeTree};
 
     fn decision(amount: f64) -> Decision {
         Decision {
@@ -160,7 +160,7 @@ mod tests {
         // A hybrid host: no cpu controller in v2, the v1 knobs are written.
         t.v2_cgroup("/g", &[]);
         t.v1_cgroup("/g");
-        let limits = Limits {
+        let limits = Guardrails {
             min_interval: Duration::ZERO,
             cooldown: Duration::ZERO,
             cpu_floor_cores: 0.01,

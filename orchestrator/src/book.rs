@@ -239,7 +239,7 @@ pub enum Optin {
 
 /// One component.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Entry {
+pub struct Record {
     /// One track per resource, in [`Resource::ALL`] order.
     pub tracks: [Track; 4],
     /// Whether it is managed.
@@ -250,7 +250,7 @@ pub struct Entry {
 #[derive(Default)]
 pub struct Book {
     /// Per component, its tracks.
-    pub components: HashMap<Key, Entry>,
+    pub components: HashMap<Key, Record>,
 }
 
 /// Index of a resource in a component's tracks.
@@ -290,7 +290,7 @@ impl Book {
         }
     }
 
-    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> &mut Entry {
+    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> &mut Record {
         let key = Key {
             host: host.clone(),
             path: path.to_owned(),

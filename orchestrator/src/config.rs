@@ -200,9 +200,9 @@ impl Config {
     }
 
     /// The actuator's rate limit and cooldown (defaults: 1 s and 30 s).
-    pub fn limits(&self) -> crate::actuator::Limits {
-        let default = crate::actuator::Limits::default();
-        crate::actuator::Limits {
+    pub fn guardrails(&self) -> crate::actuator::Guardrails {
+        let default = crate::actuator::Guardrails::default();
+        crate::actuator::Guardrails {
             min_interval: self.min_interval.map_or(default.min_interval, |d| d.0),
             cooldown: self.cooldown.map_or(default.cooldown, |d| d.0),
             ..default
@@ -286,8 +286,8 @@ mod tests {
         assert_eq!(c.tick(), Duration::from_secs(1));
         assert_eq!(c.lead(), 3);
         assert_eq!(
-            c.limits().cooldown,
-            crate::actuator::Limits::default().cooldown
+            c.guardrails().cooldown,
+            crate::actuator::Guardrails::default().cooldown
         );
         assert!(
             c.manage.is_empty(),
@@ -333,8 +333,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tick(), Duration::from_millis(500));
-        assert_eq!(c.limits().cooldown, Duration::from_secs(5));
-        assert_eq!(c.limits().min_interval, Duration::from_secs(1));
+        assert_eq!(c.guardrails().cooldown, Duration::from_secs(5));
+        assert_eq!(c.guardrails().min_interval, Duration::from_secs(1));
         assert_eq!(c.capacity.io, Some(Amount(200.0 * 1024.0 * 1024.0)));
         let rule = c.rule_for("/demo/x").unwrap();
         assert_eq!(rule.priority, 5);

@@ -2,14 +2,17 @@
 //! reservations for the managed cgroups (within floors, ceilings and
 //! capacity) and recommendations for all others.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use shadow_wire::Resource;
+use shadow_wire::{PredictionBatch, Resource, UsageBatch};
 
 use crate::{
     aggregate::{Aggregator, Sums, SystemForecast},
     allocate::{Want, allocate},
-    book::{Book, Key, Optin, slot},
+    book::{Book, Key, Optin, Record, slot},
     capacity::Capacity,
     config::Config,
 };
@@ -61,7 +64,7 @@ pub struct Engine {
     config: Config,
     capacity: Capacity,
     /// Everything known about the components.
-    pub book: Book,
+    book: Book,
     aggregator: Aggregator,
     ticks: u64,
 }
@@ -114,6 +117,27 @@ impl Engine {
         self.config = config;
         self.capacity = capacity;
         released
+    }
+
+    /// Takes in a prediction batch from the agent of `host` (None: this
+    /// host's).
+    pub fn predictions(&mut self, host: &Option<Arc<str>>, b: &PredictionBatch, now: Instant) {
+        self.book.predictions(host, b, now);
+    }
+
+    /// Takes in a usage batch from the agent of `host`.
+    pub fn usage(&mut self, host: &Option<Arc<str>>, b: &UsageBatch, now: Instant) {
+        self.book.usage(host, b, now);
+    }
+
+    /// Forgets components nobody has reported on for `idle`.
+    pub fn expire(&mut self, now: Instant, idle: Duration) {
+        self.book.expire(now, idle);
+    }
+
+    /// Every component known, with its state (for metrics and status).
+    pub fn components(&self) -> impl ExactSizeIterator<Item = (&Key, &Record)> {
+        self.book.components.iter()
     }
 
     /// The configuration in force.

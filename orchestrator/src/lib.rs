@@ -15,9 +15,13 @@
 //! - [`actuator`]: which cgroup knobs exist on this host (v2 or v1 per
 //!   controller), their values in the kernel's own formats, and guarded
 //!   writes (rate limit, cooldown, never a hard cap below usage, dry-run).
-//! - [`journal`]: every original value, fsynced before the first write that
-//!   changes it, so a normal exit and the start after a crash put it back.
+//!   Its `journal` holds every original value, fsynced before the first
+//!   write that changes it, so a normal exit and the start after a crash
+//!   put it back.
 //! - [`apply`]: decisions turned into knob writes.
+//! - [`daemon`]: the loop (messages in, a cycle per tick, writes out,
+//!   reservation state back, originals restored at the end), behind
+//!   `run(control)` so it runs in-process in tests.
 //! - [`metrics`]: the Prometheus endpoint.
 
 pub mod actuator;
@@ -27,7 +31,7 @@ pub mod apply;
 pub mod book;
 pub mod capacity;
 pub mod config;
+pub mod daemon;
 pub mod engine;
-pub mod journal;
 pub mod metrics;
 pub mod server;

@@ -3,30 +3,18 @@
 //! configuration opts in ahead of predicted demand, restoring every
 //! original value when it stops (and, after a crash, when it starts).
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    process::ExitCode,
-    sync::{Arc, LazyLock, mpsc::RecvTimeoutError},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::ExitCode, sync::LazyLock};
 
 use anyhow::Context as _;
 use clap::Parser;
-use shadow_common::config::DurationAtLeast;
-use shadow_common::host::{hostname, unix_ms};
-use shadow_common::stop;
+use shadow_common::{config::DurationAtLeast, host::unix_ms, stop};
 use shadow_orchestrator::{
-    actuator::{Actuator, Layout, Mode, RestoreReport},
-    apply::apply,
-    capacity::Capacity,
-    config::{self, Config, DEFAULT_SOCKET},
-    engine::Engine,
-    journal::DEFAULT_STATE_DIR,
-    metrics::{CgroupLabel, Metrics},
-    server::{Event, Outbox, Server},
+    actuator::{Layout, Mode},
+    config::{self, Config},
+    daemon::{Control, Daemon, Options, log_restore, open_actuator},
+    engine::Cycle,
 };
-use shadow_wire::{Message, Resource};
+use shadow_wire::Resource;
 
 /// Shadow's orchestrator: aggregates the agents' forecasts and applies soft
 /// pre-reservations to the cgroups the configuration opts in.
@@ -160,19 +148,50 @@ fn check_config(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Per connected agent: its host key (None: this host) and its outbox.
-struct Peer {
-    host: Option<Arc<str>>,
-    outbox: Outbox,
+/// The binary's side of the loop: signals, the file re-read on SIGHUP,
+/// `--status` lines.
+struct Signals<'a> {
+    cli: &'a Cli,
+    path: Option<PathBuf>,
+}
+
+impl Control for Signals<'_> {
+    fn stop_requested(&mut self) -> bool {
+        stop::requested()
+    }
+
+    fn reload(&mut self) -> Option<Config> {
+        if !stop::reload_requested() {
+            return None;
+        }
+        let Some(path) = &self.path else {
+            tracing::warn!(
+                default = config::DEFAULT_PATH,
+                "SIGHUP: there is no configuration file to reload (the default does not exist and --config was not given)"
+            );
+            return None;
+        };
+        match load(self.cli) {
+            Ok((config, _)) => {
+                tracing::info!(file = %path.display(), "reloading the configuration");
+                Some(config)
+            }
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running configuration: {e:#}");
+                None
+            }
+        }
+    }
+
+    fn cycle(&mut self, cycle: &Cycle) {
+        if self.cli.status {
+            print_status(&cycle.system);
+        }
+    }
 }
 
 fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     stop::install_handlers();
-    let mut tick = config.tick();
-    let state_dir = config
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
     let mode = if cli.dry_run {
         Mode::DryRun
     } else {
@@ -180,270 +199,24 @@ fn run(cli: &Cli, config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     // Before anything else: put back what a crashed run left changed.
     let layout = Layout::from_system().context("finding the cgroup mounts")?;
-    let (mut actuator, restored) = Actuator::open(layout, &state_dir, mode, config.limits())
-        .with_context(|| format!("opening the journal in {}", state_dir.display()))?;
-    log_restore("after a crash", &restored);
     if cli.restore {
+        let (_, restored) = open_actuator(&config, layout, mode)?;
+        log_restore("after a crash", &restored);
         return Ok(());
     }
-    let hostname = hostname();
-    let capacity = Capacity::detect(&config.capacity);
-    let (server, events) = Server::new(&hostname);
-    let socket = config
-        .socket
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    server.listen_unix(&socket)?;
-    if let Some(addr) = &config.tcp {
-        let bound = server.listen_tcp(addr)?;
-        tracing::info!("listening for remote agents on tcp {bound}");
-    }
-    if config.manage.is_empty() {
-        tracing::info!(
-            "no cgroup is opted in (`[[manage]]` in the configuration): recommending only"
-        );
-    }
-    tracing::info!(
-        "listening on {}; capacity: cpu {:?} cores, memory {:?} bytes, io {:?} B/s, net {:?} B/s",
-        socket.display(),
-        capacity.cpu,
-        capacity.memory,
-        capacity.io,
-        capacity.net
+    let options = Options {
+        layout,
+        mode,
+        ticks: cli.ticks,
+    };
+    let daemon = Daemon::start(config, options)?;
+    // A lifecycle line, whatever the log level: people and tests wait for it.
+    eprintln!(
+        "shadow-orchestrator: ready on {}",
+        daemon.socket().display()
     );
-    let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = &config.metrics {
-        let for_scrapes = metrics.clone();
-        let bound = shadow_common::http::serve(addr, move || for_scrapes.encode())
-            .with_context(|| format!("serving metrics on {addr}"))?;
-        tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
-    }
-    eprintln!("shadow-orchestrator: ready on {}", socket.display());
-    let mut engine = Engine::new(config, capacity);
-    let mut peers: HashMap<u64, Peer> = HashMap::new();
-    let mut deadline = Instant::now() + tick;
-    let mut done = 0u64;
-    while !stop::requested() && cli.ticks.is_none_or(|n| done < n) {
-        if stop::reload_requested() {
-            let on = Running {
-                engine: &mut engine,
-                actuator: &mut actuator,
-                metrics: &metrics,
-            };
-            reload(cli, path.as_deref(), on, &mut tick);
-        }
-        let now = Instant::now();
-        if now < deadline {
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            match events.recv_timeout(wait) {
-                Ok(event) => handle(event, &mut engine, &mut peers, &metrics),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("listeners stopped"),
-            }
-            continue;
-        }
-        deadline += tick;
-        done += 1;
-        let cycle = engine.cycle(now);
-        for d in &cycle.decisions {
-            let capacity = engine.capacity().of(d.resource);
-            let result = apply(&mut actuator, d, capacity, now);
-            if let Ok(applied) = &result {
-                metrics.write(d.resource, "written", applied.written);
-                metrics.write(d.resource, "refused", applied.refused.len());
-            }
-            match result {
-                Ok(applied) if applied.complete() => {}
-                Ok(applied) => {
-                    tracing::debug!(
-                        "{} {}: not yet: {}",
-                        d.path,
-                        d.resource.name(),
-                        applied.refused.join("; ")
-                    );
-                    engine.not_applied(d);
-                }
-                Err(e) if e.is_gone() => {
-                    tracing::debug!("{} is gone: {e}", d.path);
-                    actuator.forget(&d.path);
-                    metrics.forget_cgroup(&CgroupLabel {
-                        cgroup: d.path.clone(),
-                        resource: d.resource.name().into(),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("{} {}: {e}", d.path, d.resource.name());
-                    metrics.write(d.resource, "failed", 1);
-                    engine.not_applied(d);
-                }
-            }
-        }
-        metrics.record_cycle(&cycle, &engine, now.elapsed().as_secs_f64());
-        metrics.agents.set(peers.len() as i64);
-        for r in &cycle.over_committed {
-            tracing::warn!(
-                "the floors of the managed cgroups exceed the host's {} capacity: scaled down",
-                r.name()
-            );
-        }
-        if cli.status {
-            print_status(&cycle.system);
-        }
-        send_reservations(&mut engine, &peers);
-        engine.book.expire(now, Duration::from_secs(600));
-    }
-    tracing::info!("stopping: restoring the original knob values");
-    let _ = std::fs::remove_file(&socket);
-    let restored = actuator
-        .restore_all()
-        .context("restoring the original knob values")?;
-    log_restore("on exit", &restored);
-    if !restored.failed.is_empty() {
-        anyhow::bail!(
-            "{} original values could not be restored; they stay in the journal for the next start (or `shadow-orchestrator --restore`)",
-            restored.failed.len()
-        );
-    }
+    daemon.run(&mut Signals { cli, path })?;
     Ok(())
-}
-
-/// SIGHUP: re-reads the file. What changed takes effect from the next
-/// cycle; a file that does not load changes nothing.
-/// What a reload changes while the loop runs.
-struct Running<'a> {
-    engine: &'a mut Engine,
-    actuator: &'a mut Actuator,
-    metrics: &'a Metrics,
-}
-
-fn reload(cli: &Cli, path: Option<&std::path::Path>, on: Running<'_>, tick: &mut Duration) {
-    let Running {
-        engine,
-        actuator,
-        metrics,
-    } = on;
-    let Some(path) = path else {
-        tracing::warn!(
-            "SIGHUP: there is no configuration file to reload ({} does not exist and --config was not given)",
-            config::DEFAULT_PATH
-        );
-        return;
-    };
-    let config = match load(cli) {
-        Ok((config, _)) => config,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the running configuration: {e:#}");
-            return;
-        }
-    };
-    for key in engine.config().restart_only_changes(&config) {
-        tracing::warn!("reload: `{key}` changed; it takes effect at the next start");
-    }
-    let capacity = Capacity::detect(&config.capacity);
-    actuator.set_limits(config.limits());
-    *tick = config.tick();
-    let rules = config.manage.len();
-    let released = engine.reconfigure(config, capacity);
-    let restored = actuator.restore_matching(
-        |e| {
-            released
-                .iter()
-                .any(|(path, resource)| e.cgroup == *path && e.knob.resource() == *resource)
-        },
-        "no longer managed",
-    );
-    // Their per-cgroup series would otherwise stay at the last values.
-    for (path, resource) in &released {
-        metrics.forget_cgroup(&CgroupLabel {
-            cgroup: path.clone(),
-            resource: resource.name().into(),
-        });
-    }
-    match restored {
-        Ok(r) => log_restore("for cgroups no longer managed", &r),
-        Err(e) => tracing::error!("reload: restoring the cgroups no longer managed: {e}"),
-    }
-    tracing::info!(
-        "configuration reloaded from {}: {rules} [[manage]] rules, tick {tick:?}",
-        path.display()
-    );
-}
-
-fn log_restore(when: &str, r: &RestoreReport) {
-    if !r.restored.is_empty() || !r.gone.is_empty() {
-        tracing::info!(
-            "restored {} original knob values {when} ({} cgroups were gone)",
-            r.restored.len(),
-            r.gone.len()
-        );
-    }
-    for f in &r.failed {
-        tracing::error!("cannot restore {}: {}", f.entry.path.display(), f.cause);
-    }
-    if !r.pending.is_empty() {
-        tracing::warn!(
-            "dry run: {} original values from a crashed run are still to be restored (run without --dry-run)",
-            r.pending.len()
-        );
-    }
-}
-
-fn handle(event: Event, engine: &mut Engine, peers: &mut HashMap<u64, Peer>, metrics: &Metrics) {
-    let now = Instant::now();
-    match event {
-        Event::Connected {
-            conn,
-            hello,
-            local,
-            outbox,
-        } => {
-            tracing::info!(
-                "agent {} on {} connected ({}, connection {conn})",
-                hello.agent,
-                hello.host,
-                if local { "local" } else { "remote" }
-            );
-            let host = (!local).then(|| Arc::from(hello.host.as_str()));
-            peers.insert(conn, Peer { host, outbox });
-        }
-        Event::Message { conn, message } => {
-            let Some(peer) = peers.get(&conn) else {
-                return;
-            };
-            match &message {
-                Message::Predictions(b) => {
-                    metrics.predictions.inc_by(b.predictions.len() as u64);
-                    engine.book.predictions(&peer.host, b, now);
-                }
-                Message::Usage(b) => {
-                    metrics.usage.inc_by(b.usage.len() as u64);
-                    engine.book.usage(&peer.host, b, now);
-                }
-                _ => {}
-            }
-        }
-        Event::Closed { conn, reason } => {
-            if peers.remove(&conn).is_some() {
-                tracing::info!("connection {conn} closed: {reason}");
-            } else {
-                tracing::warn!("connection {conn} refused: {reason}");
-            }
-        }
-    }
-}
-
-fn send_reservations(engine: &mut Engine, peers: &HashMap<u64, Peer>) {
-    let at_ms = unix_ms();
-    let mut by_host: HashMap<Option<Arc<str>>, shadow_wire::ReservationBatch> = HashMap::new();
-    for peer in peers.values() {
-        let batch = by_host
-            .entry(peer.host.clone())
-            .or_insert_with(|| engine.reservations(&peer.host, at_ms));
-        if !batch.reservations.is_empty() && !peer.outbox.send(Message::Reservations(batch.clone()))
-        {
-            tracing::debug!("an agent is not keeping up; its reservation update was dropped");
-        }
-    }
 }
 
 fn print_status(system: &[shadow_orchestrator::aggregate::SystemForecast; 4]) {

@@ -224,7 +224,7 @@ impl Metrics {
     /// of every managed cgroup.
     pub fn record_cycle(&self, cycle: &Cycle, engine: &Engine, seconds: f64) {
         self.cycle_seconds.observe(seconds);
-        self.components.set(engine.book.components.len() as i64);
+        self.components.set(engine.components().len() as i64);
         for r in Resource::ALL {
             let s = &cycle.system[slot(r)];
             let label = ResourceLabel {
@@ -238,7 +238,7 @@ impl Metrics {
                 self.capacity.get_or_create(&label).set(c);
             }
         }
-        for (key, entry) in &engine.book.components {
+        for (key, entry) in engine.components() {
             let Optin::Rule(rule) = entry.optin else {
                 continue;
             };

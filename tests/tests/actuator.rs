@@ -18,7 +18,7 @@ use std::{
 };
 
 use shadow_orchestrator::actuator::{
-    Actuator, Bytes, CpuQuota, Knob, Layout, Limits, Mode, Outcome, Refusal, Resource, Setting,
+    Actuator, Bytes, CpuQuota, Guardrails, Knob, Layout, Mode, Outcome, Refusal, Resource, Setting,
     fake::{Capture, FakeTree},
 };
 use shadow_tests::{ChildGuard, TestCgroup, require_root};
@@ -62,7 +62,7 @@ fn layout() -> Layout {
 }
 
 fn open(state: &Path, mode: Mode) -> Actuator {
-    let (act, report) = Actuator::open(layout(), state, mode, Limits::default()).expect("open");
+    let (act, report) = Actuator::open(layout(), state, mode, Guardrails::default()).expect("open");
     assert!(
         report.restored.is_empty() && report.failed.is_empty(),
         "fresh state dir had a journal: {report:?}"
@@ -252,7 +252,7 @@ fn originals_are_restored_after_sigkill() {
     );
     assert_eq!(v1_files(&cg.path), during, "nothing restored yet");
     let (act, report) =
-        Actuator::open(layout(), &state.0, Mode::Write, Limits::default()).expect("reopen");
+        Actuator::open(layout(), &state.0, Mode::Write, Guardrails::default()).expect("reopen");
     assert_eq!(report.restored.len(), V1_KNOBS.len(), "{report:?}");
     assert!(report.failed.is_empty() && report.gone.is_empty());
     assert_eq!(v1_files(&cg.path), before);
@@ -272,7 +272,7 @@ fn dry_run_changes_no_file() {
         layout(),
         &state.0,
         Mode::DryRun,
-        Limits::default(),
+        Guardrails::default(),
         Box::new(out.clone()),
     )
     .expect("open");
@@ -345,7 +345,7 @@ fn v2_knobs_over_a_mimicked_tree() {
     let before = tree.snapshot();
     let state = tree.root.join("state");
     let (mut act, _) =
-        Actuator::open(layout.clone(), &state, Mode::Write, Limits::default()).expect("open");
+        Actuator::open(layout.clone(), &state, Mode::Write, Guardrails::default()).expect("open");
     let now = Instant::now();
     let changes = [
         (Knob::CpuWeight, Setting::Weight(250), "250"),

@@ -2,11 +2,11 @@
 
 use std::{io, path::PathBuf};
 
+use super::journal::JournalError;
 use super::{
     knob::Knob,
     setting::{InvalidSetting, ParseError},
 };
-use crate::journal::JournalError;
 
 /// A read or write that failed. Refusals by the guardrails are not errors:
 /// they are [`super::Outcome::Refused`].

@@ -5,7 +5,7 @@
 //! - [`knob`]: the knobs of both layouts, soft or hard, and the resources.
 //! - [`setting`]: knob values, parsed and formatted as the kernel does.
 //! - [`layout`]: where a cgroup's knobs live (v2 or a v1 controller mount).
-//! - [`limits`]: rate limit and cooldown per knob (pure, time passed in).
+//! - [`guardrails`]: rate limit and cooldown per knob (pure, time passed in).
 //! - `restore`: putting journaled originals back (at exit, after a crash).
 //!
 //! See docs/actuator.md for the mapping and the semantics.
@@ -14,9 +14,10 @@ mod cgroupfs;
 mod error;
 #[cfg(any(test, feature = "fake-cgroupfs"))]
 pub mod fake;
+pub mod guardrails;
+pub mod journal;
 pub mod knob;
 pub mod layout;
-pub mod limits;
 mod restore;
 pub mod setting;
 
@@ -28,14 +29,14 @@ use std::{
 };
 
 pub use error::ActuatorError;
+pub use guardrails::{Direction, Guardrails, Refusal};
 pub use knob::{Knob, Resource, ResourceKnobs};
 pub use layout::Layout;
-pub use limits::{Direction, Limits, Refusal};
 pub use restore::{Failure, RestoreReport};
 pub use setting::{Bytes, CpuQuota, InvalidSetting, ParseError, Setting};
 
-use crate::journal::{Entry, Journal};
-use limits::History;
+use guardrails::History;
+use journal::{Journal, Original};
 
 /// Whether writes are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,11 +78,11 @@ pub type Output = Box<dyn io::Write + Send>;
 pub struct Actuator {
     layout: Layout,
     mode: Mode,
-    limits: Limits,
+    guardrails: Guardrails,
     /// Some in `Write` mode.
     journal: Option<Journal>,
     /// This run's originals, in the order they were first changed.
-    originals: Vec<Entry>,
+    originals: Vec<Original>,
     /// Files whose original is already in `originals` (and the journal).
     journaled: HashSet<PathBuf>,
     history: HashMap<(String, Knob), History>,
@@ -102,9 +103,9 @@ impl Actuator {
         layout: Layout,
         state_dir: &Path,
         mode: Mode,
-        limits: Limits,
+        guardrails: Guardrails,
     ) -> Result<(Self, RestoreReport), ActuatorError> {
-        Self::open_with_output(layout, state_dir, mode, limits, Box::new(io::stdout()))
+        Self::open_with_output(layout, state_dir, mode, guardrails, Box::new(io::stdout()))
     }
 
     /// [`Actuator::open`] with dry-run lines going to `out`.
@@ -112,7 +113,7 @@ impl Actuator {
         layout: Layout,
         state_dir: &Path,
         mode: Mode,
-        limits: Limits,
+        guardrails: Guardrails,
         out: Output,
     ) -> Result<(Self, RestoreReport), ActuatorError> {
         // SAFETY: sysconf has no preconditions.
@@ -120,7 +121,7 @@ impl Actuator {
         let mut act = Self {
             layout,
             mode,
-            limits,
+            guardrails,
             journal: None,
             originals: Vec::new(),
             journaled: HashSet::new(),
@@ -139,7 +140,7 @@ impl Actuator {
                 report
             }
             Mode::DryRun => {
-                let leftover = crate::journal::Journal::read(state_dir)?;
+                let leftover = journal::Journal::read(state_dir)?;
                 let mut report = RestoreReport {
                     skipped_lines: leftover.skipped,
                     ..RestoreReport::default()
@@ -161,8 +162,8 @@ impl Actuator {
 
     /// Replaces the rate limit and cooldown (a configuration reload); the
     /// history of past writes is kept, so a reload does not reset them.
-    pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+    pub fn set_guardrails(&mut self, guardrails: Guardrails) {
+        self.guardrails = guardrails;
     }
 
     /// The mode it was opened in.
@@ -172,7 +173,7 @@ impl Actuator {
 
     /// Originals of the knobs this run has changed (or, in a dry run,
     /// would have), in the order they were first changed.
-    pub fn originals(&self) -> &[Entry] {
+    pub fn originals(&self) -> &[Original] {
         &self.originals
     }
 
@@ -189,7 +190,7 @@ impl Actuator {
     }
 
     /// Tells the actuator how many cores `cgroup` used recently: a CPU
-    /// quota is never lowered below it (nor below `Limits::cpu_floor_cores`).
+    /// quota is never lowered below it (nor below `Guardrails::cpu_floor_cores`).
     /// The value `knob` of `cgroup` had before this run first changed it,
     /// if it did: what releasing a reservation goes back to.
     pub fn original(&self, cgroup: &str, knob: Knob) -> Option<Result<Setting, ActuatorError>> {
@@ -268,7 +269,7 @@ impl Actuator {
         let direction = Direction::of(old.amount(), new.amount());
         let key = (cgroup.to_owned(), knob);
         let history = self.history.get(&key).copied().unwrap_or_default();
-        if let Err(refusal) = history.check(&self.limits, direction, now) {
+        if let Err(refusal) = history.check(&self.guardrails, direction, now) {
             return Ok(Outcome::Refused(refusal));
         }
         if direction == Direction::Lower
@@ -279,7 +280,7 @@ impl Actuator {
         }
         let old_text = knob.format_raw(&old);
         if !self.journaled.contains(&path) {
-            let entry = Entry {
+            let entry = Original {
                 cgroup: cgroup.to_owned(),
                 knob,
                 path: path.clone(),
@@ -335,7 +336,7 @@ impl Actuator {
             }
             Setting::CpuQuota(q) => {
                 let recent = self.cpu_usage.get(cgroup).copied().unwrap_or(0.0);
-                let needed = recent.max(self.limits.cpu_floor_cores);
+                let needed = recent.max(self.guardrails.cpu_floor_cores);
                 Ok((q.cores() < needed).then_some(Refusal::BelowCpuUsage {
                     cores: q.cores(),
                     needed,

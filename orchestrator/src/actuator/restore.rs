@@ -3,25 +3,25 @@
 
 use std::path::Path;
 
+use super::journal::Original;
 use super::{Actuator, ActuatorError, Mode, cgroupfs};
-use crate::journal::Entry;
 
 /// What a restore did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoreReport {
     /// Originals written back.
-    pub restored: Vec<Entry>,
+    pub restored: Vec<Original>,
     /// Cgroups that disappeared meanwhile: dropped, nothing to restore.
-    pub gone: Vec<Entry>,
+    pub gone: Vec<Original>,
     /// Originals the kernel refused (EBUSY for a memory limit below what
     /// the cgroup now uses, ...). They stay journaled and are retried by
     /// the next `restore_all` or the next start.
     pub failed: Vec<Failure>,
     /// Entries naming a file outside the cgroup mounts or not the knob's
     /// file: never written, dropped from the journal.
-    pub refused: Vec<Entry>,
+    pub refused: Vec<Original>,
     /// Dry run: what a real run would restore, left in the journal.
-    pub pending: Vec<Entry>,
+    pub pending: Vec<Original>,
     /// Journal lines that were torn or unreadable.
     pub skipped_lines: usize,
 }
@@ -30,7 +30,7 @@ pub struct RestoreReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// The journal entry.
-    pub entry: Entry,
+    pub entry: Original,
     /// Why (the error's message, with the path).
     pub cause: String,
 }
@@ -39,7 +39,7 @@ impl Actuator {
     /// Writes every original this run changed back, last changed first,
     /// then empties the journal. Cgroups that disappeared are dropped at
     /// debug level; originals the kernel refuses stay journaled (see
-    /// [`RestoreReport::failed`]). Limits do not apply: restoring is always
+    /// [`RestoreReport::failed`]). Guardrails do not apply: restoring is always
     /// allowed. In a dry run, prints the restores and writes nothing.
     pub fn restore_all(&mut self) -> Result<RestoreReport, ActuatorError> {
         let entries = std::mem::take(&mut self.originals);
@@ -64,10 +64,10 @@ impl Actuator {
     /// longer manages. In a dry run, prints the restores and writes nothing.
     pub fn restore_matching(
         &mut self,
-        which: impl Fn(&Entry) -> bool,
+        which: impl Fn(&Original) -> bool,
         reason: &str,
     ) -> Result<RestoreReport, ActuatorError> {
-        let (chosen, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.originals)
+        let (chosen, kept): (Vec<Original>, Vec<Original>) = std::mem::take(&mut self.originals)
             .into_iter()
             .partition(which);
         self.journaled = kept.iter().map(|e| e.path.clone()).collect();
@@ -92,7 +92,7 @@ impl Actuator {
     /// other originals and the failures, which join the originals.
     pub(super) fn restore(
         &mut self,
-        entries: Vec<Entry>,
+        entries: Vec<Original>,
         reason: &str,
     ) -> Result<RestoreReport, ActuatorError> {
         let mut report = RestoreReport::default();
@@ -145,7 +145,7 @@ impl Actuator {
     }
 
     /// Dry run: one line for a restore a real run would make.
-    pub(super) fn print_restore(&mut self, entry: &Entry, reason: &str) {
+    pub(super) fn print_restore(&mut self, entry: &Original, reason: &str) {
         let old = self
             .dry_values
             .get(&entry.path)

@@ -3,13 +3,13 @@
 use std::{fs, time::Duration};
 
 use super::*;
-use crate::{
-    actuator::fake::{Capture, FakeTree},
+use crate::actuator::{
+    fake::{Capture, FakeTree},
     journal,
 };
 
-fn limits() -> Limits {
-    Limits {
+fn limits() -> Guardrails {
+    Guardrails {
         min_interval: Duration::from_secs(1),
         cooldown: Duration::from_secs(10),
         cpu_floor_cores: 0.1,
@@ -477,13 +477,13 @@ fn journal_entries_outside_the_mounts_are_never_written() {
     let victim = t.root.join("victim");
     fs::write(&victim, "precious").unwrap();
     let bad = [
-        journal::Entry {
+        journal::Original {
             cgroup: "/g".into(),
             knob: Knob::CpuShares,
             path: victim.clone(),
             original: "2".into(),
         },
-        journal::Entry {
+        journal::Original {
             cgroup: "/g".into(),
             knob: Knob::CpuShares,
             path: t.layout().file("/g", Knob::CpuWeight).unwrap(),

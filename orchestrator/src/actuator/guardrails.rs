@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// How often and how soon the actuator may change a knob.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Limits {
+pub struct Guardrails {
     /// Least time between two writes to one knob (raise or lower).
     pub min_interval: Duration,
     /// Least time between a knob's last raise and a lowering of it. Raises
@@ -19,7 +19,7 @@ pub struct Limits {
     pub cpu_floor_cores: f64,
 }
 
-impl Default for Limits {
+impl Default for Guardrails {
     fn default() -> Self {
         Self {
             min_interval: Duration::from_secs(1),
@@ -89,7 +89,7 @@ impl History {
     /// Whether a write in `direction` at `now` is allowed.
     pub fn check(
         &self,
-        limits: &Limits,
+        limits: &Guardrails,
         direction: Direction,
         now: Instant,
     ) -> Result<(), Refusal> {
@@ -125,8 +125,8 @@ impl History {
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> Guardrails {
+        Guardrails {
             min_interval: Duration::from_secs(2),
             cooldown: Duration::from_secs(10),
             cpu_floor_cores: 0.1,
