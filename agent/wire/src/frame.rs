@@ -27,8 +27,7 @@ pub enum Compression {
 pub fn encode(msg: &Message, compression: Compression) -> Result<Vec<u8>, Error> {
     let payload = postcard::to_allocvec(msg)?;
     let (flags, payload) = if compression == Compression::Auto && payload.len() >= COMPRESS_FROM {
-        let packed = zstd::bulk::compress(&payload, ZSTD_LEVEL)
-            .map_err(|e| Error::Decompress(e.to_string()))?;
+        let packed = zstd::bulk::compress(&payload, ZSTD_LEVEL).map_err(Error::Compress)?;
         (FLAG_ZSTD, packed)
     } else {
         (0, payload)
@@ -106,7 +105,7 @@ fn payload(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
         0 => Ok(payload.into()),
         FLAG_ZSTD => zstd::bulk::decompress(payload, MAX_DECODED)
             .map(Into::into)
-            .map_err(|e| Error::Decompress(e.to_string())),
+            .map_err(Error::Decompress),
         other => Err(Error::Flags(other)),
     }
 }

@@ -27,6 +27,7 @@ mod validate;
 pub use frame::{Compression, decode_body, encode, read_message, write_message};
 pub use handshake::{accept, connect, refuse};
 pub use message::*;
+pub use validate::Invalid;
 
 /// Protocol version spoken by this build.
 pub const VERSION: u16 = 1;
@@ -82,7 +83,10 @@ pub enum Error {
     Flags(u8),
     /// The compressed payload is corrupt or expands beyond [`MAX_DECODED`].
     #[error("cannot decompress payload: {0}")]
-    Decompress(String),
+    Decompress(#[source] std::io::Error),
+    /// zstd could not compress an outgoing payload.
+    #[error("cannot compress payload: {0}")]
+    Compress(#[source] std::io::Error),
     /// The payload is not a message of this protocol version.
     #[error("cannot decode message: {0}")]
     Decode(#[from] postcard::Error),
@@ -91,7 +95,7 @@ pub enum Error {
     Trailing(usize),
     /// The message decoded but its contents are out of bounds.
     #[error("invalid message: {0}")]
-    Invalid(String),
+    Invalid(#[from] Invalid),
     /// The peer speaks another protocol version.
     #[error("peer speaks protocol version {theirs}, this build speaks {ours}")]
     Incompatible {
@@ -123,7 +127,11 @@ impl Error {
     /// error is the peer's fault and the connection can still carry it.
     pub fn code(&self) -> Option<Code> {
         match self {
-            Error::Io(_) | Error::Closed | Error::Truncated { .. } | Error::Refused { .. } => None,
+            Error::Io(_)
+            | Error::Closed
+            | Error::Truncated { .. }
+            | Error::Refused { .. }
+            | Error::Compress(_) => None,
             Error::FrameSize { .. } => Some(Code::TooLarge),
             Error::Incompatible { .. } => Some(Code::Incompatible),
             Error::Unexpected { .. } => Some(Code::Unexpected),

@@ -17,7 +17,7 @@ impl Message {
                 text("host", &h.host)?;
                 text("agent", &h.agent)?;
                 if h.tick_ms == 0 {
-                    return invalid("tick_ms is 0");
+                    return Err(Invalid::Zero { field: "tick_ms" }.into());
                 }
                 Ok(())
             }
@@ -37,7 +37,7 @@ fn predictions(b: &PredictionBatch) -> Result<(), Error> {
     components(&b.components)?;
     count("predictions", b.predictions.len())?;
     if b.step_ms == 0 {
-        return invalid("step_ms is 0");
+        return Err(Invalid::Zero { field: "step_ms" }.into());
     }
     let n = b.components.len();
     b.predictions.iter().try_for_each(|p| prediction(p, n))
@@ -46,17 +46,20 @@ fn predictions(b: &PredictionBatch) -> Result<(), Error> {
 fn prediction(p: &Prediction, components: usize) -> Result<(), Error> {
     index(p.component, components)?;
     if !(p.quantile > 0.0 && p.quantile < 1.0) {
-        return invalid(format!("quantile {} is outside (0, 1)", p.quantile));
+        return Err(Invalid::Quantile(p.quantile).into());
     }
     amount("volatility", p.volatility)?;
     amount("last", p.last)?;
     if p.steps.is_empty() || p.steps.len() > MAX_STEPS {
-        return invalid(format!("{} steps, expected 1..={MAX_STEPS}", p.steps.len()));
+        return Err(Invalid::Steps {
+            count: p.steps.len(),
+        }
+        .into());
     }
     let mut previous = 0;
     for s in &p.steps {
         if s.ahead <= previous {
-            return invalid("steps' `ahead` must increase from 1");
+            return Err(Invalid::Ahead.into());
         }
         previous = s.ahead;
         amount("point", s.point)?;
@@ -69,7 +72,10 @@ fn usage(b: &UsageBatch) -> Result<(), Error> {
     components(&b.components)?;
     count("usage", b.usage.len())?;
     if b.interval_ms == 0 {
-        return invalid("interval_ms is 0");
+        return Err(Invalid::Zero {
+            field: "interval_ms",
+        }
+        .into());
     }
     let n = b.components.len();
     b.usage.iter().try_for_each(|u: &Usage| {
@@ -91,34 +97,89 @@ fn components(list: &[Component]) -> Result<(), Error> {
     list.iter().try_for_each(|c| text("path", &c.path))
 }
 
-fn count(what: &str, n: usize) -> Result<(), Error> {
+fn count(list: &'static str, n: usize) -> Result<(), Error> {
     if n > MAX_ITEMS {
-        return invalid(format!("{n} {what}, at most {MAX_ITEMS} allowed"));
+        return Err(Invalid::TooMany { list, count: n }.into());
     }
     Ok(())
 }
 
 fn index(i: u32, len: usize) -> Result<(), Error> {
     if i as usize >= len {
-        return invalid(format!("component index {i} outside the table of {len}"));
+        return Err(Invalid::Index { index: i, len }.into());
     }
     Ok(())
 }
 
-fn amount(what: &str, v: f32) -> Result<(), Error> {
+fn amount(field: &'static str, v: f32) -> Result<(), Error> {
     if !(v.is_finite() && v >= 0.0) {
-        return invalid(format!("{what} {v} is not a finite non-negative number"));
+        return Err(Invalid::Amount { field, value: v }.into());
     }
     Ok(())
 }
 
-fn text(what: &str, s: &str) -> Result<(), Error> {
+fn text(field: &'static str, s: &str) -> Result<(), Error> {
     if s.len() > MAX_STRING {
-        return invalid(format!("{what} is {} bytes, at most {MAX_STRING}", s.len()));
+        return Err(Invalid::TooLong {
+            field,
+            len: s.len(),
+        }
+        .into());
     }
     Ok(())
 }
 
-fn invalid<T>(why: impl Into<String>) -> Result<T, Error> {
-    Err(Error::Invalid(why.into()))
+/// What is wrong with a decoded message's contents.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    /// A length of time that must be positive is 0.
+    #[error("{field} is 0")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// A band's quantile outside (0, 1).
+    #[error("quantile {0} is outside (0, 1)")]
+    Quantile(f32),
+    /// A prediction without steps or with more than [`MAX_STEPS`].
+    #[error("{count} steps, expected 1..={MAX_STEPS}")]
+    Steps {
+        /// Steps given.
+        count: usize,
+    },
+    /// Steps whose `ahead` does not increase from 1.
+    #[error("steps' `ahead` must increase from 1")]
+    Ahead,
+    /// A list longer than [`MAX_ITEMS`].
+    #[error("{count} {list}, at most {MAX_ITEMS} allowed")]
+    TooMany {
+        /// Which list.
+        list: &'static str,
+        /// Its length.
+        count: usize,
+    },
+    /// An index past the batch's component table.
+    #[error("component index {index} outside the table of {len}")]
+    Index {
+        /// The index.
+        index: u32,
+        /// The table's length.
+        len: usize,
+    },
+    /// An amount that is negative, NaN or infinite.
+    #[error("{field} {value} is not a finite non-negative number")]
+    Amount {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: f32,
+    },
+    /// A string longer than [`MAX_STRING`] bytes.
+    #[error("{field} is {len} bytes, at most {MAX_STRING}")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
