@@ -358,5 +358,4 @@ impl Actuator {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;
