@@ -7,6 +7,13 @@
 //! reservation raises it by `ETA * (1 - p)`, each other interval lowers it
 //! by `ETA * p`, so it settles where usage exceeds the reservation a share
 //! `p = 1 - quantile` of the time, whatever the forecaster's own bias.
+//! It corrects a bias, not a surprise: usage beyond what the largest
+//! margin could have bought (a burst nobody forecast) leaves it as it is,
+//! so one unforeseen burst does not hold every later reservation up.
+//!
+//! Control is asymmetric ([`Hold`]): a higher want is taken at once; a
+//! lower one only after it has stayed lower for `hold` ticks, and then to
+//! the highest want of those ticks.
 
 use std::{
     collections::HashMap,
@@ -25,6 +32,8 @@ pub const MAX_MARGIN: f32 = 1.0;
 const ALPHA: f32 = 0.02;
 /// Usage at or above this share of the reservation counts as exceeding it.
 const AT_CAP: f32 = 0.97;
+/// Steps without usage after which an agent counts as gone.
+pub const USAGE_GRACE_STEPS: u64 = 3;
 /// Horizons held per forecast: the agent's forecasters serve up to
 /// [`shadow_forecast::MAX_HORIZON`]; further ones are dropped.
 pub const HELD_STEPS: usize = shadow_forecast::MAX_HORIZON;
@@ -170,8 +179,51 @@ pub struct Track {
     /// not by the forecast: usage above it then says nothing about the
     /// margin, which cannot buy more.
     pub held_down: bool,
+    /// The band (before the margin) the reservation in force came from.
+    pub band: f32,
+    /// What the component wants, raised at once and lowered late.
+    pub hold: Hold,
     used: f32,
     unused: f32,
+}
+
+/// A want that rises at once and falls only after `ticks` lower ones in a
+/// row, to the highest of them: a band that dips for a tick between two
+/// bursts does not give back what the next one needs, and a band that has
+/// come down stays down.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Hold {
+    level: Option<f32>,
+    lower_ticks: u16,
+    lower_peak: f32,
+}
+
+impl Hold {
+    /// Takes this tick's want; returns the want held.
+    pub fn update(&mut self, want: f32, ticks: u16) -> f32 {
+        let level = match self.level {
+            Some(level) if want < level => {
+                self.lower_ticks += 1;
+                self.lower_peak = self.lower_peak.max(want);
+                if self.lower_ticks < ticks {
+                    return level;
+                }
+                self.lower_peak
+            }
+            _ => want,
+        };
+        *self = Self {
+            level: Some(level),
+            lower_ticks: 0,
+            lower_peak: 0.0,
+        };
+        level
+    }
+
+    /// Forgets the level (the reservation was released).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
 }
 
 impl Track {
@@ -196,7 +248,9 @@ impl Track {
         // A hard cap censors demand: usage pinned at the reservation means
         // demand was at least that, so it counts as exceeding it.
         let over = value >= AT_CAP * reserved;
-        self.margin = if over && self.held_down {
+        // Beyond what the largest margin buys: a surprise, not a bias.
+        let surprise = self.band > 0.0 && value > self.band * (1.0 + MAX_MARGIN);
+        self.margin = if over && (self.held_down || surprise) {
             self.margin
         } else if over {
             self.margin + ETA * (1.0 - p)
@@ -213,7 +267,7 @@ impl Track {
     /// band raised by its margin, and never below what it uses now. None
     /// if its agent is overdue (the reservation is then released).
     pub fn wanted(&self, now: Instant, lead: u16) -> Option<f32> {
-        self.wanted_from(self.forecast.as_ref()?.live(now), lead)
+        self.wanted_from(self.live(now), lead)
     }
 
     /// [`Track::wanted`] with the forecast already seen at the moment.
@@ -221,6 +275,20 @@ impl Track {
         let band = live?.upper_within(lead) * (1.0 + self.margin);
         let current = self.usage.map_or(0.0, |u| u.0);
         Some(band.max(current))
+    }
+
+    /// The held forecast at `now`, if its agent is still reporting: it
+    /// promised a forecast by `next_report_ms` (plus grace), and it sends
+    /// usage every step, so usage older than [`USAGE_GRACE_STEPS`] steps
+    /// means the agent is gone or hung even if its forecast's promise
+    /// runs longer. Its reservation is then released within those steps.
+    pub fn live(&self, now: Instant) -> Option<Live<'_>> {
+        let held = self.forecast.as_ref()?;
+        let grace = u64::from(held.step_ms) * USAGE_GRACE_STEPS;
+        let reporting = self.usage.is_some_and(|(_, at)| {
+            now.saturating_duration_since(at).as_millis() <= u128::from(grace)
+        });
+        reporting.then(|| held.live(now)).flatten()
     }
 }
 
@@ -359,17 +427,52 @@ mod tests {
         let t0 = Instant::now();
         let mut book = Book::default();
         book.predictions(&None, &batch(2.0, 5000), t0);
-        let track = book.components[&key()].tracks[0];
+        let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
+        let mut at = |t: Instant| {
+            track.observe(0.5, t);
+            track.wanted(t, 3)
+        };
         // Lead 3 just after arrival: horizons 1..=3 → max upper 2.3.
-        assert!((track.wanted(t0, 3).unwrap() - 2.3).abs() < 1e-6);
+        assert!((at(t0).unwrap() - 2.3).abs() < 1e-6);
         // Two steps later the held horizons shift: 3..=5 (2.5).
-        let t2 = t0 + Duration::from_secs(2);
-        assert!((track.wanted(t2, 3).unwrap() - 2.5).abs() < 1e-6);
+        assert!((at(t0 + Duration::from_secs(2)).unwrap() - 2.5).abs() < 1e-6);
         // Past the last horizon the last one is held.
-        let t5 = t0 + Duration::from_secs(5);
-        assert!((track.wanted(t5, 3).unwrap() - 2.6).abs() < 1e-6);
+        assert!((at(t0 + Duration::from_secs(5)).unwrap() - 2.6).abs() < 1e-6);
         // Past its promise plus grace, the forecast is stale: released.
-        assert!(track.wanted(t0 + Duration::from_secs(8), 3).is_none());
+        assert!(at(t0 + Duration::from_secs(8)).is_none());
+    }
+
+    #[test]
+    fn an_agent_that_stops_reporting_usage_releases_within_the_grace() {
+        let t0 = Instant::now();
+        let mut book = Book::default();
+        // It promised its next forecast in 30 s, but usage comes every step.
+        book.predictions(&None, &batch(2.0, 30_000), t0);
+        let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
+        assert!(track.wanted(t0, 1).is_none(), "no usage yet: not live");
+        track.observe(0.5, t0);
+        let grace = Duration::from_secs(USAGE_GRACE_STEPS);
+        assert!(track.wanted(t0 + grace, 1).is_some());
+        assert!(
+            track
+                .wanted(t0 + grace + Duration::from_secs(1), 1)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_hold_raises_at_once_and_lowers_after_enough_lower_ticks() {
+        let mut h = Hold::default();
+        assert_eq!(h.update(1.0, 3), 1.0);
+        assert_eq!(h.update(2.0, 3), 2.0, "up at once");
+        assert_eq!(h.update(0.5, 3), 2.0);
+        assert_eq!(h.update(0.7, 3), 2.0);
+        assert_eq!(h.update(0.6, 3), 0.7, "down after 3, to their highest");
+        assert_eq!(h.update(0.5, 3), 0.7);
+        assert_eq!(h.update(0.9, 3), 0.9, "a higher want ends the count");
+        assert_eq!(h.update(0.1, 0), 0.1, "hold 0: down at once");
+        h.reset();
+        assert_eq!(h.update(0.2, 3), 0.2, "after a release: from scratch");
     }
 
     #[test]
@@ -409,6 +512,26 @@ mod tests {
         }
         assert_eq!(t.margin, 0.0, "the ceiling, not the margin, holds it down");
         assert!(t.exceeded > 0.3, "still counted as exceeded");
+    }
+
+    #[test]
+    fn a_surprise_beyond_any_margin_leaves_the_margin() {
+        let now = Instant::now();
+        let mut t = Track {
+            reserved: Some(0.5),
+            band: 0.5,
+            ..Track::default()
+        };
+        // A burst at 3x the band: no margin up to MAX_MARGIN would cover it.
+        for _ in 0..20 {
+            t.observe(1.5, now);
+        }
+        assert_eq!(t.margin, 0.0, "a burst nobody forecast is not a bias");
+        // Usage just above the band: that is a bias, and the margin learns.
+        for _ in 0..20 {
+            t.observe(0.6, now);
+        }
+        assert!(t.margin > 0.0);
     }
 
     #[test]

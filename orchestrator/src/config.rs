@@ -38,9 +38,12 @@ pub struct Config {
     /// Ticks ahead the reservation looks: it covers the highest upper band
     /// over horizons 1..=lead, so it is raised before the demand arrives.
     pub lead: Option<Lead>,
-    /// Least time between two writes to one knob, e.g. "1s".
+    /// Ticks a lower want must last before a reservation comes down (it
+    /// goes up at once).
+    pub hold: Option<HoldTicks>,
+    /// Least time between a write to a knob and a lowering of it, e.g. "1s".
     pub min_interval: Option<DurationAtLeast<0>>,
-    /// Least time between raising a knob and lowering it again, e.g. "30s":
+    /// Least time between raising a knob and lowering it again, e.g. "2s":
     /// raises are never delayed, lowerings wait so a knob does not flap.
     pub cooldown: Option<DurationAtLeast<0>>,
     /// Host capacity overrides and the bandwidths the host cannot report.
@@ -54,6 +57,14 @@ pub struct Config {
     #[serde(default)]
     pub agent: AgentConfig,
 }
+
+/// Ticks a lower want must last before a reservation is lowered.
+pub type HoldTicks = InRange<0, 600>;
+
+/// Default [`Config::hold`]: 4 ticks (2 s at 500 ms ticks) keeps a band
+/// that dips between two close bursts from giving back what the second
+/// needs, and lowers within seconds once demand has gone.
+pub const DEFAULT_HOLD: u16 = 4;
 
 /// Horizons the reservation looks ahead, 1..=`MAX_HORIZON`.
 pub type Lead = InRange<1, { shadow_forecast::MAX_HORIZON as u64 }>;
@@ -199,7 +210,7 @@ impl Config {
         self.tick.map_or(Duration::from_secs(1), |t| t.0)
     }
 
-    /// The actuator's rate limit and cooldown (defaults: 1 s and 30 s).
+    /// The actuator's rate limit and cooldown (defaults: 1 s and 2 s).
     pub fn guardrails(&self) -> crate::actuator::Guardrails {
         let default = crate::actuator::Guardrails::default();
         crate::actuator::Guardrails {
@@ -212,6 +223,11 @@ impl Config {
     /// Horizons the reservations look ahead (default 3).
     pub fn lead(&self) -> u16 {
         self.lead.map_or(3, |l| l.0 as u16)
+    }
+
+    /// Ticks a lower want must last before a reservation comes down.
+    pub fn hold(&self) -> u16 {
+        self.hold.map_or(DEFAULT_HOLD, |h| h.0 as u16)
     }
 
     /// The keys that differ between `self` and `new` but are only read at
@@ -285,10 +301,8 @@ mod tests {
         let c = parse(include_str!("../../dist/shadow.toml")).unwrap();
         assert_eq!(c.tick(), Duration::from_secs(1));
         assert_eq!(c.lead(), 3);
-        assert_eq!(
-            c.guardrails().cooldown,
-            crate::actuator::Guardrails::default().cooldown
-        );
+        assert_eq!(c.hold(), DEFAULT_HOLD);
+        assert_eq!(c.guardrails(), crate::actuator::Guardrails::default());
         assert!(
             c.manage.is_empty(),
             "the example manages nothing until edited"

@@ -356,8 +356,9 @@ impl Daemon {
                 }
             }
             Event::Closed { conn, reason } => {
-                if self.peers.remove(&conn).is_some() {
-                    tracing::info!(conn, %reason, "connection closed");
+                if let Some(peer) = self.peers.remove(&conn) {
+                    tracing::info!(conn, %reason, "connection closed; its reservations are released");
+                    self.engine.agent_gone(&peer.host);
                 } else {
                     tracing::warn!(conn, %reason, "connection refused");
                 }

@@ -130,6 +130,19 @@ impl Engine {
         self.book.usage(host, b, now);
     }
 
+    /// An agent's connection closed: the forecasts it sent are dropped, so
+    /// the next cycle releases what was reserved from them (another agent
+    /// reporting the same cgroups brings them back with its next forecast).
+    pub fn agent_gone(&mut self, host: &Option<Arc<str>>) {
+        for (key, record) in &mut self.book.components {
+            if &key.host == host {
+                for track in &mut record.tracks {
+                    track.forecast = None;
+                }
+            }
+        }
+    }
+
     /// Forgets components nobody has reported on for `idle`.
     pub fn expire(&mut self, now: Instant, idle: Duration) {
         self.book.expire(now, idle);
@@ -158,15 +171,13 @@ impl Engine {
     pub fn cycle(&mut self, now: Instant) -> Cycle {
         self.ticks += 1;
         let lead = self.config.lead();
+        let hold = self.config.hold();
         let mut sums = Sums::default();
         let mut decisions = Vec::new();
         let mut wants: [Vec<(Key, Want)>; 4] = Default::default();
         for (key, entry) in &mut self.book.components {
             // Each held forecast is seen at `now` once, for both uses.
-            let lives = entry
-                .tracks
-                .each_ref()
-                .map(|t| t.forecast.as_ref().and_then(|f| f.live(now)));
+            let lives = entry.tracks.each_ref().map(|t| t.live(now));
             if key.host.is_none() {
                 for (i, t) in entry.tracks.iter().enumerate() {
                     sums.add(i, t, lives[i]);
@@ -174,6 +185,8 @@ impl Engine {
             }
             let wanted: [Option<f32>; 4] =
                 std::array::from_fn(|i| entry.tracks[i].wanted_from(lives[i], lead));
+            let bands: [f32; 4] =
+                std::array::from_fn(|i| lives[i].map_or(0.0, |l| l.upper_within(lead)));
             if entry.optin == Optin::Unknown {
                 entry.optin = optin(&self.config, key);
             }
@@ -183,7 +196,14 @@ impl Engine {
             };
             for resource in MANAGEABLE {
                 let track = &mut entry.tracks[slot(resource)];
-                let wanted = wanted[slot(resource)];
+                track.band = bands[slot(resource)];
+                let wanted = match wanted[slot(resource)] {
+                    Some(w) => Some(track.hold.update(w, hold)),
+                    None => {
+                        track.hold.reset();
+                        None
+                    }
+                };
                 let Some(rule) = rule.filter(|r| r.bounds(resource).is_some()) else {
                     // Recommendation only.
                     track.reserved = wanted;

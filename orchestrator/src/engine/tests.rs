@@ -1,8 +1,26 @@
 use std::{path::Path, time::Duration};
 
-use shadow_wire::{Component, Prediction, PredictionBatch, Source, Step};
+use shadow_wire::{Component, Prediction, PredictionBatch, Source, Step, Usage, UsageBatch};
 
 use super::*;
+
+/// What an agent sends each tick: usage (a little), then its forecasts.
+fn report(e: &mut Engine, host: &Option<Arc<str>>, paths: &[&str], upper: f32, now: Instant) {
+    let usage = UsageBatch {
+        at_ms: 0,
+        interval_ms: 1000,
+        components: predictions(paths, upper).components,
+        usage: (0..paths.len() as u32)
+            .map(|component| Usage {
+                component,
+                resource: Resource::Cpu,
+                value: 0.1,
+            })
+            .collect(),
+    };
+    e.usage(host, &usage, now);
+    e.predictions(host, &predictions(paths, upper), now);
+}
 
 fn predictions(paths: &[&str], upper: f32) -> PredictionBatch {
     PredictionBatch {
@@ -53,11 +71,9 @@ const RULES: &str = r#"
 fn only_opted_in_cgroups_get_decisions() {
     let mut e = engine(RULES, 8.0);
     let now = Instant::now();
-    e.book
-        .predictions(&None, &predictions(&["/m/a", "/other"], 2.0), now);
+    report(&mut e, &None, &["/m/a", "/other"], 2.0, now);
     // A remote agent's cgroup at a managed path is never written.
-    e.book
-        .predictions(&Some("guest".into()), &predictions(&["/m/b"], 2.0), now);
+    report(&mut e, &Some("guest".into()), &["/m/b"], 2.0, now);
     let cycle = e.cycle(now);
     assert_eq!(cycle.decisions.len(), 1, "{:?}", cycle.decisions);
     assert_eq!(cycle.decisions[0].path, "/m/a");
@@ -79,7 +95,7 @@ fn bounds_and_capacity_hold_under_a_flood() {
     let paths: Vec<String> = (0..100).map(|i| format!("/m/c{i}")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     for _ in 0..50 {
-        e.book.predictions(&None, &predictions(&refs, 100.0), now);
+        report(&mut e, &None, &refs, 100.0, now);
     }
     let cycle = e.cycle(now);
     let total: f64 = cycle.decisions.iter().filter_map(|d| d.amount).sum();
@@ -87,8 +103,7 @@ fn bounds_and_capacity_hold_under_a_flood() {
     assert!(total <= 4.0 + 1e-6, "{total}");
     assert_eq!(cycle.over_committed, vec![Resource::Cpu]);
     let mut e = engine(RULES, 64.0);
-    e.book
-        .predictions(&None, &predictions(&["/m/a"], 100.0), now);
+    report(&mut e, &None, &["/m/a"], 100.0, now);
     let cycle = e.cycle(now);
     assert_eq!(cycle.decisions[0].amount, Some(3.0), "ceiling");
 }
@@ -97,8 +112,7 @@ fn bounds_and_capacity_hold_under_a_flood() {
 fn a_reload_releases_what_it_no_longer_manages_and_keeps_what_was_learnt() {
     let mut e = engine(RULES, 8.0);
     let now = Instant::now();
-    e.book
-        .predictions(&None, &predictions(&["/m/a", "/m/b", "/n/c"], 1.0), now);
+    report(&mut e, &None, &["/m/a", "/m/b", "/n/c"], 1.0, now);
     assert_eq!(e.cycle(now).decisions.len(), 2);
     let margin_before = e
         .book
@@ -140,7 +154,7 @@ fn a_reload_releases_what_it_no_longer_manages_and_keeps_what_was_learnt() {
 fn stale_forecast_releases_the_reservation() {
     let mut e = engine(RULES, 8.0);
     let now = Instant::now();
-    e.book.predictions(&None, &predictions(&["/m/a"], 1.0), now);
+    report(&mut e, &None, &["/m/a"], 1.0, now);
     assert_eq!(e.cycle(now).decisions.len(), 1);
     // next_report 3 s + 2 ticks of grace.
     let later = now + Duration::from_secs(6);
@@ -148,4 +162,17 @@ fn stale_forecast_releases_the_reservation() {
     assert_eq!(cycle.decisions.len(), 1);
     assert_eq!(cycle.decisions[0].amount, None);
     assert!(e.cycle(later).decisions.is_empty(), "released once");
+}
+
+#[test]
+fn an_agent_that_goes_away_has_its_reservations_released_at_the_next_cycle() {
+    let mut e = engine(RULES, 8.0);
+    let now = Instant::now();
+    report(&mut e, &None, &["/m/a"], 1.0, now);
+    assert_eq!(e.cycle(now).decisions[0].amount, Some(1.0));
+    e.agent_gone(&None);
+    let cycle = e.cycle(now);
+    assert_eq!(cycle.decisions.len(), 1);
+    assert_eq!(cycle.decisions[0].amount, None, "released");
+    assert_eq!(cycle.decisions[0].reason, Reason::Release);
 }

@@ -156,9 +156,9 @@ fn dry_run_writes_nothing_and_prints_each_write() {
             );
         }
     }
-    // Rate limits apply as in a real run.
+    // Rate limits apply as in a real run (to lowerings: raises never wait).
     let again = a
-        .write("/g", Knob::CpuWeight, Setting::Weight(400), "x", now)
+        .write("/g", Knob::CpuWeight, Setting::Weight(50), "x", now)
         .unwrap();
     assert!(matches!(
         again,
@@ -207,12 +207,13 @@ fn rate_limit_and_cooldown_per_knob() {
         write(Knob::IoWeight, 200, t0),
         Outcome::Written { .. }
     ));
+    // A raise never waits; a lowering waits for min_interval after any
+    // write and for cooldown after the last raise.
     let t_half = t0 + Duration::from_millis(500);
     assert!(matches!(
-        write(Knob::CpuWeight, 300, t_half),
+        write(Knob::CpuWeight, 150, t_half),
         Outcome::Refused(Refusal::RateLimited { .. })
     ));
-    // A raise after min_interval is fine; a lowering waits for cooldown.
     let t2 = t0 + Duration::from_secs(2);
     assert!(matches!(
         write(Knob::CpuWeight, 300, t2),
