@@ -77,8 +77,9 @@ fn cpu_forecast(path: &str, point: f32, upper: f32) -> PredictionBatch {
     }
 }
 
-fn report(s: &mut UnixStream, upper: f32) {
-    let predictions = cpu_forecast("/wire-test/a", 0.5, upper);
+/// What an agent sends each tick: usage, then its forecast.
+fn report(s: &mut impl std::io::Write, path: &str, upper: f32) {
+    let predictions = cpu_forecast(path, 0.5, upper);
     let usage = UsageBatch {
         at_ms: 1,
         interval_ms: 200,
@@ -155,7 +156,7 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
 
     // Through all of that the good agent is served: it reports and gets
     // its recommendation back.
-    report(&mut good, 1.5);
+    report(&mut good, "/wire-test/a", 1.5);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = Vec::new();
     let reservation = loop {
@@ -208,13 +209,7 @@ fn remote_agent_over_tcp() {
     let mut h = hello(shadow_wire::VERSION);
     h.host = "guest-1".into();
     shadow_wire::connect(&mut s, h).expect("handshake over TCP");
-    let predictions = cpu_forecast("/", 1.0, 2.0);
-    shadow_wire::write_message(
-        &mut s,
-        &Message::Predictions(predictions),
-        Compression::Auto,
-    )
-    .unwrap();
+    report(&mut s, "/", 2.0);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = Vec::new();
     loop {
