@@ -130,14 +130,24 @@ impl Pipeline {
         } else {
             1
         };
-        let shadows = if settings.forecast || transmitter.is_some() {
-            Some(Shadows::new(settings.interval, settings.quantile, horizon)?)
+        let (shadows, hints) = if settings.forecast || transmitter.is_some() {
+            // Read once: the CPUs cap the demand forecast, the whole bounds
+            // what hints may announce.
+            let capacity = hint::host_capacity();
+            let shadows = Shadows::new(
+                settings.interval,
+                settings.quantile,
+                horizon,
+                capacity.cpu,
+            )?;
+            let hints = if settings.no_hints {
+                None
+            } else {
+                start_hints(settings, &v2_root, capacity)
+            };
+            (Some(shadows), hints)
         } else {
-            None
-        };
-        let hints = match &shadows {
-            Some(_) if !settings.no_hints => start_hints(settings, &v2_root),
-            _ => None,
+            (None, None)
         };
         Ok(Self {
             settings: settings.clone(),
@@ -338,8 +348,9 @@ impl Pipeline {
 fn start_hints(
     settings: &Settings,
     v2_root: &Path,
+    capacity: hint::Amounts,
 ) -> Option<(hint::server::Server, Arc<Mutex<Book>>)> {
-    let limits = hint::Limits::new(hint::host_capacity());
+    let limits = hint::Limits::new(capacity);
     let book = Arc::new(Mutex::new(Book::new(limits)));
     let config = hint::server::Config {
         path: settings.hint_socket.clone(),

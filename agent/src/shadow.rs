@@ -111,15 +111,21 @@ pub struct Shadows {
 
 impl Shadows {
     /// Shadows for samples every `interval`, bands at `quantile`,
-    /// forecasting horizons 1..=`horizon` intervals.
-    pub fn new(interval: Duration, quantile: f64, horizon: usize) -> Result<Self, Error> {
+    /// forecasting horizons 1..=`horizon` intervals, with CPU demand capped
+    /// at `cpus` (the CPUs this agent may use: the caller reads the host).
+    pub fn new(
+        interval: Duration,
+        quantile: f64,
+        horizon: usize,
+        cpus: f64,
+    ) -> Result<Self, Error> {
         let config = Config::new(interval.as_secs_f64())?
             .with_horizon(horizon)?
             .with_quantile(quantile)?;
         Ok(Self {
             config,
             reporting: ReporterConfig::for_interval(interval.as_secs_f64()),
-            cpus: crate::hint::host_capacity().cpu,
+            cpus,
             by_id: HashMap::new(),
         })
     }
@@ -291,6 +297,9 @@ mod tests {
 
     use super::*;
 
+    /// The CPUs the tests' agent may use.
+    const CPUS: f64 = 4.0;
+
     fn sample(id: u64, ts: f64, cores: f64, io_bytes: u64) -> Sample {
         Sample {
             ts,
@@ -307,7 +316,7 @@ mod tests {
 
     #[test]
     fn steady_demand_is_forecast_with_a_band_above_it() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
         let mut readings = Vec::new();
         let mut sent = 0;
         for i in 0..300 {
@@ -331,25 +340,24 @@ mod tests {
 
     #[test]
     fn demand_counts_waiting_but_never_more_than_the_cpus() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
-        let cpus = crate::hint::host_capacity().cpu;
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
         let mut out = Vec::new();
         let mut s = sample(1, 1.0, 0.25, 0);
         s.usage.runq_delay_ns = 250_000_000;
         shadows.observe(&s, &mut out);
-        assert_eq!(out[0].value, 0.5f64.min(cpus), "ran + waited");
-        // Many threads queued: the summed waits exceed what any CPU count
-        // could serve.
+        assert_eq!(out[0].value, 0.5, "ran + waited");
+        // Many threads queued: the summed waits exceed what the CPUs could
+        // serve.
         out.clear();
         let mut s = sample(1, 2.0, 0.5, 0);
-        s.usage.runq_delay_ns = (cpus * 4.0 * 1e9) as u64;
+        s.usage.runq_delay_ns = (CPUS * 4.0 * 1e9) as u64;
         shadows.observe(&s, &mut out);
-        assert_eq!(out[0].value, cpus);
+        assert_eq!(out[0].value, CPUS);
     }
 
     #[test]
     fn io_is_forecast_once_used() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
         let mut readings = Vec::new();
         shadows.observe(&sample(1, 1.0, 0.5, 0), &mut readings);
         assert_eq!(readings.len(), 1);
@@ -381,7 +389,7 @@ mod tests {
             panic!("hint refused")
         };
         let id = book.submit("/c1", &spec, 100.0).unwrap().id;
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for t in 90..=120 {
@@ -418,7 +426,7 @@ mod tests {
 
     #[test]
     fn shadows_are_per_cgroup_and_dropped_with_it() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
         let mut out = Vec::new();
         shadows.observe(&sample(1, 1.0, 1.0, 0), &mut out);
         shadows.observe(&sample(2, 1.0, 0.0, 0), &mut out);
@@ -429,6 +437,6 @@ mod tests {
         out.clear();
         shadows.observe(&sample(2, 0.5, 1.0, 0), &mut out);
         assert!(out[0].forecast.is_none());
-        assert!(Shadows::new(Duration::ZERO, 0.95, 1).is_err());
+        assert!(Shadows::new(Duration::ZERO, 0.95, 1, CPUS).is_err());
     }
 }

@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn packs_usage_always_and_forecasts_when_marked() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, 4.0).unwrap();
         let samples: Vec<Sample> = (0..3)
             .map(|id| Sample {
                 ts: 1.0,
