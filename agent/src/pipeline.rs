@@ -17,7 +17,7 @@ use crate::{
     cgroups::{self, Index},
     collector::{Collector, Sample},
     counter_map::CounterMap,
-    hint::{self, Book},
+    hint::{self, Ledger},
     probes::{Options, Probes, Status},
     shadow::{CpuForecast, Shadows},
     transmit::Transmitter,
@@ -87,13 +87,13 @@ pub struct CpuReservation {
 pub struct Pipeline {
     // Fields drop in declaration order: the hint socket closes first, the
     // probes detach last.
-    hints: Option<(hint::server::Server, Arc<Mutex<Book>>)>,
+    hints: Option<(hint::server::Server, Arc<Mutex<Ledger>>)>,
     shadows: Option<Shadows>,
     transmitter: Option<Transmitter>,
     collector: Collector<CounterMap>,
     settings: Settings,
-    readings: Vec<crate::shadow::Reading>,
-    tagged: Vec<(usize, crate::shadow::Reading)>,
+    observations: Vec<crate::shadow::Observation>,
+    tagged: Vec<(usize, crate::shadow::Observation)>,
     last: Instant,
     collect_ms: Vec<f64>,
     /// Holds the programs attached; declared last so it is dropped last.
@@ -134,12 +134,8 @@ impl Pipeline {
             // Read once: the CPUs cap the demand forecast, the whole bounds
             // what hints may announce.
             let capacity = hint::host_capacity();
-            let shadows = Shadows::new(
-                settings.interval,
-                settings.quantile,
-                horizon,
-                capacity.cpu,
-            )?;
+            let shadows =
+                Shadows::new(settings.interval, settings.quantile, horizon, capacity.cpu)?;
             let hints = if settings.no_hints {
                 None
             } else {
@@ -155,7 +151,7 @@ impl Pipeline {
             transmitter,
             shadows,
             hints,
-            readings: Vec::new(),
+            observations: Vec::new(),
             tagged: Vec::new(),
             last: Instant::now(),
             collect_ms: Vec::new(),
@@ -190,23 +186,24 @@ impl Pipeline {
         };
         shadows.retain_only(samples);
         self.tagged.clear();
-        let mut book = self.hints.as_ref().map(|(_, b)| lock(b));
+        let mut ledger = self.hints.as_ref().map(|(_, b)| lock(b));
         for (i, s) in samples.iter().enumerate() {
-            self.readings.clear();
-            shadows.observe_hinted(s, book.as_deref_mut(), &mut self.readings);
-            forecasts[i] = Shadows::cpu_forecast(&self.readings).map(|mut f| {
-                f.hint_trust = book.as_ref().map(|b| b.trust(&s.cgroup));
+            self.observations.clear();
+            shadows.observe_hinted(s, ledger.as_deref_mut(), &mut self.observations);
+            forecasts[i] = Shadows::cpu_forecast(&self.observations).map(|mut f| {
+                f.hint_trust = ledger.as_ref().map(|b| b.trust(&s.cgroup));
                 f
             });
-            self.tagged.extend(self.readings.iter().map(|&r| (i, r)));
+            self.tagged
+                .extend(self.observations.iter().map(|&r| (i, r)));
         }
-        if let Some(book) = &mut book {
+        if let Some(ledger) = &mut ledger {
             // One interval of grace lets the window's last usage in.
-            for o in book.settle(unix_now(), self.settings.interval.as_secs_f64() * 1.5) {
+            for o in ledger.settle(unix_now(), self.settings.interval.as_secs_f64() * 1.5) {
                 tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
             }
         }
-        drop(book);
+        drop(ledger);
         if let Some(t) = &mut self.transmitter {
             let at_ms = (unix_now() * 1e3) as u64;
             t.tick(
@@ -306,8 +303,8 @@ impl Pipeline {
     }
 
     /// What the hint socket did so far, if it is open.
-    pub fn hint_counts(&self) -> Option<hint::book::Counts> {
-        self.hints.as_ref().map(|(_, book)| lock(book).counts)
+    pub fn hint_counts(&self) -> Option<hint::ledger::Counts> {
+        self.hints.as_ref().map(|(_, ledger)| lock(ledger).counts)
     }
 
     /// True if hints are being taken (the socket is open).
@@ -349,9 +346,9 @@ fn start_hints(
     settings: &Settings,
     v2_root: &Path,
     capacity: hint::Amounts,
-) -> Option<(hint::server::Server, Arc<Mutex<Book>>)> {
-    let limits = hint::Limits::new(capacity);
-    let book = Arc::new(Mutex::new(Book::new(limits)));
+) -> Option<(hint::server::Server, Arc<Mutex<Ledger>>)> {
+    let limits = hint::ClientLimits::new(capacity);
+    let ledger = Arc::new(Mutex::new(Ledger::new(limits)));
     let config = hint::server::Config {
         path: settings.hint_socket.clone(),
         group: settings.hint_group.clone(),
@@ -359,8 +356,8 @@ fn start_hints(
         v2_root: v2_root.to_owned(),
         scope: settings.cgroup.clone(),
     };
-    match hint::server::Server::start(config, Arc::clone(&book)) {
-        Ok(server) => Some((server, book)),
+    match hint::server::Server::start(config, Arc::clone(&ledger)) {
+        Ok(server) => Some((server, ledger)),
         Err(e) => {
             tracing::warn!(cause = %e, "no hint socket; observing without hints");
             None
@@ -368,6 +365,6 @@ fn start_hints(
     }
 }
 
-fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
-    book.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
 }

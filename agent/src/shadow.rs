@@ -28,7 +28,7 @@
 //! the model what is likely). A band raised that way is marked
 //! [`Source::Hint`], and such forecasts are always sent, as is the first
 //! one after a hint stops raising the band, so the orchestrator sees both
-//! edges of the window. The realised usage is handed back to the hint book,
+//! edges of the window. The realised usage is handed back to the hint ledger,
 //! which judges each hint after its window and updates the trust.
 
 use std::{collections::HashMap, time::Duration};
@@ -41,7 +41,7 @@ use shadow_wire::{Resource, Source};
 
 use crate::{
     collector::Sample,
-    hint::{Amounts, Book},
+    hint::{Amounts, Ledger},
 };
 
 /// One cgroup's CPU forecast for the next interval (`observe --forecast`).
@@ -70,7 +70,7 @@ pub struct CpuForecast {
 
 /// One resource of one cgroup after an interval.
 #[derive(Clone, Copy, Debug)]
-pub struct Reading {
+pub struct Observation {
     /// Which resource.
     pub resource: Resource,
     /// Usage over the interval, in the resource's unit.
@@ -85,8 +85,8 @@ pub struct Reading {
     pub hint: Option<u64>,
 }
 
-/// A forecaster and its reporting state.
-struct Series {
+/// One resource of one cgroup: its forecaster and reporting state.
+struct ResourceShadow {
     forecaster: Forecaster,
     reporter: Reporter,
     /// The last forecast's band was raised by a hint.
@@ -95,9 +95,9 @@ struct Series {
 
 /// The series of one cgroup.
 struct Shadow {
-    cpu: Series,
-    io: Option<Box<Series>>,
-    net: Option<Box<Series>>,
+    cpu: ResourceShadow,
+    io: Option<Box<ResourceShadow>>,
+    net: Option<Box<ResourceShadow>>,
 }
 
 /// A shadow per cgroup id.
@@ -136,19 +136,19 @@ impl Shadows {
     }
 
     /// Feeds one interval's sample to its cgroup's shadow; appends one
-    /// reading per resource the cgroup has used to `out`. Nothing is
+    /// observation per resource the cgroup has used to `out`. Nothing is
     /// appended for an empty interval.
-    pub fn observe(&mut self, sample: &Sample, out: &mut Vec<Reading>) {
+    pub fn observe(&mut self, sample: &Sample, out: &mut Vec<Observation>) {
         self.observe_hinted(sample, None, out);
     }
 
-    /// [`Shadows::observe`] with the live hints of `book` fused into the
+    /// [`Shadows::observe`] with the live hints of `ledger` fused into the
     /// forecasts and the realised usage recorded for judging them.
     pub fn observe_hinted(
         &mut self,
         sample: &Sample,
-        book: Option<&mut Book>,
-        out: &mut Vec<Reading>,
+        ledger: Option<&mut Ledger>,
+        out: &mut Vec<Observation>,
     ) {
         if sample.interval_ns == 0 {
             return;
@@ -161,17 +161,21 @@ impl Shadows {
         let io = (u.io_read_bytes + u.io_write_bytes) as f64 / secs;
         let net = (u.net_rx_bytes + u.net_tx_bytes) as f64 / secs;
         let (config, reporting) = (self.config, self.reporting);
-        let new = || Series {
+        let new = || ResourceShadow {
             forecaster: Forecaster::new(config),
             reporter: Reporter::new(reporting),
             hinted: false,
         };
         let path = sample.cgroup.as_str();
-        let hinted = |book: &Option<&mut Book>, r| {
-            book.as_ref()
+        let hinted = |ledger: &Option<&mut Ledger>, r| {
+            ledger
+                .as_ref()
                 .is_some_and(|b| b.hints_resource(path, r, sample.ts))
         };
-        let (io_hinted, net_hinted) = (hinted(&book, Resource::Io), hinted(&book, Resource::Net));
+        let (io_hinted, net_hinted) = (
+            hinted(&ledger, Resource::Io),
+            hinted(&ledger, Resource::Net),
+        );
         let shadow = self
             .by_id
             .entry(sample.cgroup_id)
@@ -180,11 +184,11 @@ impl Shadows {
                 io: None,
                 net: None,
             });
-        let book_ref = book.as_deref();
+        let ledger_ref = ledger.as_deref();
         let interval_s = config.interval_s();
-        let mut push = |series: &mut Series, resource, value| {
+        let mut push = |series: &mut ResourceShadow, resource, value| {
             let mut r = step(series, resource, sample.ts, value);
-            if let Some(b) = book_ref {
+            if let Some(b) = ledger_ref {
                 fuse(series, &mut r, b, path, sample.ts, interval_s);
             }
             out.push(r);
@@ -201,7 +205,7 @@ impl Shadows {
                 push(series, resource, value);
             }
         }
-        if let Some(b) = book {
+        if let Some(b) = ledger {
             let usage = Amounts {
                 cpu,
                 memory: 0.0,
@@ -212,9 +216,9 @@ impl Shadows {
         }
     }
 
-    /// The CPU forecast among `readings` in the shape `observe` prints.
-    pub fn cpu_forecast(readings: &[Reading]) -> Option<CpuForecast> {
-        let r = readings.iter().find(|r| r.resource == Resource::Cpu)?;
+    /// The CPU forecast among `observations` in the shape `observe` prints.
+    pub fn cpu_forecast(observations: &[Observation]) -> Option<CpuForecast> {
+        let r = observations.iter().find(|r| r.resource == Resource::Cpu)?;
         let f = r.forecast?;
         Some(CpuForecast {
             cpu_demand_cores: r.value,
@@ -246,14 +250,14 @@ impl Shadows {
 
 /// Updates one series; a refused sample (a clock that went backwards)
 /// leaves its state alone and yields no forecast.
-fn step(series: &mut Series, resource: Resource, t: f64, value: f64) -> Reading {
+fn step(series: &mut ResourceShadow, resource: Resource, t: f64, value: f64) -> Observation {
     let forecast = series
         .forecaster
         .update(t, value)
         .ok()
         .map(|_| series.forecaster.forecast());
     let send = forecast.is_some_and(|f| series.reporter.offer(value, &f).is_some());
-    Reading {
+    Observation {
         resource,
         value,
         forecast,
@@ -264,16 +268,23 @@ fn step(series: &mut Series, resource: Resource, t: f64, value: f64) -> Reading 
 }
 
 /// Raises `r`'s upper band to the hints' prior where their window overlaps
-/// a horizon's interval `(t + (h-1)Δ, t + hΔ]`; marks the reading as from a
+/// a horizon's interval `(t + (h-1)Δ, t + hΔ]`; marks the observation as from a
 /// hint and to be sent when a hint raised it now or did last time.
-fn fuse(series: &mut Series, r: &mut Reading, book: &Book, path: &str, t: f64, interval_s: f64) {
+fn fuse(
+    series: &mut ResourceShadow,
+    r: &mut Observation,
+    ledger: &Ledger,
+    path: &str,
+    t: f64,
+    interval_s: f64,
+) {
     let Some(f) = &mut r.forecast else {
         return;
     };
     let mut raised = false;
     for h in 0..f.horizon {
         let from = t + h as f64 * interval_s;
-        let Some(prior) = book.prior(path, r.resource, from, from + interval_s) else {
+        let Some(prior) = ledger.prior(path, r.resource, from, from + interval_s) else {
             continue;
         };
         if h == 0 {
@@ -317,17 +328,17 @@ mod tests {
     #[test]
     fn steady_demand_is_forecast_with_a_band_above_it() {
         let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
-        let mut readings = Vec::new();
+        let mut observations = Vec::new();
         let mut sent = 0;
         for i in 0..300 {
             // 1.5 cores with a small wobble.
             let cores = 1.5 + 0.1 * ((i % 7) as f64 / 7.0 - 0.5);
-            readings.clear();
-            shadows.observe(&sample(1, f64::from(i), cores, 0), &mut readings);
-            sent += usize::from(readings[0].send);
+            observations.clear();
+            shadows.observe(&sample(1, f64::from(i), cores, 0), &mut observations);
+            sent += usize::from(observations[0].send);
         }
-        assert_eq!(readings.len(), 1, "no I/O or network used: CPU only");
-        let f = Shadows::cpu_forecast(&readings).expect("a forecast");
+        assert_eq!(observations.len(), 1, "no I/O or network used: CPU only");
+        let f = Shadows::cpu_forecast(&observations).expect("a forecast");
         assert!((f.cpu_forecast_cores - 1.5).abs() < 0.1, "{f:?}");
         assert!(f.cpu_upper_cores >= f.cpu_forecast_cores, "{f:?}");
         assert!(
@@ -358,12 +369,12 @@ mod tests {
     #[test]
     fn io_is_forecast_once_used() {
         let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
-        let mut readings = Vec::new();
-        shadows.observe(&sample(1, 1.0, 0.5, 0), &mut readings);
-        assert_eq!(readings.len(), 1);
-        readings.clear();
-        shadows.observe(&sample(1, 2.0, 0.5, 4096), &mut readings);
-        let io = readings
+        let mut observations = Vec::new();
+        shadows.observe(&sample(1, 1.0, 0.5, 0), &mut observations);
+        assert_eq!(observations.len(), 1);
+        observations.clear();
+        shadows.observe(&sample(1, 2.0, 0.5, 4096), &mut observations);
+        let io = observations
             .iter()
             .find(|r| r.resource == Resource::Io)
             .unwrap();
@@ -374,27 +385,31 @@ mod tests {
 
     #[test]
     fn a_hint_raises_the_band_in_its_window_only_and_is_judged() {
-        use crate::hint::{Limits, book::INITIAL_TRUST, protocol::Command};
+        use crate::hint::{ClientLimits, ledger::INITIAL_TRUST, protocol::Command};
         let capacity = crate::hint::Amounts {
             cpu: 8.0,
             memory: 1e12,
             io: 1e12,
             net: 1e12,
         };
-        let mut book = Book::new(Limits::new(capacity));
+        let mut ledger = Ledger::new(ClientLimits::new(capacity));
         let Ok(Command::Hint(spec)) = crate::hint::parse_line(
             br#"{"cpu":4,"net":1000,"start_in":"10s","duration":"5s"}"#,
-            book.limits(),
+            ledger.limits(),
         ) else {
             panic!("hint refused")
         };
-        let id = book.submit("/c1", &spec, 100.0).unwrap().id;
+        let id = ledger.submit("/c1", &spec, 100.0).unwrap().id;
         let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for t in 90..=120 {
             out.clear();
-            shadows.observe_hinted(&sample(1, f64::from(t), 0.5, 0), Some(&mut book), &mut out);
+            shadows.observe_hinted(
+                &sample(1, f64::from(t), 0.5, 0),
+                Some(&mut ledger),
+                &mut out,
+            );
             let cpu = out[0];
             let f = Shadows::cpu_forecast(&out).unwrap();
             seen.push((t, f.cpu_upper_cores, cpu.source, cpu.hint, cpu.send));
@@ -414,13 +429,13 @@ mod tests {
                 assert!(f.cpu_upper_cores < 2.0, "t={t}: {seen:?}");
                 assert_eq!(cpu.source, Source::Model);
             }
-            book.settle(f64::from(t), 1.0);
+            ledger.settle(f64::from(t), 1.0);
         }
         // Hinted 4 cores (and 1000 B/s), used 0.5 (and nothing): trusted less.
         assert!(
-            book.trust("/c1") < INITIAL_TRUST - 0.2,
+            ledger.trust("/c1") < INITIAL_TRUST - 0.2,
             "{}",
-            book.trust("/c1")
+            ledger.trust("/c1")
         );
     }
 

@@ -19,7 +19,7 @@ use shadow_wire::{
 
 use shadow_wire::transport::{Stream, Target};
 
-use crate::{collector::Sample, shadow::Reading};
+use crate::{collector::Sample, shadow::Observation};
 
 /// Wait between connection attempts.
 const RETRY: Duration = Duration::from_secs(3);
@@ -82,14 +82,14 @@ impl Transmitter {
         self.conn.is_some()
     }
 
-    /// Sends one tick: usage of every reading, and the forecasts that the
+    /// Sends one tick: usage of every observation, and the forecasts that the
     /// adaptive reporting marked (all of them after a reconnection).
-    /// `readings` pairs each reading with the index of its sample.
+    /// `observations` pairs each observation with the index of its sample.
     pub fn tick(
         &mut self,
         at_ms: u64,
         samples: &[Sample],
-        readings: &[(usize, Reading)],
+        observations: &[(usize, Observation)],
         quantile: f64,
         heartbeat_s: f64,
     ) -> Sent {
@@ -105,7 +105,7 @@ impl Transmitter {
             u32::try_from(interval_ms).unwrap_or(u32::MAX),
             self.hello.tick_ms,
             samples,
-            readings,
+            observations,
             Options {
                 quantile: quantile as f32,
                 next_report_ms: (heartbeat_s * 1e3) as u32,
@@ -220,21 +220,21 @@ pub struct Options {
     pub resend_all: bool,
 }
 
-/// Packs one tick's readings into a usage batch and a prediction batch,
+/// Packs one tick's observations into a usage batch and a prediction batch,
 /// each naming its components once.
 pub fn batches(
     at_ms: u64,
     interval_ms: u32,
     step_ms: u32,
     samples: &[Sample],
-    readings: &[(usize, Reading)],
+    observations: &[(usize, Observation)],
     options: Options,
 ) -> (UsageBatch, PredictionBatch) {
     let mut usage = UsageBatch {
         at_ms,
         interval_ms,
         components: Vec::new(),
-        usage: Vec::with_capacity(readings.len()),
+        usage: Vec::with_capacity(observations.len()),
     };
     let mut predictions = PredictionBatch {
         at_ms,
@@ -245,7 +245,7 @@ pub fn batches(
     // Sample index → component index, per batch.
     let mut in_usage: HashMap<usize, u32> = HashMap::new();
     let mut in_predictions: HashMap<usize, u32> = HashMap::new();
-    for &(i, r) in readings {
+    for &(i, r) in observations {
         let Some(sample) = samples.get(i) else {
             continue;
         };
@@ -319,12 +319,12 @@ mod tests {
                 },
             })
             .collect();
-        let mut readings = Vec::new();
+        let mut observations = Vec::new();
         let mut tagged = Vec::new();
         for (i, s) in samples.iter().enumerate() {
-            readings.clear();
-            shadows.observe(s, &mut readings);
-            tagged.extend(readings.iter().map(|&r| (i, r)));
+            observations.clear();
+            shadows.observe(s, &mut observations);
+            tagged.extend(observations.iter().map(|&r| (i, r)));
         }
         let options = Options {
             quantile: 0.95,

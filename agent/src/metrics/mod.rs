@@ -24,7 +24,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::{hint::book::Counts, pipeline::Row, probes::Cost};
+use crate::{hint::ledger::Counts, pipeline::Row, probes::Cost};
 
 /// Default most cgroups with their own series: with 10 per cgroup, 10,000
 /// series, which one scrape encodes in a few milliseconds.
@@ -90,13 +90,13 @@ struct State {
 struct Seen {
     tick: u64,
     upper: Option<f64>,
-    series: Series,
+    series: CgroupSeries,
 }
 
 /// One cgroup's series. Those that only some cgroups have (a forecast, a
 /// reservation, a trust) are made when first needed: a missing series
 /// says "none", where 0 would say "zero".
-struct Series {
+struct CgroupSeries {
     label: Labels,
     cpu: CounterF,
     runq: CounterF,
@@ -341,10 +341,10 @@ impl AgentMetrics {
     }
 
     /// The always-present series of a newly admitted cgroup.
-    fn series(&self, cgroup: &str) -> Series {
+    fn series(&self, cgroup: &str) -> CgroupSeries {
         let f = &self.families;
         let label = vec![("cgroup".to_owned(), cgroup.to_owned())];
-        Series {
+        CgroupSeries {
             cpu: f.cpu_seconds.get_or_create_owned(&label),
             runq: f.runq_seconds.get_or_create_owned(&label),
             faults: f.page_faults.get_or_create_owned(&label),
@@ -362,7 +362,7 @@ impl AgentMetrics {
 
     /// One active cgroup's interval; `upper_before` is the band that was
     /// forecast for it.
-    fn record_row(&self, row: &Row, upper_before: Option<f64>, s: &mut Series) {
+    fn record_row(&self, row: &Row, upper_before: Option<f64>, s: &mut CgroupSeries) {
         let f = &self.families;
         let u = &row.sample.usage;
         s.cpu.inc_by(u.cpu_ns as f64 / 1e9);
@@ -409,7 +409,7 @@ impl AgentMetrics {
     }
 
     /// Drops every series of a cgroup.
-    fn forget(&self, s: &Series) {
+    fn forget(&self, s: &CgroupSeries) {
         let f = &self.families;
         let one = &s.label;
         for family in [&f.cpu_seconds, &f.runq_seconds, &f.shortfall, &f.slack] {
