@@ -19,7 +19,8 @@ use crate::{
     counter_map::CounterMap,
     hint::{self, Ledger},
     probes::{Options, Probes, Status},
-    shadow::{CpuForecast, Shadows},
+    reservations::Reservations,
+    shadow::{CpuForecast, Observation, Shadows},
     transmit::Transmitter,
 };
 use shadow_common::host::unix_now;
@@ -92,8 +93,12 @@ pub struct Pipeline {
     transmitter: Option<Transmitter>,
     collector: Collector<CounterMap>,
     settings: Settings,
-    observations: Vec<crate::shadow::Observation>,
-    tagged: Vec<(usize, crate::shadow::Observation)>,
+    /// The orchestrator's reservations, as received.
+    reservations: Reservations,
+    /// Scratch: one sample's observations.
+    observations: Vec<Observation>,
+    /// This tick's observations, each with the index of its sample.
+    tagged: Vec<(usize, Observation)>,
     last: Instant,
     collect_ms: Vec<f64>,
     /// Holds the programs attached; declared last so it is dropped last.
@@ -151,6 +156,7 @@ impl Pipeline {
             transmitter,
             shadows,
             hints,
+            reservations: Reservations::default(),
             observations: Vec::new(),
             tagged: Vec::new(),
             last: Instant::now(),
@@ -159,10 +165,22 @@ impl Pipeline {
         })
     }
 
-    /// Closes the interval that began at the previous tick (or the start):
-    /// reads the counters, updates forecasts and hints, reports to the
-    /// orchestrator, and returns one row per cgroup in scope.
+    /// Closes the interval that began at the previous tick (or the start)
+    /// and returns one row per cgroup in scope. The data goes one way, a
+    /// step each: collect the counters, forecast, settle the hints whose
+    /// window is over, transmit to the orchestrator, take in what it sent
+    /// back, join it all into rows.
     pub fn tick(&mut self) -> anyhow::Result<Vec<Row>> {
+        let samples = self.collect()?;
+        let forecasts = self.forecast(&samples);
+        self.settle_hints();
+        self.transmit(&samples);
+        self.receive(&samples);
+        Ok(self.rows(samples, forecasts))
+    }
+
+    /// The interval's usage of every cgroup in scope.
+    fn collect(&mut self) -> anyhow::Result<Vec<Sample>> {
         let now = Instant::now();
         let interval_ns =
             u64::try_from(now.duration_since(self.last).as_nanos()).unwrap_or(u64::MAX);
@@ -173,67 +191,87 @@ impl Pipeline {
         if let Some(filter) = &self.settings.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
-        let forecasts = self.forecast(&samples);
-        Ok(self.rows(samples, forecasts))
+        Ok(samples)
     }
 
-    /// Feeds the interval to the shadows (and hints, and the orchestrator);
-    /// one CPU forecast per sample, None when not forecasting.
+    /// Feeds the interval to the shadows, with the live hints fused in and
+    /// the usage recorded for judging them; keeps every observation, tagged
+    /// with its sample, for [`Pipeline::transmit`]. One CPU forecast per
+    /// sample, None when not forecasting.
     fn forecast(&mut self, samples: &[Sample]) -> Vec<Option<CpuForecast>> {
         let mut forecasts = vec![None; samples.len()];
+        self.tagged.clear();
         let Some(shadows) = &mut self.shadows else {
             return forecasts;
         };
         shadows.retain_only(samples);
-        self.tagged.clear();
-        let mut ledger = self.hints.as_ref().map(|(_, b)| lock(b));
+        let mut ledger = self.hints.as_ref().map(|(_, l)| lock(l));
         for (i, s) in samples.iter().enumerate() {
             self.observations.clear();
             shadows.observe_hinted(s, ledger.as_deref_mut(), &mut self.observations);
             forecasts[i] = Shadows::cpu_forecast(&self.observations).map(|mut f| {
-                f.hint_trust = ledger.as_ref().map(|b| b.trust(&s.cgroup));
+                f.hint_trust = ledger.as_ref().map(|l| l.trust(&s.cgroup));
                 f
             });
             self.tagged
-                .extend(self.observations.iter().map(|&r| (i, r)));
-        }
-        if let Some(ledger) = &mut ledger {
-            // One interval of grace lets the window's last usage in.
-            for o in ledger.settle(unix_now(), self.settings.interval.as_secs_f64() * 1.5) {
-                tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
-            }
-        }
-        drop(ledger);
-        if let Some(t) = &mut self.transmitter {
-            let at_ms = (unix_now() * 1e3) as u64;
-            t.tick(
-                at_ms,
-                samples,
-                &self.tagged,
-                self.settings.quantile,
-                shadows.heartbeat_s(),
-            );
+                .extend(self.observations.iter().map(|&o| (i, o)));
         }
         forecasts
     }
 
+    /// Judges the hints whose window is over (with the usage just
+    /// recorded) and updates their cgroups' trust.
+    fn settle_hints(&mut self) {
+        let Some((_, ledger)) = &self.hints else {
+            return;
+        };
+        // One interval of grace lets the window's last usage in.
+        let grace = self.settings.interval.as_secs_f64() * 1.5;
+        for o in lock(ledger).settle(unix_now(), grace) {
+            tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
+        }
+    }
+
+    /// Sends the interval's usage and the forecasts worth sending to the
+    /// orchestrator, when reporting to one.
+    fn transmit(&mut self, samples: &[Sample]) {
+        let (Some(t), Some(shadows)) = (&mut self.transmitter, &self.shadows) else {
+            return;
+        };
+        let at_ms = (unix_now() * 1e3) as u64;
+        t.tick(
+            at_ms,
+            samples,
+            &self.tagged,
+            self.settings.quantile,
+            shadows.heartbeat_s(),
+        );
+    }
+
+    /// Takes in the reservations the orchestrator sent since the last tick
+    /// and drops those of cgroups not observed any more.
+    fn receive(&mut self, samples: &[Sample]) {
+        if let Some(t) = &self.transmitter {
+            for batch in t.received() {
+                self.reservations.take(batch);
+            }
+        }
+        self.reservations.retain_observed(samples);
+    }
+
     /// Joins samples, forecasts and the orchestrator's reservations.
     fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Option<CpuForecast>>) -> Vec<Row> {
-        let reserved = self.transmitter.as_ref().map(Transmitter::reservations);
-        let reserved = reserved
-            .as_ref()
-            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()));
         samples
             .into_iter()
             .zip(forecasts)
             .map(|(sample, forecast)| {
-                let reservation = reserved.as_ref().and_then(|r| {
-                    let r = r.get(&(sample.cgroup.clone(), Resource::Cpu))?;
-                    Some(CpuReservation {
+                let reservation = self
+                    .reservations
+                    .get(&sample.cgroup, Resource::Cpu)
+                    .map(|r| CpuReservation {
                         cpu_reserved_cores: f64::from(r.reserved),
                         cpu_reservation_managed: r.managed,
-                    })
-                });
+                    });
                 Row {
                     sample,
                     forecast,
@@ -274,6 +312,7 @@ impl Pipeline {
             (Some(a), Some(b)) if a != b => {
                 tracing::info!(orchestrator = %b, was = %a, "reporting to another orchestrator from now on");
                 self.transmitter = Some(Transmitter::new(Target::parse(b), old.interval));
+                self.reservations.clear();
                 self.settings.orchestrator = Some(b.clone());
             }
             (a, b) if a.is_some() != b.is_some() => later.push("orchestrator"),

@@ -1,5 +1,8 @@
 //! Sends the shadows' forecasts and the realised usage to the orchestrator
-//! over the wire protocol, and keeps the reservations it sends back.
+//! over the wire protocol, and passes on the reservations it sends back: a
+//! reader thread per connection puts each batch on a channel that the
+//! pipeline drains once a tick ([`Transmitter::received`]); it keeps them
+//! ([`crate::reservations`]), nothing here does.
 //!
 //! Observation must not depend on the orchestrator: if it is not there or
 //! goes away, the agent keeps observing, says so once, and reconnects every
@@ -8,13 +11,13 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::mpsc::{self, Receiver, Sender},
     time::{Duration, Instant},
 };
 
 use shadow_wire::{
-    Component, Compression, Hello, Message, Prediction, PredictionBatch, Reservation, Resource,
-    Step, Usage, UsageBatch,
+    Component, Compression, Hello, Message, Prediction, PredictionBatch, ReservationBatch, Step,
+    Usage, UsageBatch,
 };
 
 use shadow_wire::transport::{Stream, Target};
@@ -27,10 +30,6 @@ const RETRY: Duration = Duration::from_secs(3);
 /// is not there or not reading; the tick goes on without it.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The latest reservation per (cgroup path, resource), as the orchestrator
-/// sent it.
-pub type Reservations = Arc<Mutex<HashMap<(String, Resource), Reservation>>>;
-
 /// The agent's side of the virtual interface.
 pub struct Transmitter {
     target: Target,
@@ -39,7 +38,10 @@ pub struct Transmitter {
     retry_at: Instant,
     /// Send every forecast on the next tick (after a (re)connection).
     resend_all: bool,
-    reservations: Reservations,
+    /// Batches from the orchestrator, put here by the reader threads.
+    received: Receiver<ReservationBatch>,
+    /// Cloned into each connection's reader thread.
+    to_receive: Sender<ReservationBatch>,
     warned: bool,
 }
 
@@ -56,6 +58,7 @@ impl Transmitter {
     /// A transmitter to `target`; it connects on the first tick.
     pub fn new(target: Target, tick: Duration) -> Self {
         let host = shadow_common::host::hostname();
+        let (to_receive, received) = mpsc::channel();
         Self {
             target,
             hello: Hello {
@@ -67,14 +70,15 @@ impl Transmitter {
             conn: None,
             retry_at: Instant::now(),
             resend_all: true,
-            reservations: Reservations::default(),
+            received,
+            to_receive,
             warned: false,
         }
     }
 
-    /// The reservations received so far (shared with the reader thread).
-    pub fn reservations(&self) -> Reservations {
-        self.reservations.clone()
+    /// The reservation batches received since the last call, oldest first.
+    pub fn received(&self) -> impl Iterator<Item = ReservationBatch> + '_ {
+        self.received.try_iter()
     }
 
     /// Whether the orchestrator is connected.
@@ -176,23 +180,23 @@ impl Transmitter {
         shadow_wire::connect(&mut conn, self.hello.clone())?;
         let mut reader = conn.try_clone()?;
         reader.set_read_timeout(None)?;
-        let reservations = self.reservations.clone();
+        let to = self.to_receive.clone();
         std::thread::Builder::new()
             .name("reservations".into())
-            .spawn(move || read_reservations(&mut reader, &reservations))?;
+            .spawn(move || read_reservations(&mut reader, &to))?;
         Ok(conn)
     }
 }
 
-/// Keeps the reservations the orchestrator sends until it closes.
-fn read_reservations(conn: &mut Stream, into: &Reservations) {
+/// Passes on the reservations the orchestrator sends until it closes (or
+/// the transmitter is gone).
+fn read_reservations(conn: &mut Stream, to: &Sender<ReservationBatch>) {
     let mut buf = Vec::new();
     loop {
         match shadow_wire::read_message(conn, &mut buf) {
             Ok(Message::Reservations(b)) => {
-                let mut map = into.lock().unwrap_or_else(|p| p.into_inner());
-                for r in b.reservations {
-                    map.insert((r.path.clone(), r.resource), r);
+                if to.send(b).is_err() {
+                    return;
                 }
             }
             Ok(Message::Error(f)) => {
@@ -348,5 +352,49 @@ mod tests {
         }
         let (_, predictions) = batches(5, 1000, 1000, &samples, &tagged, options);
         assert!(predictions.predictions.is_empty());
+    }
+
+    #[test]
+    fn reservations_sent_back_are_passed_on_once() {
+        let path =
+            std::env::temp_dir().join(format!("shadow-transmit-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let batch = ReservationBatch {
+            at_ms: 7,
+            reservations: vec![shadow_wire::Reservation {
+                path: "/a".into(),
+                resource: shadow_wire::Resource::Cpu,
+                reserved: 1.5,
+                managed: true,
+                margin: 0.1,
+                exceeded: 0.0,
+                slack: 0.0,
+            }],
+        };
+        let sent = batch.clone();
+        let orchestrator = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            shadow_wire::accept(&mut conn, "test").unwrap();
+            let mut buf = Vec::new();
+            let first = shadow_wire::read_message(&mut conn, &mut buf).unwrap();
+            assert!(matches!(first, Message::Usage(_)), "{}", first.kind());
+            let reply = Message::Reservations(sent);
+            shadow_wire::write_message(&mut conn, &reply, Compression::Off).unwrap();
+            conn
+        });
+        let mut t = Transmitter::new(Target::Unix(path.clone()), Duration::from_secs(1));
+        t.tick(1, &[], &[], 0.95, 30.0);
+        assert!(t.is_connected());
+        let _conn = orchestrator.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut received = Vec::new();
+        while received.is_empty() && Instant::now() < deadline {
+            received.extend(t.received());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(received, vec![batch]);
+        assert_eq!(t.received().count(), 0, "taken once");
+        std::fs::remove_file(&path).unwrap();
     }
 }
