@@ -135,7 +135,7 @@ impl Transmitter {
         match result {
             Ok(()) => sent,
             Err(e) => {
-                tracing::warn!("orchestrator at {}: {e}; reconnecting", self.target);
+                tracing::warn!(orchestrator = %self.target, cause = %e, "orchestrator connection lost; reconnecting");
                 self.conn = None;
                 self.retry_at = Instant::now() + RETRY;
                 Sent::default()
@@ -154,7 +154,7 @@ impl Transmitter {
         self.retry_at = Instant::now() + RETRY;
         match self.open() {
             Ok(conn) => {
-                tracing::info!("connected to the orchestrator at {}", self.target);
+                tracing::info!(orchestrator = %self.target, "connected to the orchestrator");
                 self.conn = Some(conn);
                 self.resend_all = true;
                 self.warned = false;
@@ -200,13 +200,18 @@ fn read_reservations(conn: &mut Stream, to: &Sender<ReservationBatch>) {
                 }
             }
             Ok(Message::Error(f)) => {
-                tracing::warn!("the orchestrator refused us ({:?}): {}", f.code, f.message);
+                tracing::warn!(code = ?f.code, message = %f.message, "the orchestrator refused us");
                 return;
             }
-            Ok(other) => tracing::debug!("ignoring {} from the orchestrator", other.kind()),
+            Ok(other) => {
+                tracing::debug!(
+                    kind = other.kind(),
+                    "ignoring a message from the orchestrator"
+                );
+            }
             Err(shadow_wire::Error::Closed) => return,
             Err(e) => {
-                tracing::debug!("reading from the orchestrator: {e}");
+                tracing::debug!(cause = %e, "reading from the orchestrator failed");
                 return;
             }
         }
