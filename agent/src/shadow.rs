@@ -30,6 +30,15 @@
 //! one after a hint stops raising the band, so the orchestrator sees both
 //! edges of the window. The realised usage is handed back to the hint ledger,
 //! which judges each hint after its window and updates the trust.
+//!
+//! Between announced windows the band is conditioned on the hints: a series
+//! whose bursts are announced gets a second, *quiet* forecaster, fed only
+//! with the intervals no hint window (nor the interval after one) covers.
+//! At every horizon outside a window its forecast replaces the model's: a
+//! model fed the bursts too holds its band near the burst level between
+//! them, which is what the announcements make unnecessary. Bursts that come
+//! unannounced land in the quiet forecaster as well, so its band widens by
+//! itself when the hints stop covering them.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -91,6 +100,26 @@ struct ResourceShadow {
     reporter: Reporter,
     /// The last forecast's band was raised by a hint.
     hinted: bool,
+    /// The series outside announced windows, once it has had a hint.
+    quiet: Option<Box<Quiet>>,
+}
+
+/// A forecaster of the intervals no hint window covers.
+struct Quiet {
+    forecaster: Forecaster,
+    updates: u32,
+}
+
+/// Updates a quiet forecaster needs before its band is used: its band is
+/// calibrated from its own errors, which takes a few dozen of them.
+const QUIET_WARMUP: u32 = 30;
+
+/// What fusing hints needs besides the series.
+struct Hints<'a> {
+    ledger: &'a Ledger,
+    path: &'a str,
+    interval_s: f64,
+    config: Config,
 }
 
 /// The series of one cgroup.
@@ -165,6 +194,7 @@ impl Shadows {
             forecaster: Forecaster::new(config),
             reporter: Reporter::new(reporting),
             hinted: false,
+            quiet: None,
         };
         let path = sample.cgroup.as_str();
         let hinted = |ledger: &Option<&mut Ledger>, r| {
@@ -184,14 +214,14 @@ impl Shadows {
                 io: None,
                 net: None,
             });
-        let ledger_ref = ledger.as_deref();
-        let interval_s = config.interval_s();
+        let hints = ledger.as_deref().map(|ledger| Hints {
+            ledger,
+            path,
+            interval_s: config.interval_s(),
+            config,
+        });
         let mut push = |series: &mut ResourceShadow, resource, value| {
-            let mut r = step(series, resource, sample.ts, value);
-            if let Some(b) = ledger_ref {
-                fuse(series, &mut r, b, path, sample.ts, interval_s);
-            }
-            out.push(r);
+            out.push(step(series, resource, sample.ts, value, hints.as_ref()));
         };
         push(&mut shadow.cpu, Resource::Cpu, cpu);
         for (slot, resource, value, hinted) in [
@@ -248,58 +278,103 @@ impl Shadows {
     }
 }
 
-/// Updates one series; a refused sample (a clock that went backwards)
-/// leaves its state alone and yields no forecast.
-fn step(series: &mut ResourceShadow, resource: Resource, t: f64, value: f64) -> Observation {
-    let forecast = series
+/// Updates one series (and its quiet forecaster), conditions the forecast
+/// on the hints, and asks the reporter whether it is worth sending. A
+/// refused sample (a clock that went backwards) leaves the state alone and
+/// yields no forecast.
+fn step(
+    series: &mut ResourceShadow,
+    resource: Resource,
+    t: f64,
+    value: f64,
+    hints: Option<&Hints<'_>>,
+) -> Observation {
+    let mut forecast = series
         .forecaster
         .update(t, value)
         .ok()
         .map(|_| series.forecaster.forecast());
-    let send = forecast.is_some_and(|f| series.reporter.offer(value, &f).is_some());
+    let mut hint = None;
+    let mut raised = false;
+    if let Some(h) = hints {
+        feed_quiet(series, h, resource, t, value);
+        if let Some(f) = &mut forecast {
+            let quiet = series.quiet.as_ref().filter(|q| q.updates >= QUIET_WARMUP);
+            (hint, raised) = fuse(f, quiet.map(|q| q.forecaster.forecast()), h, resource, t);
+        }
+    }
+    let offered = forecast.is_some_and(|f| series.reporter.offer(value, &f).is_some());
+    // Hinted forecasts are always sent, and so is the first one after, so
+    // the orchestrator sees both edges of the window.
+    let send = offered || raised || series.hinted;
+    series.hinted = raised;
     Observation {
         resource,
         value,
         forecast,
         send,
-        source: Source::Model,
-        hint: None,
+        source: if raised { Source::Hint } else { Source::Model },
+        hint,
     }
 }
 
-/// Raises `r`'s upper band to the hints' prior where their window overlaps
-/// a horizon's interval `(t + (h-1)Δ, t + hΔ]`; marks the observation as from a
-/// hint and to be sent when a hint raised it now or did last time.
-fn fuse(
-    series: &mut ResourceShadow,
-    r: &mut Observation,
-    ledger: &Ledger,
-    path: &str,
-    t: f64,
-    interval_s: f64,
-) {
-    let Some(f) = &mut r.forecast else {
+/// Starts the quiet forecaster at the series' first hint, and feeds it the
+/// intervals outside every window, with one interval to spare on each side
+/// (the application's clock and ours differ, and a burst may start a little
+/// early or run on a little past what was announced).
+fn feed_quiet(series: &mut ResourceShadow, h: &Hints<'_>, resource: Resource, t: f64, value: f64) {
+    if series.quiet.is_none() && h.ledger.hints_resource(h.path, resource, t) {
+        series.quiet = Some(Box::new(Quiet {
+            forecaster: Forecaster::new(h.config),
+            updates: 0,
+        }));
+    }
+    let Some(q) = &mut series.quiet else {
         return;
     };
+    let covered = h
+        .ledger
+        .prior(h.path, resource, t - 2.0 * h.interval_s, t + h.interval_s)
+        .is_some();
+    if !covered && q.forecaster.update(t, value).is_ok() {
+        q.updates = q.updates.saturating_add(1);
+    }
+}
+
+/// Per horizon `h` (the interval `(t + hΔ, t + (h+1)Δ]`): inside a hint
+/// window, the band is at least the hint's prior; outside every window, the
+/// quiet forecast (when there is one) replaces the model's. Returns the
+/// hint covering the next interval and whether a prior raised the band.
+fn fuse(
+    f: &mut Forecast,
+    quiet: Option<Forecast>,
+    h: &Hints<'_>,
+    resource: Resource,
+    t: f64,
+) -> (Option<u64>, bool) {
+    let mut hint = None;
     let mut raised = false;
-    for h in 0..f.horizon {
-        let from = t + h as f64 * interval_s;
-        let Some(prior) = ledger.prior(path, r.resource, from, from + interval_s) else {
-            continue;
-        };
-        if h == 0 {
-            r.hint = Some(prior.id);
-        }
-        if prior.floor > f.upper[h] {
-            f.upper[h] = prior.floor;
-            raised = true;
+    for i in 0..f.horizon {
+        let from = t + i as f64 * h.interval_s;
+        match h.ledger.prior(h.path, resource, from, from + h.interval_s) {
+            Some(prior) => {
+                if i == 0 {
+                    hint = Some(prior.id);
+                }
+                if prior.floor > f.upper[i] {
+                    f.upper[i] = prior.floor;
+                    raised = true;
+                }
+            }
+            None => {
+                if let Some(q) = &quiet {
+                    f.point[i] = q.point[i];
+                    f.upper[i] = q.upper[i];
+                }
+            }
         }
     }
-    if raised {
-        r.source = Source::Hint;
-    }
-    r.send |= raised || series.hinted;
-    series.hinted = raised;
+    (hint, raised)
 }
 
 #[cfg(test)]
@@ -436,6 +511,82 @@ mod tests {
             ledger.trust("/c1") < INITIAL_TRUST - 0.2,
             "{}",
             ledger.trust("/c1")
+        );
+    }
+
+    #[test]
+    fn between_announced_bursts_the_band_comes_down_to_the_quiet_level() {
+        use crate::hint::{ClientLimits, protocol::Command};
+        let capacity = crate::hint::Amounts {
+            cpu: 8.0,
+            memory: 1e12,
+            io: 1e12,
+            net: 1e12,
+        };
+        let mut ledger = Ledger::new(ClientLimits::new(capacity));
+        let mut hinted = Shadows::new(Duration::from_secs(1), 0.95, 3, CPUS).unwrap();
+        let mut blind = Shadows::new(Duration::from_secs(1), 0.95, 3, CPUS).unwrap();
+        let (mut out, mut blind_out) = (Vec::new(), Vec::new());
+        let (mut quiet_bands, mut blind_bands, mut window_bands) = (vec![], vec![], vec![]);
+        // 0.3 cores, bursts of 1.5 cores for 3 s at irregular gaps of 8 to
+        // 17 s (nothing a model could learn the timing of), each announced
+        // 4 s ahead.
+        let mut next_burst = 10u64;
+        let mut lcg = 12345u64;
+        for t in 0..600u64 {
+            let ts = 1000.0 + t as f64;
+            if t + 4 == next_burst {
+                let Ok(Command::Hint(spec)) = crate::hint::parse_line(
+                    br#"{"cpu":1.5,"start_in":"4s","duration":"3s"}"#,
+                    ledger.limits(),
+                ) else {
+                    panic!("hint refused")
+                };
+                ledger.submit("/c1", &spec, ts).unwrap();
+            }
+            // The sample at `ts` is the interval ending there.
+            let in_burst = t > next_burst && t <= next_burst + 3;
+            let cores = if in_burst { 1.5 } else { 0.3 };
+            out.clear();
+            hinted.observe_hinted(&sample(1, ts, cores, 0), Some(&mut ledger), &mut out);
+            blind_out.clear();
+            blind.observe(&sample(1, ts, cores, 0), &mut blind_out);
+            let (f, b) = (out[0].forecast.unwrap(), blind_out[0].forecast.unwrap());
+            let top = |f: &Forecast| f.upper[..3].iter().copied().fold(0.0, f64::max);
+            // Quiet stretches: the next three intervals are outside every
+            // window (and not just after one).
+            let quiet = t > next_burst + 4 || t + 4 < next_burst;
+            if t >= 200 && quiet && t < next_burst {
+                quiet_bands.push(top(&f));
+                blind_bands.push(top(&b));
+            }
+            if t >= 200 && t + 1 == next_burst {
+                window_bands.push(f.upper[1]);
+            }
+            ledger.settle(ts, 1.5);
+            if t == next_burst + 3 {
+                lcg = lcg
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                next_burst += 8 + (lcg >> 33) % 10;
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (q, b) = (median(&mut quiet_bands), median(&mut blind_bands));
+        assert!(
+            b > 1.0,
+            "the model alone holds the band near the bursts: {b}"
+        );
+        assert!(
+            q < 0.5,
+            "announced bursts: the band between them is quiet: {q}"
+        );
+        assert!(
+            window_bands.iter().all(|&w| w >= 1.5 * 0.5),
+            "inside a window the band is the hint's: {window_bands:?}"
         );
     }
 
