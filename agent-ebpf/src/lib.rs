@@ -104,6 +104,33 @@ pub struct Counters {
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 96);
 
+impl Counters {
+    /// `f` applied field by field to `self` and `other`: the one place
+    /// that lists the fields for arithmetic on whole counter sets.
+    pub fn zip_with(&self, other: &Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        Self {
+            cpu_ns: f(self.cpu_ns, other.cpu_ns),
+            runq_delay_ns: f(self.runq_delay_ns, other.runq_delay_ns),
+            runq_count: f(self.runq_count, other.runq_count),
+            page_faults: f(self.page_faults, other.page_faults),
+            io_read_bytes: f(self.io_read_bytes, other.io_read_bytes),
+            io_write_bytes: f(self.io_write_bytes, other.io_write_bytes),
+            io_ops: f(self.io_ops, other.io_ops),
+            io_latency_ns: f(self.io_latency_ns, other.io_latency_ns),
+            net_tx_bytes: f(self.net_tx_bytes, other.net_tx_bytes),
+            net_rx_bytes: f(self.net_rx_bytes, other.net_rx_bytes),
+            net_tx_packets: f(self.net_tx_packets, other.net_tx_packets),
+            net_rx_packets: f(self.net_rx_packets, other.net_rx_packets),
+        }
+    }
+
+    /// Field-wise sum (per-CPU values into a total), wrapping like the
+    /// kernel's own u64 counters.
+    pub fn wrapping_add(&self, other: &Self) -> Self {
+        self.zip_with(other, u64::wrapping_add)
+    }
+}
+
 // SAFETY: `Counters` is `repr(C)`, `Copy`, made only of u64 and has no padding.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Counters {}

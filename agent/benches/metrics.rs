@@ -8,7 +8,7 @@ use std::{hint::black_box, time::Instant};
 use agent_ebpf::Counters;
 use shadow_agent::{
     collector::Sample,
-    hint::book::Counts,
+    hint::ledger::Counts,
     metrics::{AgentMetrics, DEFAULT_MAX_CGROUPS, Tick},
     pipeline::{CpuReservation, Row},
     probes::Cost,

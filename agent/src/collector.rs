@@ -205,36 +205,14 @@ impl<S: CounterSource> Collector<S> {
     }
 }
 
-/// Field-wise sum (per-CPU values into a total).
-pub(crate) fn add(a: &Counters, b: &Counters) -> Counters {
-    zip(a, b, u64::wrapping_add)
-}
-
 /// What each field gained since `baseline`, which moves up to `now`. A
 /// field that reads lower than its baseline (a pending amount counted twice
 /// by a racing read, see `counter_map`) gains nothing until it has caught
 /// up, so the sum over ticks stays exact.
 fn advance(baseline: &mut Counters, now: &Counters) -> Counters {
-    let gained = zip(baseline, now, |b, n| n.saturating_sub(b));
-    *baseline = zip(baseline, now, u64::max);
+    let gained = baseline.zip_with(now, |b, n| n.saturating_sub(b));
+    *baseline = baseline.zip_with(now, u64::max);
     gained
-}
-
-fn zip(a: &Counters, b: &Counters, f: impl Fn(u64, u64) -> u64) -> Counters {
-    Counters {
-        cpu_ns: f(a.cpu_ns, b.cpu_ns),
-        runq_delay_ns: f(a.runq_delay_ns, b.runq_delay_ns),
-        runq_count: f(a.runq_count, b.runq_count),
-        page_faults: f(a.page_faults, b.page_faults),
-        io_read_bytes: f(a.io_read_bytes, b.io_read_bytes),
-        io_write_bytes: f(a.io_write_bytes, b.io_write_bytes),
-        io_ops: f(a.io_ops, b.io_ops),
-        io_latency_ns: f(a.io_latency_ns, b.io_latency_ns),
-        net_tx_bytes: f(a.net_tx_bytes, b.net_tx_bytes),
-        net_rx_bytes: f(a.net_rx_bytes, b.net_rx_bytes),
-        net_tx_packets: f(a.net_tx_packets, b.net_tx_packets),
-        net_rx_packets: f(a.net_rx_packets, b.net_rx_packets),
-    }
 }
 
 #[cfg(test)]

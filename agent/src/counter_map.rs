@@ -122,7 +122,7 @@ impl CounterSource for CounterMap {
                     *key,
                     per_cpu
                         .iter()
-                        .fold(Counters::default(), |acc, c| crate::collector::add(&acc, c)),
+                        .fold(Counters::default(), |acc, c| acc.wrapping_add(c)),
                 ));
             }
             match result {
@@ -142,7 +142,7 @@ impl CounterSource for CounterMap {
                 ..Counters::default()
             };
             match out.iter_mut().find(|(id, _)| *id == p.cgroup_id) {
-                Some((_, total)) => *total = crate::collector::add(total, &extra),
+                Some((_, total)) => *total = total.wrapping_add(&extra),
                 None => out.push((p.cgroup_id, extra)),
             }
         }

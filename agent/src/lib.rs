@@ -17,9 +17,12 @@
 //!   counters into per-interval deltas per cgroup.
 //! - [`shadow`]: one forecaster per observed cgroup and resource.
 //! - [`hint`]: the hint socket: applications announce expected demand.
-//! - [`transmit`]: sends forecasts and usage to the orchestrator.
+//! - [`transmit`]: sends forecasts and usage to the orchestrator and passes
+//!   on the reservations it sends back.
+//! - [`reservations`]: those reservations as the pipeline holds them.
 //! - [`pipeline`]: the per-tick machinery (probes, collector, forecasts,
-//!   hints, transmitter) behind every front end, as [`pipeline::Row`]s.
+//!   hints, transmitter, reservations) behind every front end, as
+//!   [`pipeline::Row`]s; the data goes forward, one step after another.
 //! - [`observe`]: the `observe` subcommand's output (JSON lines or a table).
 //! - [`top`]: `shadow-agent top`, the pipeline as a live terminal table.
 //! - [`metrics`]: the agent's Prometheus endpoint.
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod probes;
+pub mod reservations;
 pub mod shadow;
 pub mod top;
 pub mod transmit;

@@ -17,9 +17,10 @@ use crate::{
     cgroups::{self, Index},
     collector::{Collector, Sample},
     counter_map::CounterMap,
-    hint::{self, Book},
+    hint::{self, Ledger},
     probes::{Options, Probes, Status},
-    shadow::{CpuForecast, Shadows},
+    reservations::Reservations,
+    shadow::{CpuForecast, Observation, Shadows},
     transmit::Transmitter,
 };
 use shadow_common::host::unix_now;
@@ -87,13 +88,17 @@ pub struct CpuReservation {
 pub struct Pipeline {
     // Fields drop in declaration order: the hint socket closes first, the
     // probes detach last.
-    hints: Option<(hint::server::Server, Arc<Mutex<Book>>)>,
+    hints: Option<(hint::server::Server, Arc<Mutex<Ledger>>)>,
     shadows: Option<Shadows>,
     transmitter: Option<Transmitter>,
     collector: Collector<CounterMap>,
     settings: Settings,
-    readings: Vec<crate::shadow::Reading>,
-    tagged: Vec<(usize, crate::shadow::Reading)>,
+    /// The orchestrator's reservations, as received.
+    reservations: Reservations,
+    /// Scratch: one sample's observations.
+    observations: Vec<Observation>,
+    /// This tick's observations, each with the index of its sample.
+    tagged: Vec<(usize, Observation)>,
     last: Instant,
     collect_ms: Vec<f64>,
     /// Holds the programs attached; declared last so it is dropped last.
@@ -130,14 +135,20 @@ impl Pipeline {
         } else {
             1
         };
-        let shadows = if settings.forecast || transmitter.is_some() {
-            Some(Shadows::new(settings.interval, settings.quantile, horizon)?)
+        let (shadows, hints) = if settings.forecast || transmitter.is_some() {
+            // Read once: the CPUs cap the demand forecast, the whole bounds
+            // what hints may announce.
+            let capacity = hint::host_capacity();
+            let shadows =
+                Shadows::new(settings.interval, settings.quantile, horizon, capacity.cpu)?;
+            let hints = if settings.no_hints {
+                None
+            } else {
+                start_hints(settings, &v2_root, capacity)
+            };
+            (Some(shadows), hints)
         } else {
-            None
-        };
-        let hints = match &shadows {
-            Some(_) if !settings.no_hints => start_hints(settings, &v2_root),
-            _ => None,
+            (None, None)
         };
         Ok(Self {
             settings: settings.clone(),
@@ -145,7 +156,8 @@ impl Pipeline {
             transmitter,
             shadows,
             hints,
-            readings: Vec::new(),
+            reservations: Reservations::default(),
+            observations: Vec::new(),
             tagged: Vec::new(),
             last: Instant::now(),
             collect_ms: Vec::new(),
@@ -153,10 +165,22 @@ impl Pipeline {
         })
     }
 
-    /// Closes the interval that began at the previous tick (or the start):
-    /// reads the counters, updates forecasts and hints, reports to the
-    /// orchestrator, and returns one row per cgroup in scope.
+    /// Closes the interval that began at the previous tick (or the start)
+    /// and returns one row per cgroup in scope. The data goes one way, a
+    /// step each: collect the counters, forecast, settle the hints whose
+    /// window is over, transmit to the orchestrator, take in what it sent
+    /// back, join it all into rows.
     pub fn tick(&mut self) -> anyhow::Result<Vec<Row>> {
+        let samples = self.collect()?;
+        let forecasts = self.forecast(&samples);
+        self.settle_hints();
+        self.transmit(&samples);
+        self.receive(&samples);
+        Ok(self.rows(samples, forecasts))
+    }
+
+    /// The interval's usage of every cgroup in scope.
+    fn collect(&mut self) -> anyhow::Result<Vec<Sample>> {
         let now = Instant::now();
         let interval_ns =
             u64::try_from(now.duration_since(self.last).as_nanos()).unwrap_or(u64::MAX);
@@ -167,66 +191,87 @@ impl Pipeline {
         if let Some(filter) = &self.settings.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
-        let forecasts = self.forecast(&samples);
-        Ok(self.rows(samples, forecasts))
+        Ok(samples)
     }
 
-    /// Feeds the interval to the shadows (and hints, and the orchestrator);
-    /// one CPU forecast per sample, None when not forecasting.
+    /// Feeds the interval to the shadows, with the live hints fused in and
+    /// the usage recorded for judging them; keeps every observation, tagged
+    /// with its sample, for [`Pipeline::transmit`]. One CPU forecast per
+    /// sample, None when not forecasting.
     fn forecast(&mut self, samples: &[Sample]) -> Vec<Option<CpuForecast>> {
         let mut forecasts = vec![None; samples.len()];
+        self.tagged.clear();
         let Some(shadows) = &mut self.shadows else {
             return forecasts;
         };
         shadows.retain_only(samples);
-        self.tagged.clear();
-        let mut book = self.hints.as_ref().map(|(_, b)| lock(b));
+        let mut ledger = self.hints.as_ref().map(|(_, l)| lock(l));
         for (i, s) in samples.iter().enumerate() {
-            self.readings.clear();
-            shadows.observe_hinted(s, book.as_deref_mut(), &mut self.readings);
-            forecasts[i] = Shadows::cpu_forecast(&self.readings).map(|mut f| {
-                f.hint_trust = book.as_ref().map(|b| b.trust(&s.cgroup));
+            self.observations.clear();
+            shadows.observe_hinted(s, ledger.as_deref_mut(), &mut self.observations);
+            forecasts[i] = Shadows::cpu_forecast(&self.observations).map(|mut f| {
+                f.hint_trust = ledger.as_ref().map(|l| l.trust(&s.cgroup));
                 f
             });
-            self.tagged.extend(self.readings.iter().map(|&r| (i, r)));
-        }
-        if let Some(book) = &mut book {
-            // One interval of grace lets the window's last usage in.
-            for o in book.settle(unix_now(), self.settings.interval.as_secs_f64() * 1.5) {
-                tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
-            }
-        }
-        drop(book);
-        if let Some(t) = &mut self.transmitter {
-            let at_ms = (unix_now() * 1e3) as u64;
-            t.tick(
-                at_ms,
-                samples,
-                &self.tagged,
-                self.settings.quantile,
-                shadows.heartbeat_s(),
-            );
+            self.tagged
+                .extend(self.observations.iter().map(|&o| (i, o)));
         }
         forecasts
     }
 
+    /// Judges the hints whose window is over (with the usage just
+    /// recorded) and updates their cgroups' trust.
+    fn settle_hints(&mut self) {
+        let Some((_, ledger)) = &self.hints else {
+            return;
+        };
+        // One interval of grace lets the window's last usage in.
+        let grace = self.settings.interval.as_secs_f64() * 1.5;
+        for o in lock(ledger).settle(unix_now(), grace) {
+            tracing::info!(id = o.id, cgroup = %o.cgroup, accuracy = ?o.accuracy, trust = o.trust, "hint judged");
+        }
+    }
+
+    /// Sends the interval's usage and the forecasts worth sending to the
+    /// orchestrator, when reporting to one.
+    fn transmit(&mut self, samples: &[Sample]) {
+        let (Some(t), Some(shadows)) = (&mut self.transmitter, &self.shadows) else {
+            return;
+        };
+        let at_ms = (unix_now() * 1e3) as u64;
+        t.tick(
+            at_ms,
+            samples,
+            &self.tagged,
+            self.settings.quantile,
+            shadows.heartbeat_s(),
+        );
+    }
+
+    /// Takes in the reservations the orchestrator sent since the last tick
+    /// and drops those of cgroups not observed any more.
+    fn receive(&mut self, samples: &[Sample]) {
+        if let Some(t) = &self.transmitter {
+            for batch in t.received() {
+                self.reservations.take(batch);
+            }
+        }
+        self.reservations.retain_observed(samples);
+    }
+
     /// Joins samples, forecasts and the orchestrator's reservations.
     fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Option<CpuForecast>>) -> Vec<Row> {
-        let reserved = self.transmitter.as_ref().map(Transmitter::reservations);
-        let reserved = reserved
-            .as_ref()
-            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()));
         samples
             .into_iter()
             .zip(forecasts)
             .map(|(sample, forecast)| {
-                let reservation = reserved.as_ref().and_then(|r| {
-                    let r = r.get(&(sample.cgroup.clone(), Resource::Cpu))?;
-                    Some(CpuReservation {
+                let reservation = self
+                    .reservations
+                    .get(&sample.cgroup, Resource::Cpu)
+                    .map(|r| CpuReservation {
                         cpu_reserved_cores: f64::from(r.reserved),
                         cpu_reservation_managed: r.managed,
-                    })
-                });
+                    });
                 Row {
                     sample,
                     forecast,
@@ -267,6 +312,7 @@ impl Pipeline {
             (Some(a), Some(b)) if a != b => {
                 tracing::info!(orchestrator = %b, was = %a, "reporting to another orchestrator from now on");
                 self.transmitter = Some(Transmitter::new(Target::parse(b), old.interval));
+                self.reservations.clear();
                 self.settings.orchestrator = Some(b.clone());
             }
             (a, b) if a.is_some() != b.is_some() => later.push("orchestrator"),
@@ -296,8 +342,8 @@ impl Pipeline {
     }
 
     /// What the hint socket did so far, if it is open.
-    pub fn hint_counts(&self) -> Option<hint::book::Counts> {
-        self.hints.as_ref().map(|(_, book)| lock(book).counts)
+    pub fn hint_counts(&self) -> Option<hint::ledger::Counts> {
+        self.hints.as_ref().map(|(_, ledger)| lock(ledger).counts)
     }
 
     /// True if hints are being taken (the socket is open).
@@ -338,9 +384,10 @@ impl Pipeline {
 fn start_hints(
     settings: &Settings,
     v2_root: &Path,
-) -> Option<(hint::server::Server, Arc<Mutex<Book>>)> {
-    let limits = hint::Limits::new(hint::host_capacity());
-    let book = Arc::new(Mutex::new(Book::new(limits)));
+    capacity: hint::Amounts,
+) -> Option<(hint::server::Server, Arc<Mutex<Ledger>>)> {
+    let limits = hint::ClientLimits::new(capacity);
+    let ledger = Arc::new(Mutex::new(Ledger::new(limits)));
     let config = hint::server::Config {
         path: settings.hint_socket.clone(),
         group: settings.hint_group.clone(),
@@ -348,8 +395,8 @@ fn start_hints(
         v2_root: v2_root.to_owned(),
         scope: settings.cgroup.clone(),
     };
-    match hint::server::Server::start(config, Arc::clone(&book)) {
-        Ok(server) => Some((server, book)),
+    match hint::server::Server::start(config, Arc::clone(&ledger)) {
+        Ok(server) => Some((server, ledger)),
         Err(e) => {
             tracing::warn!(cause = %e, "no hint socket; observing without hints");
             None
@@ -357,6 +404,6 @@ fn start_hints(
     }
 }
 
-fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
-    book.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
 }

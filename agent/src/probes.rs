@@ -268,7 +268,7 @@ impl Probes {
                     cgroup_v2_root,
                 );
                 if baseline != Status::Attached {
-                    warn!(program = probe.empty, "baseline not attached: {baseline:?}");
+                    warn!(program = probe.empty, status = ?baseline, "baseline not attached");
                 }
             }
             match &status {
@@ -277,14 +277,16 @@ impl Probes {
                     warn!(
                         program = probe.program,
                         measures = probe.measures,
-                        "probe off: {why}"
+                        why = %why,
+                        "probe off"
                     )
                 }
                 Status::Failed(why) => {
                     warn!(
                         program = probe.program,
                         measures = probe.measures,
-                        "probe failed: {why}"
+                        cause = %why,
+                        "probe failed"
                     )
                 }
             }

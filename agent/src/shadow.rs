@@ -28,8 +28,17 @@
 //! the model what is likely). A band raised that way is marked
 //! [`Source::Hint`], and such forecasts are always sent, as is the first
 //! one after a hint stops raising the band, so the orchestrator sees both
-//! edges of the window. The realised usage is handed back to the hint book,
+//! edges of the window. The realised usage is handed back to the hint ledger,
 //! which judges each hint after its window and updates the trust.
+//!
+//! Between announced windows the band is conditioned on the hints: a series
+//! whose bursts are announced gets a second, *quiet* forecaster, fed only
+//! with the intervals no hint window (nor the interval after one) covers.
+//! At every horizon outside a window its forecast replaces the model's: a
+//! model fed the bursts too holds its band near the burst level between
+//! them, which is what the announcements make unnecessary. Bursts that come
+//! unannounced land in the quiet forecaster as well, so its band widens by
+//! itself when the hints stop covering them.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -41,7 +50,7 @@ use shadow_wire::{Resource, Source};
 
 use crate::{
     collector::Sample,
-    hint::{Amounts, Book},
+    hint::{Amounts, Ledger},
 };
 
 /// One cgroup's CPU forecast for the next interval (`observe --forecast`).
@@ -70,7 +79,7 @@ pub struct CpuForecast {
 
 /// One resource of one cgroup after an interval.
 #[derive(Clone, Copy, Debug)]
-pub struct Reading {
+pub struct Observation {
     /// Which resource.
     pub resource: Resource,
     /// Usage over the interval, in the resource's unit.
@@ -85,19 +94,39 @@ pub struct Reading {
     pub hint: Option<u64>,
 }
 
-/// A forecaster and its reporting state.
-struct Series {
+/// One resource of one cgroup: its forecaster and reporting state.
+struct ResourceShadow {
     forecaster: Forecaster,
     reporter: Reporter,
     /// The last forecast's band was raised by a hint.
     hinted: bool,
+    /// The series outside announced windows, once it has had a hint.
+    quiet: Option<Box<Quiet>>,
+}
+
+/// A forecaster of the intervals no hint window covers.
+struct Quiet {
+    forecaster: Forecaster,
+    updates: u32,
+}
+
+/// Updates a quiet forecaster needs before its band is used: its band is
+/// calibrated from its own errors, which takes a few dozen of them.
+const QUIET_WARMUP: u32 = 30;
+
+/// What fusing hints needs besides the series.
+struct Hints<'a> {
+    ledger: &'a Ledger,
+    path: &'a str,
+    interval_s: f64,
+    config: Config,
 }
 
 /// The series of one cgroup.
 struct Shadow {
-    cpu: Series,
-    io: Option<Box<Series>>,
-    net: Option<Box<Series>>,
+    cpu: ResourceShadow,
+    io: Option<Box<ResourceShadow>>,
+    net: Option<Box<ResourceShadow>>,
 }
 
 /// A shadow per cgroup id.
@@ -111,15 +140,21 @@ pub struct Shadows {
 
 impl Shadows {
     /// Shadows for samples every `interval`, bands at `quantile`,
-    /// forecasting horizons 1..=`horizon` intervals.
-    pub fn new(interval: Duration, quantile: f64, horizon: usize) -> Result<Self, Error> {
+    /// forecasting horizons 1..=`horizon` intervals, with CPU demand capped
+    /// at `cpus` (the CPUs this agent may use: the caller reads the host).
+    pub fn new(
+        interval: Duration,
+        quantile: f64,
+        horizon: usize,
+        cpus: f64,
+    ) -> Result<Self, Error> {
         let config = Config::new(interval.as_secs_f64())?
             .with_horizon(horizon)?
             .with_quantile(quantile)?;
         Ok(Self {
             config,
             reporting: ReporterConfig::for_interval(interval.as_secs_f64()),
-            cpus: crate::hint::host_capacity().cpu,
+            cpus,
             by_id: HashMap::new(),
         })
     }
@@ -130,19 +165,19 @@ impl Shadows {
     }
 
     /// Feeds one interval's sample to its cgroup's shadow; appends one
-    /// reading per resource the cgroup has used to `out`. Nothing is
+    /// observation per resource the cgroup has used to `out`. Nothing is
     /// appended for an empty interval.
-    pub fn observe(&mut self, sample: &Sample, out: &mut Vec<Reading>) {
+    pub fn observe(&mut self, sample: &Sample, out: &mut Vec<Observation>) {
         self.observe_hinted(sample, None, out);
     }
 
-    /// [`Shadows::observe`] with the live hints of `book` fused into the
+    /// [`Shadows::observe`] with the live hints of `ledger` fused into the
     /// forecasts and the realised usage recorded for judging them.
     pub fn observe_hinted(
         &mut self,
         sample: &Sample,
-        book: Option<&mut Book>,
-        out: &mut Vec<Reading>,
+        ledger: Option<&mut Ledger>,
+        out: &mut Vec<Observation>,
     ) {
         if sample.interval_ns == 0 {
             return;
@@ -155,17 +190,22 @@ impl Shadows {
         let io = (u.io_read_bytes + u.io_write_bytes) as f64 / secs;
         let net = (u.net_rx_bytes + u.net_tx_bytes) as f64 / secs;
         let (config, reporting) = (self.config, self.reporting);
-        let new = || Series {
+        let new = || ResourceShadow {
             forecaster: Forecaster::new(config),
             reporter: Reporter::new(reporting),
             hinted: false,
+            quiet: None,
         };
         let path = sample.cgroup.as_str();
-        let hinted = |book: &Option<&mut Book>, r| {
-            book.as_ref()
+        let hinted = |ledger: &Option<&mut Ledger>, r| {
+            ledger
+                .as_ref()
                 .is_some_and(|b| b.hints_resource(path, r, sample.ts))
         };
-        let (io_hinted, net_hinted) = (hinted(&book, Resource::Io), hinted(&book, Resource::Net));
+        let (io_hinted, net_hinted) = (
+            hinted(&ledger, Resource::Io),
+            hinted(&ledger, Resource::Net),
+        );
         let shadow = self
             .by_id
             .entry(sample.cgroup_id)
@@ -174,14 +214,14 @@ impl Shadows {
                 io: None,
                 net: None,
             });
-        let book_ref = book.as_deref();
-        let interval_s = config.interval_s();
-        let mut push = |series: &mut Series, resource, value| {
-            let mut r = step(series, resource, sample.ts, value);
-            if let Some(b) = book_ref {
-                fuse(series, &mut r, b, path, sample.ts, interval_s);
-            }
-            out.push(r);
+        let hints = ledger.as_deref().map(|ledger| Hints {
+            ledger,
+            path,
+            interval_s: config.interval_s(),
+            config,
+        });
+        let mut push = |series: &mut ResourceShadow, resource, value| {
+            out.push(step(series, resource, sample.ts, value, hints.as_ref()));
         };
         push(&mut shadow.cpu, Resource::Cpu, cpu);
         for (slot, resource, value, hinted) in [
@@ -195,7 +235,7 @@ impl Shadows {
                 push(series, resource, value);
             }
         }
-        if let Some(b) = book {
+        if let Some(b) = ledger {
             let usage = Amounts {
                 cpu,
                 memory: 0.0,
@@ -206,9 +246,9 @@ impl Shadows {
         }
     }
 
-    /// The CPU forecast among `readings` in the shape `observe` prints.
-    pub fn cpu_forecast(readings: &[Reading]) -> Option<CpuForecast> {
-        let r = readings.iter().find(|r| r.resource == Resource::Cpu)?;
+    /// The CPU forecast among `observations` in the shape `observe` prints.
+    pub fn cpu_forecast(observations: &[Observation]) -> Option<CpuForecast> {
+        let r = observations.iter().find(|r| r.resource == Resource::Cpu)?;
         let f = r.forecast?;
         Some(CpuForecast {
             cpu_demand_cores: r.value,
@@ -238,51 +278,103 @@ impl Shadows {
     }
 }
 
-/// Updates one series; a refused sample (a clock that went backwards)
-/// leaves its state alone and yields no forecast.
-fn step(series: &mut Series, resource: Resource, t: f64, value: f64) -> Reading {
-    let forecast = series
+/// Updates one series (and its quiet forecaster), conditions the forecast
+/// on the hints, and asks the reporter whether it is worth sending. A
+/// refused sample (a clock that went backwards) leaves the state alone and
+/// yields no forecast.
+fn step(
+    series: &mut ResourceShadow,
+    resource: Resource,
+    t: f64,
+    value: f64,
+    hints: Option<&Hints<'_>>,
+) -> Observation {
+    let mut forecast = series
         .forecaster
         .update(t, value)
         .ok()
         .map(|_| series.forecaster.forecast());
-    let send = forecast.is_some_and(|f| series.reporter.offer(value, &f).is_some());
-    Reading {
+    let mut hint = None;
+    let mut raised = false;
+    if let Some(h) = hints {
+        feed_quiet(series, h, resource, t, value);
+        if let Some(f) = &mut forecast {
+            let quiet = series.quiet.as_ref().filter(|q| q.updates >= QUIET_WARMUP);
+            (hint, raised) = fuse(f, quiet.map(|q| q.forecaster.forecast()), h, resource, t);
+        }
+    }
+    let offered = forecast.is_some_and(|f| series.reporter.offer(value, &f).is_some());
+    // Hinted forecasts are always sent, and so is the first one after, so
+    // the orchestrator sees both edges of the window.
+    let send = offered || raised || series.hinted;
+    series.hinted = raised;
+    Observation {
         resource,
         value,
         forecast,
         send,
-        source: Source::Model,
-        hint: None,
+        source: if raised { Source::Hint } else { Source::Model },
+        hint,
     }
 }
 
-/// Raises `r`'s upper band to the hints' prior where their window overlaps
-/// a horizon's interval `(t + (h-1)Δ, t + hΔ]`; marks the reading as from a
-/// hint and to be sent when a hint raised it now or did last time.
-fn fuse(series: &mut Series, r: &mut Reading, book: &Book, path: &str, t: f64, interval_s: f64) {
-    let Some(f) = &mut r.forecast else {
+/// Starts the quiet forecaster at the series' first hint, and feeds it the
+/// intervals outside every window, with one interval to spare on each side
+/// (the application's clock and ours differ, and a burst may start a little
+/// early or run on a little past what was announced).
+fn feed_quiet(series: &mut ResourceShadow, h: &Hints<'_>, resource: Resource, t: f64, value: f64) {
+    if series.quiet.is_none() && h.ledger.hints_resource(h.path, resource, t) {
+        series.quiet = Some(Box::new(Quiet {
+            forecaster: Forecaster::new(h.config),
+            updates: 0,
+        }));
+    }
+    let Some(q) = &mut series.quiet else {
         return;
     };
+    let covered = h
+        .ledger
+        .prior(h.path, resource, t - 2.0 * h.interval_s, t + h.interval_s)
+        .is_some();
+    if !covered && q.forecaster.update(t, value).is_ok() {
+        q.updates = q.updates.saturating_add(1);
+    }
+}
+
+/// Per horizon `h` (the interval `(t + hΔ, t + (h+1)Δ]`): inside a hint
+/// window, the band is at least the hint's prior; outside every window, the
+/// quiet forecast (when there is one) replaces the model's. Returns the
+/// hint covering the next interval and whether a prior raised the band.
+fn fuse(
+    f: &mut Forecast,
+    quiet: Option<Forecast>,
+    h: &Hints<'_>,
+    resource: Resource,
+    t: f64,
+) -> (Option<u64>, bool) {
+    let mut hint = None;
     let mut raised = false;
-    for h in 0..f.horizon {
-        let from = t + h as f64 * interval_s;
-        let Some(prior) = book.prior(path, r.resource, from, from + interval_s) else {
-            continue;
-        };
-        if h == 0 {
-            r.hint = Some(prior.id);
-        }
-        if prior.floor > f.upper[h] {
-            f.upper[h] = prior.floor;
-            raised = true;
+    for i in 0..f.horizon {
+        let from = t + i as f64 * h.interval_s;
+        match h.ledger.prior(h.path, resource, from, from + h.interval_s) {
+            Some(prior) => {
+                if i == 0 {
+                    hint = Some(prior.id);
+                }
+                if prior.floor > f.upper[i] {
+                    f.upper[i] = prior.floor;
+                    raised = true;
+                }
+            }
+            None => {
+                if let Some(q) = &quiet {
+                    f.point[i] = q.point[i];
+                    f.upper[i] = q.upper[i];
+                }
+            }
         }
     }
-    if raised {
-        r.source = Source::Hint;
-    }
-    r.send |= raised || series.hinted;
-    series.hinted = raised;
+    (hint, raised)
 }
 
 #[cfg(test)]
@@ -290,6 +382,9 @@ mod tests {
     use agent_ebpf::Counters;
 
     use super::*;
+
+    /// The CPUs the tests' agent may use.
+    const CPUS: f64 = 4.0;
 
     fn sample(id: u64, ts: f64, cores: f64, io_bytes: u64) -> Sample {
         Sample {
@@ -307,18 +402,18 @@ mod tests {
 
     #[test]
     fn steady_demand_is_forecast_with_a_band_above_it() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
-        let mut readings = Vec::new();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
+        let mut observations = Vec::new();
         let mut sent = 0;
         for i in 0..300 {
             // 1.5 cores with a small wobble.
             let cores = 1.5 + 0.1 * ((i % 7) as f64 / 7.0 - 0.5);
-            readings.clear();
-            shadows.observe(&sample(1, f64::from(i), cores, 0), &mut readings);
-            sent += usize::from(readings[0].send);
+            observations.clear();
+            shadows.observe(&sample(1, f64::from(i), cores, 0), &mut observations);
+            sent += usize::from(observations[0].send);
         }
-        assert_eq!(readings.len(), 1, "no I/O or network used: CPU only");
-        let f = Shadows::cpu_forecast(&readings).expect("a forecast");
+        assert_eq!(observations.len(), 1, "no I/O or network used: CPU only");
+        let f = Shadows::cpu_forecast(&observations).expect("a forecast");
         assert!((f.cpu_forecast_cores - 1.5).abs() < 0.1, "{f:?}");
         assert!(f.cpu_upper_cores >= f.cpu_forecast_cores, "{f:?}");
         assert!(
@@ -331,31 +426,30 @@ mod tests {
 
     #[test]
     fn demand_counts_waiting_but_never_more_than_the_cpus() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
-        let cpus = crate::hint::host_capacity().cpu;
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
         let mut out = Vec::new();
         let mut s = sample(1, 1.0, 0.25, 0);
         s.usage.runq_delay_ns = 250_000_000;
         shadows.observe(&s, &mut out);
-        assert_eq!(out[0].value, 0.5f64.min(cpus), "ran + waited");
-        // Many threads queued: the summed waits exceed what any CPU count
-        // could serve.
+        assert_eq!(out[0].value, 0.5, "ran + waited");
+        // Many threads queued: the summed waits exceed what the CPUs could
+        // serve.
         out.clear();
         let mut s = sample(1, 2.0, 0.5, 0);
-        s.usage.runq_delay_ns = (cpus * 4.0 * 1e9) as u64;
+        s.usage.runq_delay_ns = (CPUS * 4.0 * 1e9) as u64;
         shadows.observe(&s, &mut out);
-        assert_eq!(out[0].value, cpus);
+        assert_eq!(out[0].value, CPUS);
     }
 
     #[test]
     fn io_is_forecast_once_used() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
-        let mut readings = Vec::new();
-        shadows.observe(&sample(1, 1.0, 0.5, 0), &mut readings);
-        assert_eq!(readings.len(), 1);
-        readings.clear();
-        shadows.observe(&sample(1, 2.0, 0.5, 4096), &mut readings);
-        let io = readings
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
+        let mut observations = Vec::new();
+        shadows.observe(&sample(1, 1.0, 0.5, 0), &mut observations);
+        assert_eq!(observations.len(), 1);
+        observations.clear();
+        shadows.observe(&sample(1, 2.0, 0.5, 4096), &mut observations);
+        let io = observations
             .iter()
             .find(|r| r.resource == Resource::Io)
             .unwrap();
@@ -366,27 +460,31 @@ mod tests {
 
     #[test]
     fn a_hint_raises_the_band_in_its_window_only_and_is_judged() {
-        use crate::hint::{Limits, book::INITIAL_TRUST, protocol::Command};
+        use crate::hint::{ClientLimits, ledger::INITIAL_TRUST, protocol::Command};
         let capacity = crate::hint::Amounts {
             cpu: 8.0,
             memory: 1e12,
             io: 1e12,
             net: 1e12,
         };
-        let mut book = Book::new(Limits::new(capacity));
+        let mut ledger = Ledger::new(ClientLimits::new(capacity));
         let Ok(Command::Hint(spec)) = crate::hint::parse_line(
             br#"{"cpu":4,"net":1000,"start_in":"10s","duration":"5s"}"#,
-            book.limits(),
+            ledger.limits(),
         ) else {
             panic!("hint refused")
         };
-        let id = book.submit("/c1", &spec, 100.0).unwrap().id;
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let id = ledger.submit("/c1", &spec, 100.0).unwrap().id;
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for t in 90..=120 {
             out.clear();
-            shadows.observe_hinted(&sample(1, f64::from(t), 0.5, 0), Some(&mut book), &mut out);
+            shadows.observe_hinted(
+                &sample(1, f64::from(t), 0.5, 0),
+                Some(&mut ledger),
+                &mut out,
+            );
             let cpu = out[0];
             let f = Shadows::cpu_forecast(&out).unwrap();
             seen.push((t, f.cpu_upper_cores, cpu.source, cpu.hint, cpu.send));
@@ -406,19 +504,95 @@ mod tests {
                 assert!(f.cpu_upper_cores < 2.0, "t={t}: {seen:?}");
                 assert_eq!(cpu.source, Source::Model);
             }
-            book.settle(f64::from(t), 1.0);
+            ledger.settle(f64::from(t), 1.0);
         }
         // Hinted 4 cores (and 1000 B/s), used 0.5 (and nothing): trusted less.
         assert!(
-            book.trust("/c1") < INITIAL_TRUST - 0.2,
+            ledger.trust("/c1") < INITIAL_TRUST - 0.2,
             "{}",
-            book.trust("/c1")
+            ledger.trust("/c1")
+        );
+    }
+
+    #[test]
+    fn between_announced_bursts_the_band_comes_down_to_the_quiet_level() {
+        use crate::hint::{ClientLimits, protocol::Command};
+        let capacity = crate::hint::Amounts {
+            cpu: 8.0,
+            memory: 1e12,
+            io: 1e12,
+            net: 1e12,
+        };
+        let mut ledger = Ledger::new(ClientLimits::new(capacity));
+        let mut hinted = Shadows::new(Duration::from_secs(1), 0.95, 3, CPUS).unwrap();
+        let mut blind = Shadows::new(Duration::from_secs(1), 0.95, 3, CPUS).unwrap();
+        let (mut out, mut blind_out) = (Vec::new(), Vec::new());
+        let (mut quiet_bands, mut blind_bands, mut window_bands) = (vec![], vec![], vec![]);
+        // 0.3 cores, bursts of 1.5 cores for 3 s at irregular gaps of 8 to
+        // 17 s (nothing a model could learn the timing of), each announced
+        // 4 s ahead.
+        let mut next_burst = 10u64;
+        let mut lcg = 12345u64;
+        for t in 0..600u64 {
+            let ts = 1000.0 + t as f64;
+            if t + 4 == next_burst {
+                let Ok(Command::Hint(spec)) = crate::hint::parse_line(
+                    br#"{"cpu":1.5,"start_in":"4s","duration":"3s"}"#,
+                    ledger.limits(),
+                ) else {
+                    panic!("hint refused")
+                };
+                ledger.submit("/c1", &spec, ts).unwrap();
+            }
+            // The sample at `ts` is the interval ending there.
+            let in_burst = t > next_burst && t <= next_burst + 3;
+            let cores = if in_burst { 1.5 } else { 0.3 };
+            out.clear();
+            hinted.observe_hinted(&sample(1, ts, cores, 0), Some(&mut ledger), &mut out);
+            blind_out.clear();
+            blind.observe(&sample(1, ts, cores, 0), &mut blind_out);
+            let (f, b) = (out[0].forecast.unwrap(), blind_out[0].forecast.unwrap());
+            let top = |f: &Forecast| f.upper[..3].iter().copied().fold(0.0, f64::max);
+            // Quiet stretches: the next three intervals are outside every
+            // window (and not just after one).
+            let quiet = t > next_burst + 4 || t + 4 < next_burst;
+            if t >= 200 && quiet && t < next_burst {
+                quiet_bands.push(top(&f));
+                blind_bands.push(top(&b));
+            }
+            if t >= 200 && t + 1 == next_burst {
+                window_bands.push(f.upper[1]);
+            }
+            ledger.settle(ts, 1.5);
+            if t == next_burst + 3 {
+                lcg = lcg
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                next_burst += 8 + (lcg >> 33) % 10;
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (q, b) = (median(&mut quiet_bands), median(&mut blind_bands));
+        assert!(
+            b > 1.0,
+            "the model alone holds the band near the bursts: {b}"
+        );
+        assert!(
+            q < 0.5,
+            "announced bursts: the band between them is quiet: {q}"
+        );
+        assert!(
+            window_bands.iter().all(|&w| w >= 1.5 * 0.5),
+            "inside a window the band is the hint's: {window_bands:?}"
         );
     }
 
     #[test]
     fn shadows_are_per_cgroup_and_dropped_with_it() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 1, CPUS).unwrap();
         let mut out = Vec::new();
         shadows.observe(&sample(1, 1.0, 1.0, 0), &mut out);
         shadows.observe(&sample(2, 1.0, 0.0, 0), &mut out);
@@ -429,6 +603,6 @@ mod tests {
         out.clear();
         shadows.observe(&sample(2, 0.5, 1.0, 0), &mut out);
         assert!(out[0].forecast.is_none());
-        assert!(Shadows::new(Duration::ZERO, 0.95, 1).is_err());
+        assert!(Shadows::new(Duration::ZERO, 0.95, 1, CPUS).is_err());
     }
 }

@@ -1,5 +1,8 @@
 //! Sends the shadows' forecasts and the realised usage to the orchestrator
-//! over the wire protocol, and keeps the reservations it sends back.
+//! over the wire protocol, and passes on the reservations it sends back: a
+//! reader thread per connection puts each batch on a channel that the
+//! pipeline drains once a tick ([`Transmitter::received`]); it keeps them
+//! ([`crate::reservations`]), nothing here does.
 //!
 //! Observation must not depend on the orchestrator: if it is not there or
 //! goes away, the agent keeps observing, says so once, and reconnects every
@@ -8,28 +11,24 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::mpsc::{self, Receiver, Sender},
     time::{Duration, Instant},
 };
 
 use shadow_wire::{
-    Component, Compression, Hello, Message, Prediction, PredictionBatch, Reservation, Resource,
-    Step, Usage, UsageBatch,
+    Component, Compression, Hello, Message, Prediction, PredictionBatch, ReservationBatch, Step,
+    Usage, UsageBatch,
 };
 
 use shadow_wire::transport::{Stream, Target};
 
-use crate::{collector::Sample, shadow::Reading};
+use crate::{collector::Sample, shadow::Observation};
 
 /// Wait between connection attempts.
 const RETRY: Duration = Duration::from_secs(3);
 /// A connect, handshake or write that takes longer means the orchestrator
 /// is not there or not reading; the tick goes on without it.
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The latest reservation per (cgroup path, resource), as the orchestrator
-/// sent it.
-pub type Reservations = Arc<Mutex<HashMap<(String, Resource), Reservation>>>;
 
 /// The agent's side of the virtual interface.
 pub struct Transmitter {
@@ -39,7 +38,10 @@ pub struct Transmitter {
     retry_at: Instant,
     /// Send every forecast on the next tick (after a (re)connection).
     resend_all: bool,
-    reservations: Reservations,
+    /// Batches from the orchestrator, put here by the reader threads.
+    received: Receiver<ReservationBatch>,
+    /// Cloned into each connection's reader thread.
+    to_receive: Sender<ReservationBatch>,
     warned: bool,
 }
 
@@ -56,6 +58,7 @@ impl Transmitter {
     /// A transmitter to `target`; it connects on the first tick.
     pub fn new(target: Target, tick: Duration) -> Self {
         let host = shadow_common::host::hostname();
+        let (to_receive, received) = mpsc::channel();
         Self {
             target,
             hello: Hello {
@@ -67,14 +70,15 @@ impl Transmitter {
             conn: None,
             retry_at: Instant::now(),
             resend_all: true,
-            reservations: Reservations::default(),
+            received,
+            to_receive,
             warned: false,
         }
     }
 
-    /// The reservations received so far (shared with the reader thread).
-    pub fn reservations(&self) -> Reservations {
-        self.reservations.clone()
+    /// The reservation batches received since the last call, oldest first.
+    pub fn received(&self) -> impl Iterator<Item = ReservationBatch> + '_ {
+        self.received.try_iter()
     }
 
     /// Whether the orchestrator is connected.
@@ -82,14 +86,14 @@ impl Transmitter {
         self.conn.is_some()
     }
 
-    /// Sends one tick: usage of every reading, and the forecasts that the
+    /// Sends one tick: usage of every observation, and the forecasts that the
     /// adaptive reporting marked (all of them after a reconnection).
-    /// `readings` pairs each reading with the index of its sample.
+    /// `observations` pairs each observation with the index of its sample.
     pub fn tick(
         &mut self,
         at_ms: u64,
         samples: &[Sample],
-        readings: &[(usize, Reading)],
+        observations: &[(usize, Observation)],
         quantile: f64,
         heartbeat_s: f64,
     ) -> Sent {
@@ -105,7 +109,7 @@ impl Transmitter {
             u32::try_from(interval_ms).unwrap_or(u32::MAX),
             self.hello.tick_ms,
             samples,
-            readings,
+            observations,
             Options {
                 quantile: quantile as f32,
                 next_report_ms: (heartbeat_s * 1e3) as u32,
@@ -131,7 +135,7 @@ impl Transmitter {
         match result {
             Ok(()) => sent,
             Err(e) => {
-                tracing::warn!("orchestrator at {}: {e}; reconnecting", self.target);
+                tracing::warn!(orchestrator = %self.target, cause = %e, "orchestrator connection lost; reconnecting");
                 self.conn = None;
                 self.retry_at = Instant::now() + RETRY;
                 Sent::default()
@@ -150,7 +154,7 @@ impl Transmitter {
         self.retry_at = Instant::now() + RETRY;
         match self.open() {
             Ok(conn) => {
-                tracing::info!("connected to the orchestrator at {}", self.target);
+                tracing::info!(orchestrator = %self.target, "connected to the orchestrator");
                 self.conn = Some(conn);
                 self.resend_all = true;
                 self.warned = false;
@@ -176,33 +180,38 @@ impl Transmitter {
         shadow_wire::connect(&mut conn, self.hello.clone())?;
         let mut reader = conn.try_clone()?;
         reader.set_read_timeout(None)?;
-        let reservations = self.reservations.clone();
+        let to = self.to_receive.clone();
         std::thread::Builder::new()
             .name("reservations".into())
-            .spawn(move || read_reservations(&mut reader, &reservations))?;
+            .spawn(move || read_reservations(&mut reader, &to))?;
         Ok(conn)
     }
 }
 
-/// Keeps the reservations the orchestrator sends until it closes.
-fn read_reservations(conn: &mut Stream, into: &Reservations) {
+/// Passes on the reservations the orchestrator sends until it closes (or
+/// the transmitter is gone).
+fn read_reservations(conn: &mut Stream, to: &Sender<ReservationBatch>) {
     let mut buf = Vec::new();
     loop {
         match shadow_wire::read_message(conn, &mut buf) {
             Ok(Message::Reservations(b)) => {
-                let mut map = into.lock().unwrap_or_else(|p| p.into_inner());
-                for r in b.reservations {
-                    map.insert((r.path.clone(), r.resource), r);
+                if to.send(b).is_err() {
+                    return;
                 }
             }
             Ok(Message::Error(f)) => {
-                tracing::warn!("the orchestrator refused us ({:?}): {}", f.code, f.message);
+                tracing::warn!(code = ?f.code, message = %f.message, "the orchestrator refused us");
                 return;
             }
-            Ok(other) => tracing::debug!("ignoring {} from the orchestrator", other.kind()),
+            Ok(other) => {
+                tracing::debug!(
+                    kind = other.kind(),
+                    "ignoring a message from the orchestrator"
+                );
+            }
             Err(shadow_wire::Error::Closed) => return,
             Err(e) => {
-                tracing::debug!("reading from the orchestrator: {e}");
+                tracing::debug!(cause = %e, "reading from the orchestrator failed");
                 return;
             }
         }
@@ -220,21 +229,21 @@ pub struct Options {
     pub resend_all: bool,
 }
 
-/// Packs one tick's readings into a usage batch and a prediction batch,
+/// Packs one tick's observations into a usage batch and a prediction batch,
 /// each naming its components once.
 pub fn batches(
     at_ms: u64,
     interval_ms: u32,
     step_ms: u32,
     samples: &[Sample],
-    readings: &[(usize, Reading)],
+    observations: &[(usize, Observation)],
     options: Options,
 ) -> (UsageBatch, PredictionBatch) {
     let mut usage = UsageBatch {
         at_ms,
         interval_ms,
         components: Vec::new(),
-        usage: Vec::with_capacity(readings.len()),
+        usage: Vec::with_capacity(observations.len()),
     };
     let mut predictions = PredictionBatch {
         at_ms,
@@ -245,7 +254,7 @@ pub fn batches(
     // Sample index → component index, per batch.
     let mut in_usage: HashMap<usize, u32> = HashMap::new();
     let mut in_predictions: HashMap<usize, u32> = HashMap::new();
-    for &(i, r) in readings {
+    for &(i, r) in observations {
         let Some(sample) = samples.get(i) else {
             continue;
         };
@@ -305,7 +314,7 @@ mod tests {
 
     #[test]
     fn packs_usage_always_and_forecasts_when_marked() {
-        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6).unwrap();
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, 4.0).unwrap();
         let samples: Vec<Sample> = (0..3)
             .map(|id| Sample {
                 ts: 1.0,
@@ -319,12 +328,12 @@ mod tests {
                 },
             })
             .collect();
-        let mut readings = Vec::new();
+        let mut observations = Vec::new();
         let mut tagged = Vec::new();
         for (i, s) in samples.iter().enumerate() {
-            readings.clear();
-            shadows.observe(s, &mut readings);
-            tagged.extend(readings.iter().map(|&r| (i, r)));
+            observations.clear();
+            shadows.observe(s, &mut observations);
+            tagged.extend(observations.iter().map(|&r| (i, r)));
         }
         let options = Options {
             quantile: 0.95,
@@ -348,5 +357,49 @@ mod tests {
         }
         let (_, predictions) = batches(5, 1000, 1000, &samples, &tagged, options);
         assert!(predictions.predictions.is_empty());
+    }
+
+    #[test]
+    fn reservations_sent_back_are_passed_on_once() {
+        let path =
+            std::env::temp_dir().join(format!("shadow-transmit-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let batch = ReservationBatch {
+            at_ms: 7,
+            reservations: vec![shadow_wire::Reservation {
+                path: "/a".into(),
+                resource: shadow_wire::Resource::Cpu,
+                reserved: 1.5,
+                managed: true,
+                margin: 0.1,
+                exceeded: 0.0,
+                slack: 0.0,
+            }],
+        };
+        let sent = batch.clone();
+        let orchestrator = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            shadow_wire::accept(&mut conn, "test").unwrap();
+            let mut buf = Vec::new();
+            let first = shadow_wire::read_message(&mut conn, &mut buf).unwrap();
+            assert!(matches!(first, Message::Usage(_)), "{}", first.kind());
+            let reply = Message::Reservations(sent);
+            shadow_wire::write_message(&mut conn, &reply, Compression::Off).unwrap();
+            conn
+        });
+        let mut t = Transmitter::new(Target::Unix(path.clone()), Duration::from_secs(1));
+        t.tick(1, &[], &[], 0.95, 30.0);
+        assert!(t.is_connected());
+        let _conn = orchestrator.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut received = Vec::new();
+        while received.is_empty() && Instant::now() < deadline {
+            received.extend(t.received());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(received, vec![batch]);
+        assert_eq!(t.received().count(), 0, "taken once");
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -34,7 +34,9 @@ fn a_hint_for_itself_shapes_the_forecast_during_its_window_only() {
     let agent = HintAgent::start("hint-own", &parent.path, &[]);
     let load = trickle(&a);
     std::thread::sleep(Duration::from_secs(2));
-    let (ok, reply) = agent.hint_from(&a, &["--cpu", "1", "--start-in", "1s", "--duration", "2s"]);
+    // Two cores: far above what the trickle can demand, even waiting on a
+    // busy machine's run queues (one task at a time: at most one core).
+    let (ok, reply) = agent.hint_from(&a, &["--cpu", "2", "--start-in", "1s", "--duration", "2s"]);
     assert!(ok, "{reply}");
     assert_eq!(reply["status"], "accepted", "{reply}");
     assert_eq!(reply["cgroup"], a.path.as_str(), "the caller's own cgroup");
@@ -44,7 +46,7 @@ fn a_hint_for_itself_shapes_the_forecast_during_its_window_only() {
         reply["end"].as_f64().unwrap(),
     );
     let floor = reply["reserve"]["cpu"].as_f64().unwrap();
-    assert!(floor > 0.5, "{reply}");
+    assert!(floor > 1.5, "{reply}");
     std::thread::sleep(Duration::from_secs(5));
     stop(load);
     let rows = agent.agent.stop(Duration::ZERO);
@@ -72,7 +74,7 @@ fn a_hint_for_itself_shapes_the_forecast_during_its_window_only() {
                 after += 1;
             }
             assert_eq!(r["hint_active"], false, "{r}");
-            assert!(upper < floor / 2.0, "hinted band outside the window: {r}");
+            assert!(upper < 0.75 * floor, "hinted band outside the window: {r}");
         }
     }
     eprintln!("rows: {before} before, {inside} inside, {after} after the window");

@@ -201,8 +201,8 @@ fn remote_agent_over_tcp() {
     let addr = log
         .lines()
         .find_map(|l| l.split("remote agents on tcp ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no TCP address in the log:\n{log}"))
-        .trim()
         .to_owned();
     let mut s = std::net::TcpStream::connect(&addr).expect("connect over TCP");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -28,7 +28,11 @@ const REQ_OP_WRITE: u32 = 1;
 pub fn block_io_start(ctx: BtfTracePointContext) -> u32 {
     let rq = ctx.arg::<u64>(0);
     let start = IoStart {
+        // SAFETY: a helper without arguments, allowed in tracing programs;
+        // it reads the current task's cgroup and touches no memory of ours.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        // SAFETY: a helper without arguments or preconditions (reads the
+        // monotonic clock).
         start_ns: unsafe { bpf_ktime_get_ns() },
     };
     // Update in place when the request was seen before: a hash update
@@ -57,9 +61,13 @@ fn try_complete(rq: u64, nr_bytes: u64) {
     let Some(start) = IO_START.get_ptr_mut(rq) else {
         return;
     };
-    // SAFETY: the request is live during its completion tracepoint; the offset
-    // comes from this kernel's BTF.
+    // SAFETY: a reference to a static is valid and aligned; the read is
+    // volatile so the compiler does not fold in the 0 the loader replaces.
     let off = unsafe { core::ptr::read_volatile(&RQ_CMD_FLAGS_OFF) };
+    // SAFETY: the helper copies from a kernel address and returns an error
+    // instead of faulting if it is not readable, so no address can break
+    // the program; it is the right one because the request is live during
+    // its completion tracepoint and the offset comes from this kernel's BTF.
     let Ok(flags) = (unsafe { bpf_probe_read_kernel((rq + off) as *const u32) }) else {
         return;
     };
@@ -81,6 +89,7 @@ fn try_complete(rq: u64, nr_bytes: u64) {
     // A request may complete in parts: count it and its latency once.
     if start.start_ns != 0 {
         c.io_ops += 1;
+        // SAFETY: a helper without arguments or preconditions.
         c.io_latency_ns += unsafe { bpf_ktime_get_ns() }.saturating_sub(start.start_ns);
         start.start_ns = 0;
     }

@@ -29,6 +29,9 @@ pub fn page_fault_kernel(ctx: BtfTracePointContext) -> u32 {
 
 #[inline(always)]
 fn count_fault() {
+    // SAFETY: a helper without arguments, allowed in tracing programs; the
+    // fault tracepoints run in the faulting task's context, so "current"
+    // is the task the fault belongs to.
     if let Some(c) = counters(unsafe { bpf_get_current_cgroup_id() }) {
         c.page_faults += 1;
     }

@@ -33,7 +33,12 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
 #[inline(always)]
 fn count(ctx: &SkBuffContext) -> Option<(&'static mut agent_ebpf::Counters, u64, u64)> {
     let skb = ctx.skb.skb;
+    // SAFETY: `skb` is the program's context pointer as the kernel passed
+    // it, the argument this helper expects (the verifier checks the type).
     let id = unsafe { bpf_skb_cgroup_id(skb) };
+    // SAFETY: a load from the context: `gso_segs` is a `__sk_buff` field
+    // that cgroup_skb programs may read; the verifier checks the offset and
+    // rewrites the load into a read of the kernel's own sk_buff.
     let segs = u64::from(unsafe { (*skb).gso_segs }).max(1);
     Some((counters(id)?, u64::from(ctx.len()), segs))
 }

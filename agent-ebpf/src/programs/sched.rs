@@ -85,6 +85,7 @@ fn charge(task: *mut task_struct) {
     let cgroup_id = if seen.css_set == now.css_set && seen.cgroup_id != 0 {
         seen.cgroup_id
     } else {
+        // SAFETY: a helper without arguments, allowed in these programs.
         unsafe { bpf_get_current_cgroup_id() }
     };
     if seen.valid != 0

@@ -24,9 +24,11 @@
 //!   period with jittered timing (a specialist scored on its own ticks).
 //! - `ring.rs`: the bounded window of recent values the seasonal parts need.
 //! - [`Reporter`] (`reporter.rs`): volatility-adaptive decision to send.
-//! - [`CounterRate`] (`counter.rs`): cumulative counters to rates, resets.
+//!
+//! Cumulative counters are turned into per-interval amounts before they
+//! get here (the agent's collector, which also handles counters that read
+//! lower than before).
 
-mod counter;
 mod ensemble;
 mod experts;
 mod period;
@@ -37,7 +39,6 @@ mod ring;
 #[cfg(test)]
 mod tests;
 
-pub use counter::{CounterRate, Reading};
 pub use ensemble::Forecaster;
 pub use reporter::{Reason, Reporter, ReporterConfig};
 
@@ -63,8 +64,7 @@ pub enum Error {
     NonFinite(f64),
     /// Usage cannot be negative; a negative rate is a counter that went
     /// backwards (reset, wrap, or a cgroup recreated under the same path).
-    /// Feed counters through [`CounterRate`], which turns resets into a
-    /// missing tick instead.
+    /// Callers turn counters into non-negative amounts first.
     #[error("sample {0} is negative (a counter reset?)")]
     Negative(f64),
     /// Samples must arrive in time order; a repeated or older timestamp

@@ -1,6 +1,6 @@
 //! Behaviour of the whole forecaster on synthetic series: the cases the
 //! issue names (constant, trend, step, periodic, spike, missing samples,
-//! counter reset, NaN and negative input) plus calibration and cost bounds.
+//! NaN and negative input) plus calibration and cost bounds.
 
 use super::*;
 
@@ -178,27 +178,6 @@ fn missing_ticks_are_imputed_and_long_gaps_restart() {
     let u = f.update(104.3 + (MAX_GAP_TICKS + 5) as f64, 9.0).unwrap();
     assert!(u.restarted);
     assert_eq!(f.forecast().point[0], 9.0);
-}
-
-#[test]
-fn counter_reset_becomes_a_missing_tick() {
-    let mut c = CounterRate::new();
-    let mut f = forecaster(1.0);
-    let mut imputed = 0;
-    for t in 0..50u64 {
-        // A counter growing by 100 per second, reset to 0 at t = 30.
-        let value = if t < 30 {
-            1000 + 100 * t
-        } else {
-            100 * (t - 30)
-        };
-        match c.observe(t as f64, value).unwrap() {
-            Reading::Rate(r) => imputed += f.update(t as f64, r).unwrap().imputed,
-            Reading::First | Reading::Reset => {}
-        }
-    }
-    assert_eq!(imputed, 1);
-    assert!((f.forecast().point[0] - 100.0).abs() < 1e-3);
 }
 
 #[test]

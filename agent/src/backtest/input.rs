@@ -8,9 +8,9 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-/// One series to evaluate.
+/// One trace to evaluate: a NAB file, or one cgroup of `observe` output.
 #[derive(Debug, Clone)]
-pub(crate) struct Series {
+pub(crate) struct Trace {
     /// File name, plus `:cgroup` for observe output.
     pub name: String,
     /// Median spacing of the timestamps, in seconds.
@@ -27,7 +27,7 @@ pub(crate) struct JsonSelect<'a> {
 
 /// Reads a trace, telling the formats apart by content (a JSON object per
 /// line vs a CSV header).
-pub(crate) fn read(path: &Path, select: &JsonSelect<'_>) -> anyhow::Result<Vec<Series>> {
+pub(crate) fn read(path: &Path, select: &JsonSelect<'_>) -> anyhow::Result<Vec<Trace>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file = path.file_name().map_or_else(
@@ -49,7 +49,7 @@ pub(crate) fn read(path: &Path, select: &JsonSelect<'_>) -> anyhow::Result<Vec<S
     Ok(series)
 }
 
-fn parse_csv(name: &str, text: &str) -> anyhow::Result<Series> {
+fn parse_csv(name: &str, text: &str) -> anyhow::Result<Trace> {
     let mut times = Vec::new();
     let mut values = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -70,14 +70,14 @@ fn parse_csv(name: &str, text: &str) -> anyhow::Result<Series> {
             .with_context(|| format!("line {}: bad value {v:?}", i + 1))?;
         values.push(v);
     }
-    Ok(Series {
+    Ok(Trace {
         name: name.to_owned(),
         interval_s: median_spacing(&times)?,
         values,
     })
 }
 
-fn parse_observe(name: &str, text: &str, select: &JsonSelect<'_>) -> anyhow::Result<Vec<Series>> {
+fn parse_observe(name: &str, text: &str, select: &JsonSelect<'_>) -> anyhow::Result<Vec<Trace>> {
     // Per cgroup, in order of first appearance: (timestamps, rates).
     let mut order: Vec<String> = Vec::new();
     let mut data: HashMap<String, (Vec<f64>, Vec<f64>)> = HashMap::new();
@@ -132,7 +132,7 @@ fn parse_observe(name: &str, text: &str, select: &JsonSelect<'_>) -> anyhow::Res
             Some((cg, times, values))
         })
         .map(|(cg, times, values)| {
-            Ok(Series {
+            Ok(Trace {
                 name: format!("{name}:{cg}:{}", select.metric),
                 interval_s: median_spacing(&times).with_context(|| format!("cgroup {cg}"))?,
                 values,

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 
 pub use models::Model;
 
-use input::{JsonSelect, Series};
+use input::{JsonSelect, Trace};
 use metrics::Metrics;
 use models::Protocol;
 pub(crate) use report::Row;
@@ -212,7 +212,7 @@ pub(crate) fn evaluate_files(
 
 /// Realised values against the first horizon's point, band and (Shadow)
 /// held band, over the evaluated half of `series`.
-fn panel(series: &Series, pred: &models::Predictions, h: usize) -> shadow_common::plot::Panel {
+fn panel(series: &Trace, pred: &models::Predictions, h: usize) -> shadow_common::plot::Panel {
     use shadow_common::plot::Series as Line;
     let y = &series.values;
     let first = y.len() / 2 - 1;
@@ -242,7 +242,7 @@ fn panel(series: &Series, pred: &models::Predictions, h: usize) -> shadow_common
 /// Scores one model on one series, one row per horizon; also returns the
 /// forecasts (for plots).
 fn evaluate(
-    series: &Series,
+    series: &Trace,
     model: Model,
     p: &Protocol,
 ) -> anyhow::Result<(Vec<Row>, models::Predictions)> {

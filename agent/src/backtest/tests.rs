@@ -27,7 +27,7 @@ fn every_model_scores_a_synthetic_series() {
     let values: Vec<f64> = (0..600)
         .map(|t| 10.0 + ((t % 24) as f64 - 12.0).abs())
         .collect();
-    let series = Series {
+    let series = Trace {
         name: "saw".into(),
         interval_s: 300.0,
         values,

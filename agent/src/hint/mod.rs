@@ -10,7 +10,7 @@
 //!
 //! Layout:
 //! - [`protocol`]: request and reply lines, pure parsing and validation.
-//! - [`book`]: live hints, rate limits, trust; the prior a hint puts under
+//! - [`ledger`]: live hints, rate limits, trust; the prior a hint puts under
 //!   a forecast (pure, time passed in).
 //! - [`peer`]: who is calling (kernel credentials, cgroup) and what it may
 //!   name.
@@ -18,9 +18,9 @@
 //! - [`client`]: a small client for programs.
 //! - [`cli`]: `shadow-agent hint`, the client for shell scripts.
 
-pub mod book;
 pub mod cli;
 pub mod client;
+pub mod ledger;
 pub mod peer;
 pub mod protocol;
 pub mod server;
@@ -29,7 +29,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use book::Book;
+pub use ledger::Ledger;
 pub use protocol::{Accepted, Amounts, Code, Command, Refusal, Reply, Request, parse_line};
 
 /// Where the agent listens by default.
@@ -41,7 +41,7 @@ pub const UNKNOWN_BANDWIDTH: f64 = 100.0 * (1u64 << 30) as f64;
 
 /// Everything a client can make the server hold or do, bounded.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Limits {
+pub struct ClientLimits {
     /// Longest request line in bytes (without the newline).
     pub max_line: usize,
     /// Live (pending or running) hints per cgroup.
@@ -67,7 +67,7 @@ pub struct Limits {
     pub capacity: Amounts,
 }
 
-impl Limits {
+impl ClientLimits {
     /// The defaults (docs/hints.md) for a host with `capacity`.
     pub fn new(capacity: Amounts) -> Self {
         Self {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Limits;
+use super::ClientLimits;
 
 /// One request line as sent. Every field is optional here so that a
 /// missing one gets a clear refusal from [`parse_line`] rather than serde's
@@ -261,7 +261,7 @@ pub struct Accepted {
 }
 
 /// Parses and validates one request line (without its newline).
-pub fn parse_line(line: &[u8], limits: &Limits) -> Result<Command, Refusal> {
+pub fn parse_line(line: &[u8], limits: &ClientLimits) -> Result<Command, Refusal> {
     if line.len() > limits.max_line {
         return Err(Refusal::new(
             Code::TooLong,
@@ -283,7 +283,7 @@ pub fn parse_line(line: &[u8], limits: &Limits) -> Result<Command, Refusal> {
 }
 
 /// Checks a decoded request's fields and ranges.
-pub fn validate(r: Request, limits: &Limits) -> Result<Command, Refusal> {
+pub fn validate(r: Request, limits: &ClientLimits) -> Result<Command, Refusal> {
     if let Some(id) = r.cancel {
         let alone = Request {
             cancel: Some(id),

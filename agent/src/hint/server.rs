@@ -1,6 +1,6 @@
 //! The hint socket's server: a Unix stream socket, one thread per
 //! connection (at most `max_connections`), each reading bounded lines with
-//! an idle timeout. A connection only ever touches the shared [`Book`]
+//! an idle timeout. A connection only ever touches the shared [`Ledger`]
 //! under a short lock, so one that misbehaves, stalls or dies costs the
 //! others nothing.
 
@@ -18,7 +18,7 @@ use std::{
 use shadow_wire::transport::{BindError, bind_unix};
 
 use super::{
-    Book, Limits,
+    ClientLimits, Ledger,
     peer::{self, Caller},
     protocol::{Code, Command, Refusal, Reply, parse_line},
 };
@@ -34,7 +34,7 @@ pub struct Config {
     /// Group owning the socket (mode 0660); None: the agent's own group.
     pub group: Option<String>,
     /// The bounds.
-    pub limits: Limits,
+    pub limits: ClientLimits,
     /// The cgroup v2 mount: a named cgroup must exist under it.
     pub v2_root: PathBuf,
     /// Only cgroups at or below this one are observed (`observe --cgroup`);
@@ -65,7 +65,7 @@ pub enum Error {
 /// State shared by the connections.
 struct Shared {
     config: Config,
-    book: Arc<Mutex<Book>>,
+    ledger: Arc<Mutex<Ledger>>,
     open: AtomicUsize,
 }
 
@@ -76,13 +76,13 @@ pub struct Server {
 
 impl Server {
     /// Binds the socket (0660, group `config.group`) and serves it on a
-    /// background thread, sharing `book` with the forecasts.
-    pub fn start(config: Config, book: Arc<Mutex<Book>>) -> Result<Self, Error> {
+    /// background thread, sharing `ledger` with the forecasts.
+    pub fn start(config: Config, ledger: Arc<Mutex<Ledger>>) -> Result<Self, Error> {
         let path = config.path.clone();
         let listener = bind(&path, config.group.as_deref())?;
         let shared = Arc::new(Shared {
             config,
-            book,
+            ledger,
             open: AtomicUsize::new(0),
         });
         let sock_err = |source| Error::Socket {
@@ -286,9 +286,9 @@ fn serve(stream: UnixStream, shared: &Shared) {
         match &reply {
             Reply::Refused(r) => {
                 tracing::debug!(pid = cred.0, code = ?r.code, message = %r.message, "hint refused");
-                lock(&shared.book).counts.refused += 1;
+                lock(&shared.ledger).counts.refused += 1;
             }
-            Reply::Accepted(_) => lock(&shared.book).counts.accepted += 1,
+            Reply::Accepted(_) => lock(&shared.ledger).counts.accepted += 1,
             _ => {}
         }
         if write_reply(&mut writer, &reply).is_err() || closes {
@@ -302,7 +302,7 @@ fn handle(line: &[u8], (pid, uid, gid): (i32, u32, u32), shared: &Shared) -> Rep
     let run = || -> Result<Reply, Refusal> {
         let now = shadow_common::host::unix_now();
         let caller = peer::identify(pid, uid, gid)?;
-        lock(&shared.book).admit(&caller.cgroup, now)?;
+        lock(&shared.ledger).admit(&caller.cgroup, now)?;
         match parse_line(line, &shared.config.limits)? {
             Command::Hint(spec) => {
                 let target = match &spec.cgroup {
@@ -310,7 +310,7 @@ fn handle(line: &[u8], (pid, uid, gid): (i32, u32, u32), shared: &Shared) -> Rep
                     None => caller.cgroup.clone(),
                 };
                 check_target(&caller, &target, &shared.config)?;
-                let accepted = lock(&shared.book).submit(&target, &spec, now)?;
+                let accepted = lock(&shared.ledger).submit(&target, &spec, now)?;
                 tracing::info!(
                     id = accepted.id,
                     cgroup = %target,
@@ -327,15 +327,15 @@ fn handle(line: &[u8], (pid, uid, gid): (i32, u32, u32), shared: &Shared) -> Rep
                 Ok(Reply::Accepted(accepted))
             }
             Command::Cancel(id) => {
-                let mut book = lock(&shared.book);
-                let target = book
+                let mut ledger = lock(&shared.ledger);
+                let target = ledger
                     .cgroup_of(id)
                     .ok_or_else(|| {
                         Refusal::new(Code::NotFound, format!("no live hint with id {id}"))
                     })?
                     .to_owned();
                 peer::authorize(&caller, &target)?;
-                book.cancel(id, now)?;
+                ledger.cancel(id, now)?;
                 tracing::info!(id, cgroup = %target, pid, "hint cancelled");
                 Ok(Reply::Cancelled { id })
             }
@@ -364,8 +364,8 @@ fn check_target(caller: &Caller, target: &str, config: &Config) -> Result<(), Re
     Ok(())
 }
 
-fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
-    book.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -1,17 +1,17 @@
-//! The hint protocol's parsing and the book's rules, without sockets.
+//! The hint protocol's parsing and the ledger's rules, without sockets.
 
 use std::time::Duration;
 
 use super::{
-    Limits,
-    book::{self, Book, INITIAL_TRUST},
+    ClientLimits,
+    ledger::{self, INITIAL_TRUST, Ledger},
     peer::{self, Caller},
     protocol::{Amounts, Code, Command, Reply, parse_line},
 };
 use shadow_wire::Resource;
 
-fn limits() -> Limits {
-    Limits::new(Amounts {
+fn limits() -> ClientLimits {
+    ClientLimits::new(Amounts {
         cpu: 2.0,
         memory: 8.0 * (1u64 << 30) as f64,
         io: super::UNKNOWN_BANDWIDTH,
@@ -135,81 +135,81 @@ fn callers_name_only_their_own_subtree_unless_root() {
 
 #[test]
 fn hints_are_clamped_bounded_and_rate_limited() {
-    let mut book = Book::new(limits());
+    let mut ledger = Ledger::new(limits());
     let s = spec(r#"{"cpu":4,"memory":"1GiB","start_in":"10s","duration":"5s"}"#);
-    let a = book.submit("/a", &s, 100.0).unwrap();
+    let a = ledger.submit("/a", &s, 100.0).unwrap();
     assert_eq!(a.amounts.cpu, 2.0, "clamped to the host's 2 cores");
     assert_eq!(a.clamped, vec!["cpu".to_owned()]);
     assert_eq!((a.start, a.end), (110.0, 115.0));
     assert_eq!(a.trust, INITIAL_TRUST);
     assert_eq!(a.reserve.cpu, 2.0 * INITIAL_TRUST);
     assert_eq!(a.reserve.memory, 0.0, "memory is not forecast");
-    for _ in 1..book.limits().max_live {
-        book.submit("/a", &s, 100.0).unwrap();
+    for _ in 1..ledger.limits().max_live {
+        ledger.submit("/a", &s, 100.0).unwrap();
     }
     assert_eq!(
-        book.submit("/a", &s, 100.0).unwrap_err().code,
+        ledger.submit("/a", &s, 100.0).unwrap_err().code,
         Code::TooMany
     );
-    assert!(book.submit("/b", &s, 100.0).is_ok(), "per cgroup");
-    let burst = book.limits().rate_burst as usize;
+    assert!(ledger.submit("/b", &s, 100.0).is_ok(), "per cgroup");
+    let burst = ledger.limits().rate_burst as usize;
     for _ in 0..burst {
-        book.admit("/caller", 0.0).unwrap();
+        ledger.admit("/caller", 0.0).unwrap();
     }
     assert_eq!(
-        book.admit("/caller", 0.0).unwrap_err().code,
+        ledger.admit("/caller", 0.0).unwrap_err().code,
         Code::RateLimited
     );
-    assert!(book.admit("/other", 0.0).is_ok(), "per caller cgroup");
-    assert!(book.admit("/caller", 1.0).is_ok(), "refilled over time");
+    assert!(ledger.admit("/other", 0.0).is_ok(), "per caller cgroup");
+    assert!(ledger.admit("/caller", 1.0).is_ok(), "refilled over time");
 }
 
 #[test]
 fn the_prior_covers_the_window_only() {
-    let mut book = Book::new(limits());
+    let mut ledger = Ledger::new(limits());
     let s = spec(r#"{"cpu":1,"io":1000,"start_in":"10s","duration":"5s","confidence":0.5}"#);
-    let id = book.submit("/a", &s, 100.0).unwrap().id;
-    assert_eq!(book.prior("/a", Resource::Cpu, 108.0, 109.0), None);
-    let p = book.prior("/a", Resource::Cpu, 109.5, 110.5).unwrap();
+    let id = ledger.submit("/a", &s, 100.0).unwrap().id;
+    assert_eq!(ledger.prior("/a", Resource::Cpu, 108.0, 109.0), None);
+    let p = ledger.prior("/a", Resource::Cpu, 109.5, 110.5).unwrap();
     assert_eq!(p.id, id);
     assert!((p.floor - 0.5 * INITIAL_TRUST).abs() < 1e-12);
-    assert!(book.prior("/a", Resource::Io, 114.0, 115.0).is_some());
-    assert_eq!(book.prior("/a", Resource::Cpu, 115.0, 116.0), None);
-    assert_eq!(book.prior("/a", Resource::Net, 111.0, 112.0), None);
-    assert_eq!(book.prior("/b", Resource::Cpu, 111.0, 112.0), None);
-    assert!(book.hints_resource("/a", Resource::Io, 100.0));
-    assert!(!book.hints_resource("/a", Resource::Net, 100.0));
+    assert!(ledger.prior("/a", Resource::Io, 114.0, 115.0).is_some());
+    assert_eq!(ledger.prior("/a", Resource::Cpu, 115.0, 116.0), None);
+    assert_eq!(ledger.prior("/a", Resource::Net, 111.0, 112.0), None);
+    assert_eq!(ledger.prior("/b", Resource::Cpu, 111.0, 112.0), None);
+    assert!(ledger.hints_resource("/a", Resource::Io, 100.0));
+    assert!(!ledger.hints_resource("/a", Resource::Net, 100.0));
 }
 
 #[test]
 fn inflated_hints_lose_trust_and_accurate_ones_earn_it() {
-    let mut book = Book::new(limits());
+    let mut ledger = Ledger::new(limits());
     let s = spec(r#"{"cpu":2,"duration":"4s"}"#);
-    book.submit("/liar", &s, 0.0).unwrap();
-    book.submit("/honest", &s, 0.0).unwrap();
+    ledger.submit("/liar", &s, 0.0).unwrap();
+    ledger.submit("/honest", &s, 0.0).unwrap();
     for t in 1..=4 {
         let used = |cpu| Amounts {
             cpu,
             ..Amounts::default()
         };
-        book.record("/liar", f64::from(t), 1.0, used(0.5));
-        book.record("/honest", f64::from(t), 1.0, used(2.0));
+        ledger.record("/liar", f64::from(t), 1.0, used(0.5));
+        ledger.record("/honest", f64::from(t), 1.0, used(2.0));
     }
-    assert!(book.settle(4.5, 1.0).is_empty(), "grace not over");
-    let outcomes = book.settle(5.0, 1.0);
+    assert!(ledger.settle(4.5, 1.0).is_empty(), "grace not over");
+    let outcomes = ledger.settle(5.0, 1.0);
     assert_eq!(outcomes.len(), 2);
-    assert!(book.trust("/liar") < INITIAL_TRUST - 0.15, "{outcomes:?}");
-    assert!(book.trust("/honest") > INITIAL_TRUST, "{outcomes:?}");
-    assert_eq!(book.live_count("/liar", 5.0), 0);
+    assert!(ledger.trust("/liar") < INITIAL_TRUST - 0.15, "{outcomes:?}");
+    assert!(ledger.trust("/honest") > INITIAL_TRUST, "{outcomes:?}");
+    assert_eq!(ledger.live_count("/liar", 5.0), 0);
     // Trust never reaches zero, and recovers with accurate hints.
     let mut t = 1.0;
     for _ in 0..100 {
-        t = book::updated_trust(t, 0.0);
+        t = ledger::updated_trust(t, 0.0);
     }
-    assert_eq!(t, book::MIN_TRUST);
-    assert!(book::updated_trust(t, 1.0) > t);
+    assert_eq!(t, ledger::MIN_TRUST);
+    assert!(ledger::updated_trust(t, 1.0) > t);
     assert_eq!(
-        book::accuracy(
+        ledger::accuracy(
             Amounts {
                 memory: 1.0,
                 ..Amounts::default()
@@ -223,19 +223,19 @@ fn inflated_hints_lose_trust_and_accurate_ones_earn_it() {
 
 #[test]
 fn cancelling_before_the_window_drops_and_within_it_truncates() {
-    let mut book = Book::new(limits());
+    let mut ledger = Ledger::new(limits());
     let s = spec(r#"{"cpu":1,"start_in":"10s","duration":"10s"}"#);
-    let early = book.submit("/a", &s, 0.0).unwrap().id;
-    let late = book.submit("/a", &s, 0.0).unwrap().id;
-    book.cancel(early, 5.0).unwrap();
-    assert_eq!(book.cancel(early, 5.0).unwrap_err().code, Code::NotFound);
-    book.cancel(late, 12.0).unwrap();
-    assert_eq!(book.prior("/a", Resource::Cpu, 13.0, 14.0), None);
+    let early = ledger.submit("/a", &s, 0.0).unwrap().id;
+    let late = ledger.submit("/a", &s, 0.0).unwrap().id;
+    ledger.cancel(early, 5.0).unwrap();
+    assert_eq!(ledger.cancel(early, 5.0).unwrap_err().code, Code::NotFound);
+    ledger.cancel(late, 12.0).unwrap();
+    assert_eq!(ledger.prior("/a", Resource::Cpu, 13.0, 14.0), None);
     assert_eq!(
-        book.settle(14.0, 1.0).len(),
+        ledger.settle(14.0, 1.0).len(),
         1,
         "the elapsed part is judged"
     );
-    assert!(book.trust("/a") < INITIAL_TRUST);
-    assert_eq!(book.cancel(99, 0.0).unwrap_err().code, Code::NotFound);
+    assert!(ledger.trust("/a") < INITIAL_TRUST);
+    assert_eq!(ledger.cancel(99, 0.0).unwrap_err().code, Code::NotFound);
 }

@@ -147,7 +147,7 @@ impl Daemon {
         server.listen_unix(&socket)?;
         if let Some(addr) = &config.tcp {
             let bound = server.listen_tcp(addr)?;
-            tracing::info!(address = %bound, "listening for remote agents on TCP");
+            tracing::info!(address = %bound, "listening for remote agents on tcp {bound}");
         }
         if config.manage.is_empty() {
             tracing::info!(
@@ -171,7 +171,7 @@ impl Daemon {
                     source,
                 },
             )?;
-            tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
+            tracing::info!(address = %bound, "serving Prometheus metrics on http://{bound}/metrics");
         }
         let tick = config.tick();
         Ok(Self {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use super::{
-    Limits,
+    ClientLimits,
     protocol::{Accepted, Amounts, Code, Refusal, Spec},
 };
 use shadow_wire::Resource;
@@ -76,10 +76,10 @@ struct Bucket {
 
 /// Live hints by cgroup, rate limits by caller cgroup, trust by cgroup.
 #[derive(Debug)]
-pub struct Book {
+pub struct Ledger {
     /// What the socket did so far (for the metrics).
     pub counts: Counts,
-    limits: Limits,
+    limits: ClientLimits,
     next_id: u64,
     live: HashMap<String, Vec<Hint>>,
     total: usize,
@@ -98,9 +98,9 @@ pub struct Counts {
     pub judged: u64,
 }
 
-impl Book {
-    /// An empty book under `limits`.
-    pub fn new(limits: Limits) -> Self {
+impl Ledger {
+    /// An empty ledger under `limits`.
+    pub fn new(limits: ClientLimits) -> Self {
         Self {
             counts: Counts::default(),
             limits,
@@ -113,7 +113,7 @@ impl Book {
     }
 
     /// The limits it enforces.
-    pub fn limits(&self) -> &Limits {
+    pub fn limits(&self) -> &ClientLimits {
         &self.limits
     }
 
