@@ -386,6 +386,27 @@ mod tests {
     /// The CPUs the tests' agent may use.
     const CPUS: f64 = 4.0;
 
+    /// A ledger on a host with 8 CPUs and plenty of everything else.
+    fn ledger() -> Ledger {
+        use crate::hint::{Amounts, ClientLimits};
+        Ledger::new(ClientLimits::new(Amounts {
+            cpu: 8.0,
+            memory: 1e12,
+            io: 1e12,
+            net: 1e12,
+        }))
+    }
+
+    /// Submits the hint `json` for /c1 at `now`; its id.
+    fn hint(ledger: &mut Ledger, json: &[u8], now: f64) -> u64 {
+        let Ok(crate::hint::protocol::Command::Hint(spec)) =
+            crate::hint::parse_line(json, ledger.limits())
+        else {
+            panic!("hint refused")
+        };
+        ledger.submit("/c1", &spec, now).unwrap().id
+    }
+
     fn sample(id: u64, ts: f64, cores: f64, io_bytes: u64) -> Sample {
         Sample {
             ts,
@@ -460,21 +481,13 @@ mod tests {
 
     #[test]
     fn a_hint_raises_the_band_in_its_window_only_and_is_judged() {
-        use crate::hint::{ClientLimits, ledger::INITIAL_TRUST, protocol::Command};
-        let capacity = crate::hint::Amounts {
-            cpu: 8.0,
-            memory: 1e12,
-            io: 1e12,
-            net: 1e12,
-        };
-        let mut ledger = Ledger::new(ClientLimits::new(capacity));
-        let Ok(Command::Hint(spec)) = crate::hint::parse_line(
+        use crate::hint::ledger::INITIAL_TRUST;
+        let mut ledger = ledger();
+        let id = hint(
+            &mut ledger,
             br#"{"cpu":4,"net":1000,"start_in":"10s","duration":"5s"}"#,
-            ledger.limits(),
-        ) else {
-            panic!("hint refused")
-        };
-        let id = ledger.submit("/c1", &spec, 100.0).unwrap().id;
+            100.0,
+        );
         let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
         let mut out = Vec::new();
         let mut seen = Vec::new();
@@ -516,14 +529,7 @@ mod tests {
 
     #[test]
     fn between_announced_bursts_the_band_comes_down_to_the_quiet_level() {
-        use crate::hint::{ClientLimits, protocol::Command};
-        let capacity = crate::hint::Amounts {
-            cpu: 8.0,
-            memory: 1e12,
-            io: 1e12,
-            net: 1e12,
-        };
-        let mut ledger = Ledger::new(ClientLimits::new(capacity));
+        let mut ledger = ledger();
         let mut hinted = Shadows::new(Duration::from_secs(1), 0.95, 3, CPUS).unwrap();
         let mut blind = Shadows::new(Duration::from_secs(1), 0.95, 3, CPUS).unwrap();
         let (mut out, mut blind_out) = (Vec::new(), Vec::new());
@@ -536,13 +542,11 @@ mod tests {
         for t in 0..600u64 {
             let ts = 1000.0 + t as f64;
             if t + 4 == next_burst {
-                let Ok(Command::Hint(spec)) = crate::hint::parse_line(
+                hint(
+                    &mut ledger,
                     br#"{"cpu":1.5,"start_in":"4s","duration":"3s"}"#,
-                    ledger.limits(),
-                ) else {
-                    panic!("hint refused")
-                };
-                ledger.submit("/c1", &spec, ts).unwrap();
+                    ts,
+                );
             }
             // The sample at `ts` is the interval ending there.
             let in_burst = t > next_burst && t <= next_burst + 3;
