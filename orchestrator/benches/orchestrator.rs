@@ -12,6 +12,7 @@ use std::{
 };
 
 use shadow_orchestrator::{
+    book::Sender,
     capacity::Capacity,
     config::Config,
     engine::Engine,
@@ -23,6 +24,12 @@ use shadow_wire::{
 };
 
 const COMPONENTS: usize = 10_000;
+
+/// One local agent's connection.
+const LOCAL: Sender = Sender {
+    host: None,
+    conn: 1,
+};
 
 /// A little deterministic noise, so values are not all alike (zstd would
 /// flatter constant batches).
@@ -104,7 +111,7 @@ fn cycle_cost() {
         for from in (0..COMPONENTS).step_by(1000) {
             let (p, u) = batch(from, 1000, &mut seed);
             engine.usage(&None, &u, now);
-            engine.predictions(&None, &p, now);
+            engine.predictions(&LOCAL, &p, now);
         }
         let start = Instant::now();
         let cycle = engine.cycle(now);
@@ -168,7 +175,7 @@ fn ingest_rate(compression: Compression) -> (f64, f64) {
             } => {
                 start.get_or_insert_with(Instant::now);
                 got += b.predictions.len();
-                engine.predictions(&None, &b, Instant::now());
+                engine.predictions(&LOCAL, &b, Instant::now());
             }
             Event::Closed { reason, .. } => panic!("closed: {reason}"),
             _ => {}

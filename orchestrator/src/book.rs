@@ -67,6 +67,8 @@ pub struct Held {
     valid_ms: u32,
     /// When it arrived.
     received: Instant,
+    /// The connection it came over (released when that one closes).
+    origin: u64,
     /// Quantile of the bands.
     pub quantile: f32,
     /// Typical one-step error.
@@ -74,8 +76,9 @@ pub struct Held {
 }
 
 impl Held {
-    /// Holds a received prediction whose steps are `step_ms` long.
-    pub fn new(p: &shadow_wire::Prediction, step_ms: u32, now: Instant) -> Self {
+    /// Holds a prediction whose steps are `step_ms` long, received over
+    /// connection `origin`.
+    pub fn new(p: &shadow_wire::Prediction, step_ms: u32, origin: u64, now: Instant) -> Self {
         let mut held = Self {
             points: [0.0; HELD_STEPS],
             uppers: [0.0; HELD_STEPS],
@@ -86,6 +89,7 @@ impl Held {
             // Two missed ticks of grace past the promised next report.
             valid_ms: p.next_report_ms.saturating_add(step_ms.saturating_mul(2)),
             received: now,
+            origin,
             quantile: p.quantile,
             volatility: p.volatility,
         };
@@ -331,20 +335,41 @@ pub fn slot(resource: Resource) -> usize {
     }
 }
 
+/// Who sent a batch: the agent's host (None: this host) and the
+/// connection it came over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sender {
+    /// Remote agent's host name; None for an agent of this host.
+    pub host: Option<Arc<str>>,
+    /// The connection's number.
+    pub conn: u64,
+}
+
 impl Book {
-    /// Takes in a prediction batch from the agent of `host`.
-    pub fn predictions(
-        &mut self,
-        host: &Option<Arc<str>>,
-        b: &shadow_wire::PredictionBatch,
-        now: Instant,
-    ) {
+    /// Takes in a prediction batch from `sender`.
+    pub fn predictions(&mut self, sender: &Sender, b: &shadow_wire::PredictionBatch, now: Instant) {
         for p in &b.predictions {
             let Some(c) = b.components.get(p.component as usize) else {
                 continue;
             };
-            let track = &mut self.entry(host, &c.path).tracks[slot(p.resource)];
-            track.forecast = Some(Held::new(p, b.step_ms, now));
+            let track = &mut self.entry(&sender.host, &c.path).tracks[slot(p.resource)];
+            track.forecast = Some(Held::new(p, b.step_ms, sender.conn, now));
+        }
+    }
+
+    /// Drops the forecasts `sender` sent (its connection closed), so the
+    /// next cycle releases what was reserved from them. Forecasts another
+    /// connection sent for the same cgroups stay.
+    pub fn sender_gone(&mut self, sender: &Sender) {
+        for (key, record) in &mut self.components {
+            if key.host != sender.host {
+                continue;
+            }
+            for track in &mut record.tracks {
+                if track.forecast.is_some_and(|f| f.origin == sender.conn) {
+                    track.forecast = None;
+                }
+            }
         }
     }
 
@@ -415,6 +440,11 @@ mod tests {
         }
     }
 
+    const LOCAL: Sender = Sender {
+        host: None,
+        conn: 1,
+    };
+
     fn key() -> Key {
         Key {
             host: None,
@@ -426,7 +456,7 @@ mod tests {
     fn holds_forecast_and_looks_ahead() {
         let t0 = Instant::now();
         let mut book = Book::default();
-        book.predictions(&None, &batch(2.0, 5000), t0);
+        book.predictions(&LOCAL, &batch(2.0, 5000), t0);
         let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
         let mut at = |t: Instant| {
             track.observe(0.5, t);
@@ -447,7 +477,7 @@ mod tests {
         let t0 = Instant::now();
         let mut book = Book::default();
         // It promised its next forecast in 30 s, but usage comes every step.
-        book.predictions(&None, &batch(2.0, 30_000), t0);
+        book.predictions(&LOCAL, &batch(2.0, 30_000), t0);
         let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
         assert!(track.wanted(t0, 1).is_none(), "no usage yet: not live");
         track.observe(0.5, t0);
@@ -538,7 +568,7 @@ mod tests {
     fn wanted_never_below_current_usage() {
         let now = Instant::now();
         let mut book = Book::default();
-        book.predictions(&None, &batch(0.5, 5000), now);
+        book.predictions(&LOCAL, &batch(0.5, 5000), now);
         let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
         track.observe(3.0, now);
         assert_eq!(track.wanted(now, 1), Some(3.0));

@@ -22,6 +22,7 @@ use shadow_wire::Message;
 use crate::{
     actuator::{Actuator, ActuatorError, Layout, Mode, RestoreReport, journal::DEFAULT_STATE_DIR},
     apply::apply,
+    book::Sender,
     capacity::Capacity,
     config::{Config, DEFAULT_SOCKET},
     engine::{Cycle, Decision, Engine},
@@ -346,7 +347,11 @@ impl Daemon {
                 match &message {
                     Message::Predictions(b) => {
                         self.metrics.predictions.inc_by(b.predictions.len() as u64);
-                        self.engine.predictions(&peer.host, b, now);
+                        let sender = Sender {
+                            host: peer.host.clone(),
+                            conn,
+                        };
+                        self.engine.predictions(&sender, b, now);
                     }
                     Message::Usage(b) => {
                         self.metrics.usage.inc_by(b.usage.len() as u64);
@@ -358,7 +363,10 @@ impl Daemon {
             Event::Closed { conn, reason } => {
                 if let Some(peer) = self.peers.remove(&conn) {
                     tracing::info!(conn, %reason, "connection closed; its reservations are released");
-                    self.engine.agent_gone(&peer.host);
+                    self.engine.agent_gone(&Sender {
+                        host: peer.host,
+                        conn,
+                    });
                 } else {
                     tracing::warn!(conn, %reason, "connection refused");
                 }

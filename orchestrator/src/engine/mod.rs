@@ -12,7 +12,7 @@ use shadow_wire::{PredictionBatch, Resource, UsageBatch};
 use crate::{
     aggregate::{Aggregator, Sums, SystemForecast},
     allocate::{Want, allocate},
-    book::{Book, Key, Optin, Record, slot},
+    book::{Book, Key, Optin, Record, Sender, slot},
     capacity::Capacity,
     config::Config,
 };
@@ -119,10 +119,9 @@ impl Engine {
         released
     }
 
-    /// Takes in a prediction batch from the agent of `host` (None: this
-    /// host's).
-    pub fn predictions(&mut self, host: &Option<Arc<str>>, b: &PredictionBatch, now: Instant) {
-        self.book.predictions(host, b, now);
+    /// Takes in a prediction batch from `sender`.
+    pub fn predictions(&mut self, sender: &Sender, b: &PredictionBatch, now: Instant) {
+        self.book.predictions(sender, b, now);
     }
 
     /// Takes in a usage batch from the agent of `host`.
@@ -132,15 +131,10 @@ impl Engine {
 
     /// An agent's connection closed: the forecasts it sent are dropped, so
     /// the next cycle releases what was reserved from them (another agent
-    /// reporting the same cgroups brings them back with its next forecast).
-    pub fn agent_gone(&mut self, host: &Option<Arc<str>>) {
-        for (key, record) in &mut self.book.components {
-            if &key.host == host {
-                for track in &mut record.tracks {
-                    track.forecast = None;
-                }
-            }
-        }
+    /// reporting the same cgroups keeps them, or brings them back with its
+    /// next forecast).
+    pub fn agent_gone(&mut self, sender: &Sender) {
+        self.book.sender_gone(sender);
     }
 
     /// Forgets components nobody has reported on for `idle`.

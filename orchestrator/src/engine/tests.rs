@@ -6,6 +6,10 @@ use super::*;
 
 /// What an agent sends each tick: usage (a little), then its forecasts.
 fn report(e: &mut Engine, host: &Option<Arc<str>>, paths: &[&str], upper: f32, now: Instant) {
+    let sender = Sender {
+        host: host.clone(),
+        conn: 1,
+    };
     let usage = UsageBatch {
         at_ms: 0,
         interval_ms: 1000,
@@ -19,7 +23,7 @@ fn report(e: &mut Engine, host: &Option<Arc<str>>, paths: &[&str], upper: f32, n
             .collect(),
     };
     e.usage(host, &usage, now);
-    e.predictions(host, &predictions(paths, upper), now);
+    e.predictions(&sender, &predictions(paths, upper), now);
 }
 
 fn predictions(paths: &[&str], upper: f32) -> PredictionBatch {
@@ -170,7 +174,16 @@ fn an_agent_that_goes_away_has_its_reservations_released_at_the_next_cycle() {
     let now = Instant::now();
     report(&mut e, &None, &["/m/a"], 1.0, now);
     assert_eq!(e.cycle(now).decisions[0].amount, Some(1.0));
-    e.agent_gone(&None);
+    // Another connection of this host closing changes nothing.
+    e.agent_gone(&Sender {
+        host: None,
+        conn: 2,
+    });
+    assert!(e.cycle(now).decisions.is_empty());
+    e.agent_gone(&Sender {
+        host: None,
+        conn: 1,
+    });
     let cycle = e.cycle(now);
     assert_eq!(cycle.decisions.len(), 1);
     assert_eq!(cycle.decisions[0].amount, None, "released");
