@@ -18,10 +18,11 @@ use std::{
 
 use crate::{
     collector::Sample,
+    forecast::Forecast,
     shadow::Reading,
     wire::{
         self, Component, Compression, Hello, Message, Prediction, PredictionBatch, Reservation,
-        Resource, Step, Usage, UsageBatch,
+        Resource, Source, Step, Usage, UsageBatch,
     },
 };
 
@@ -353,24 +354,44 @@ pub fn batches(
             continue;
         };
         let component = index_of(&mut in_predictions, &mut predictions.components, i, sample);
-        predictions.predictions.push(Prediction {
+        predictions.predictions.push(prediction(
             component,
-            resource: r.resource,
-            source: r.source,
-            quantile: options.quantile,
-            volatility: f.volatility as f32,
-            last: r.value as f32,
-            next_report_ms: options.next_report_ms,
-            steps: (0..f.horizon)
-                .map(|h| Step {
-                    ahead: h as u16 + 1,
-                    point: f.point[h] as f32,
-                    upper: f.upper[h] as f32,
-                })
-                .collect(),
-        });
+            (r.resource, r.source),
+            r.value,
+            &f,
+            &options,
+        ));
     }
     (usage, predictions)
+}
+
+/// The wire form of one series' forecast `f` (of a resource, from a
+/// source), made from the usage `last`: what the orchestrator holds until
+/// the series reports again. Also what the fleet replay hands the
+/// orchestrator's book, so it holds exactly what a host would.
+pub fn prediction(
+    component: u32,
+    (resource, source): (Resource, Source),
+    last: f64,
+    f: &Forecast,
+    options: &Options,
+) -> Prediction {
+    Prediction {
+        component,
+        resource,
+        source,
+        quantile: options.quantile,
+        volatility: f.volatility as f32,
+        last: last as f32,
+        next_report_ms: options.next_report_ms,
+        steps: (0..f.horizon)
+            .map(|h| Step {
+                ahead: h as u16 + 1,
+                point: f.point[h] as f32,
+                upper: f.upper[h] as f32,
+            })
+            .collect(),
+    }
 }
 
 fn index_of(
