@@ -208,10 +208,7 @@ impl Engine {
                 let track = &mut entry.tracks[slot(resource)];
                 track.held_down = amount + 1e-9 < want.wanted;
                 let previous = track.reserved;
-                let changed = previous
-                    .map(f64::from)
-                    .is_none_or(|p| (amount - p).abs() > REWRITE * p.max(1e-9));
-                if !changed {
+                if !worth_rewriting(previous, amount) {
                     continue;
                 }
                 track.reserved = Some(amount as f32);
@@ -290,6 +287,15 @@ impl Engine {
             reservations: out,
         }
     }
+}
+
+/// Whether a managed reservation should move from `previous` to `amount`:
+/// moves under [`REWRITE`] are not worth a knob write. Shared with the
+/// fleet replay, which applies the same rule.
+pub fn worth_rewriting(previous: Option<f32>, amount: f64) -> bool {
+    previous
+        .map(f64::from)
+        .is_none_or(|p| (amount - p).abs() > REWRITE * p.max(1e-9))
 }
 
 /// Whether the configuration opts `key` in: only cgroups of this host can
