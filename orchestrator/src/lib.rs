@@ -19,6 +19,9 @@
 //!   changes it, so a normal exit and the start after a crash put it back.
 //! - [`apply`]: decisions turned into knob writes.
 //! - [`metrics`]: the Prometheus endpoint.
+//! - [`replay`]: the fleet replay (`shadow-orchestrator replay`): per-VM
+//!   traces through the baselines and through Shadow's forecaster and
+//!   reservation policy, scored like Autopilot.
 
 pub mod actuator;
 pub mod aggregate;
@@ -30,4 +33,5 @@ pub mod config;
 pub mod engine;
 pub mod journal;
 pub mod metrics;
+pub mod replay;
 pub mod server;
