@@ -7,6 +7,8 @@
 
 use std::collections::VecDeque;
 
+use shadow_agent::forecast::percentile;
+
 use super::histogram::{Buckets, DecayingHistogram};
 use super::{Input, Recommender, Unit};
 
@@ -313,7 +315,7 @@ impl Recommender for P95Last1h {
             seen[n] = *v;
             n += 1;
         }
-        if let Some(p) = percentile_linear(&mut seen[..n], 0.95) {
+        if let Some(p) = percentile(&mut seen[..n], 0.95) {
             self.last = Some(1.15 * p);
         }
         self.last
@@ -322,19 +324,6 @@ impl Recommender for P95Last1h {
     fn state_bytes(&self) -> usize {
         size_of::<Self>()
     }
-}
-
-/// Linear-interpolation percentile (numpy's default) of `v`, sorting it;
-/// None when empty.
-pub fn percentile_linear(v: &mut [f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable_by(f64::total_cmp);
-    let pos = q * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(v.len() - 1);
-    Some(v[lo] + (pos - lo as f64) * (v[hi] - v[lo]))
 }
 
 #[cfg(test)]
@@ -392,9 +381,6 @@ mod tests {
         assert_eq!(l[1], Some(0.0));
         // k = 20: window 8..=19, p95 at position 10.45 → 18.45.
         assert!((l[20].unwrap() - 1.15 * 18.45).abs() < 1e-9);
-        let mut v = [3.0, 1.0, 2.0, 4.0];
-        assert_eq!(percentile_linear(&mut v, 0.5), Some(2.5));
-        assert_eq!(percentile_linear(&mut [], 0.5), None);
     }
 
     #[test]

@@ -7,13 +7,14 @@ use super::{
     input::InputError,
     plot, policy, report,
     run::{self, Kind},
-    throughput,
+    system, throughput,
 };
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// One JSON object per line, per (resource, recommender).
+    /// One JSON object per line: per (resource, recommender), then the
+    /// system-wide forecast's figures with --system.
     Json,
     /// Markdown tables, for people.
     Table,
@@ -36,6 +37,11 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = policy::DEFAULT_LEAD,
           value_parser = clap::value_parser!(u16).range(1..=6))]
     pub lead: u16,
+    /// Horizons Shadow's forecaster serves (1..=6; 6 as on a host).
+    #[arg(long, default_value_t = shadow_agent::forecast::MAX_HORIZON,
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u16).range(1..=6), usize::from))]
+    pub horizon: usize,
     /// Recommenders to run (comma-separated): manual, vpa, autopilot-mw,
     /// max-24h, p95-last-1h, shadow.
     #[arg(
@@ -44,6 +50,10 @@ pub struct ReplayArgs {
         default_value = "manual,vpa,autopilot-mw,max-24h,p95-last-1h,shadow"
     )]
     pub recommender: Vec<Choice>,
+    /// Also forecast the sum over all VMs (the orchestrator's aggregate)
+    /// and score it against the baselines on the summed series.
+    #[arg(long)]
+    pub system: bool,
     /// Draw each recommender's (slack, impacted) point and Shadow's sweep
     /// to this SVG file.
     #[arg(long, value_name = "SVG")]
@@ -109,6 +119,7 @@ impl ReplayArgs {
                     Kind::Shadow(policy::Settings {
                         quantile,
                         lead: self.lead,
+                        horizon: self.horizon,
                     })
                 })),
             }
@@ -140,10 +151,25 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), ReplayError> {
         return out.write_all(text.as_bytes()).map_err(write("the output"));
     }
     let rows = run::replay(&grids, &kinds);
-    let text = match args.format {
+    let mut text = match args.format {
         Format::Json => report::json_lines(&rows),
         Format::Table => report::table(&rows),
     };
+    if args.system {
+        // At the first Shadow setting asked for (the default if none).
+        let settings = kinds
+            .iter()
+            .find_map(|k| match k {
+                Kind::Shadow(s) => Some(*s),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let result = system::evaluate(&grids, settings);
+        text.push_str(&match args.format {
+            Format::Json => system::json_lines(&result),
+            Format::Table => format!("\n{}", system::table(&result)),
+        });
+    }
     out.write_all(text.as_bytes())
         .map_err(write("the output"))?;
     if let Some(path) = &args.plot {

@@ -18,6 +18,7 @@
 //! - `policy.rs`: Shadow as a recommender.
 //! - `score.rs`: per VM-day scoring and the set's figures.
 //! - `run.rs`: drives recommenders over grids and times them.
+//! - `system.rs`: the system-wide forecast of the summed series.
 //! - `throughput.rs`: steps per second with thousands of series.
 //! - `report.rs`, `plot.rs`: JSON lines, the table, the SVG.
 //! - `cli.rs`: the subcommand's arguments and entry point.
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod report;
 pub mod run;
 pub mod score;
+pub mod system;
 pub mod throughput;
 
 pub use cli::ReplayArgs;

@@ -104,7 +104,7 @@ mod tests {
         let shadow = |q| {
             Kind::Shadow(Settings {
                 quantile: q,
-                lead: 1,
+                ..Settings::default()
             })
         };
         let rows = vec![

@@ -37,7 +37,7 @@ use shadow_agent::{
 
 use super::{Input, Recommender, Unit};
 use crate::{
-    book::{Held, Track},
+    book::{Held, Live, Track},
     engine::worth_rewriting,
 };
 
@@ -48,6 +48,10 @@ pub struct Settings {
     pub quantile: f64,
     /// Steps the reservation looks ahead (see [`DEFAULT_LEAD`]).
     pub lead: u16,
+    /// Horizons the forecaster serves: [`MAX_HORIZON`] as on a host (an
+    /// agent that transmits forecasts them all); fewer cost less per
+    /// update, and the orchestrator then holds the last one beyond them.
+    pub horizon: usize,
 }
 
 /// Look-ahead in the replay: one step. The orchestrator's default (3
@@ -62,6 +66,7 @@ impl Default for Settings {
         Self {
             quantile: 0.95,
             lead: DEFAULT_LEAD,
+            horizon: MAX_HORIZON,
         }
     }
 }
@@ -84,12 +89,11 @@ pub struct Shadow {
 }
 
 impl Shadow {
-    /// The policy for a series in `unit`, forecasting the horizons a
-    /// transmitting agent forecasts ([`MAX_HORIZON`]).
+    /// The policy for a series in `unit`.
     pub fn new(unit: Unit, settings: Settings) -> Result<Self, Error> {
         let interval_s = STEP_S as f64;
         let config = Config::new(interval_s)?
-            .with_horizon(MAX_HORIZON)?
+            .with_horizon(settings.horizon)?
             .with_quantile(settings.quantile)?;
         let reporting = ReporterConfig::for_interval(interval_s);
         Ok(Self {
@@ -117,12 +121,16 @@ impl Shadow {
         &self.track
     }
 
-    /// The forecast the orchestrator holds, one step ahead, at the
-    /// current step: `(point, upper)` (the system-wide aggregate's input).
-    pub fn held_next(&self) -> Option<(f32, f32)> {
+    /// The forecast the orchestrator holds, seen at the current step's
+    /// decision (what the engine hands the system-wide aggregate).
+    pub fn live(&self) -> Option<Live<'_>> {
         let now = self.now(self.k.saturating_sub(1));
-        let live = self.track.forecast.as_ref()?.live(now)?;
-        Some(live.at(1))
+        self.track.forecast.as_ref()?.live(now)
+    }
+
+    /// The resource, as the wire protocol names it.
+    pub fn resource(&self) -> Resource {
+        self.resource
     }
 
     fn now(&self, k: u64) -> Instant {

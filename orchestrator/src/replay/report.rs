@@ -20,6 +20,8 @@ struct JsonRow<'a> {
     quantile: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lead: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    horizon: Option<usize>,
     #[serde(flatten)]
     summary: &'a Summary,
     ns_per_update: f64,
@@ -29,15 +31,16 @@ struct JsonRow<'a> {
 pub fn json_lines(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows {
-        let (quantile, lead) = match r.kind {
-            Kind::Shadow(s) => (Some(s.quantile), Some(s.lead)),
-            _ => (None, None),
+        let (quantile, lead, horizon) = match r.kind {
+            Kind::Shadow(s) => (Some(s.quantile), Some(s.lead), Some(s.horizon)),
+            _ => (None, None, None),
         };
         let row = JsonRow {
             resource: r.resource,
             recommender: r.kind.name(),
             quantile,
             lead,
+            horizon,
             summary: &r.summary,
             ns_per_update: r.ns_per_update,
         };
@@ -71,7 +74,7 @@ pub fn printed(s: &Summary) -> [String; 7] {
 /// Name of a row's recommender in the table (Shadow with its settings).
 pub fn label(kind: &Kind) -> String {
     match kind {
-        Kind::Shadow(s) => format!("shadow q={} lead={}", s.quantile, s.lead),
+        Kind::Shadow(s) => format!("shadow q={} lead={} h={}", s.quantile, s.lead, s.horizon),
         other => other.name().to_owned(),
     }
 }

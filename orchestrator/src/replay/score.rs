@@ -6,7 +6,7 @@
 //! a day of scored steps. Which VM-days count depends on the data only,
 //! so every recommender is scored on the same steps.
 
-use super::baselines::percentile_linear;
+use shadow_agent::forecast::percentile;
 
 /// Steps of history before scoring starts (one day).
 pub const WARMUP: usize = 288;
@@ -78,7 +78,7 @@ pub fn score_vm(y: &[f64], limit: &[f64], day: impl Fn(usize) -> i64) -> Vec<VmD
             continue;
         }
         let mean_limit = sum_l / scored as f64;
-        let p95_usage = percentile_linear(&mut usage, 0.95).unwrap_or(0.0);
+        let p95_usage = percentile(&mut usage, 0.95).unwrap_or(0.0);
         out.push(VmDay {
             day: d,
             scored,
