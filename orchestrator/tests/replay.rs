@@ -1,5 +1,6 @@
 //! The fleet replay on the real public set: the five baselines must
-//! reproduce BASELINES.md's figures to the printed digits.
+//! reproduce BASELINES.md's figures to the printed digits, and Shadow
+//! must keep the goals it meets.
 //!
 //! The traces live in the shared data folder beside the repository
 //! (`../shared/data/traces/bitbrains`, as the agent's NAB backtest test
@@ -11,8 +12,10 @@ use std::path::PathBuf;
 use shadow_orchestrator::replay::{
     cli::load,
     grid::Grid,
-    report::printed,
+    policy::Settings,
+    report::{dominance, printed},
     run::{Kind, replay},
+    system::evaluate,
 };
 
 fn folder() -> PathBuf {
@@ -89,5 +92,65 @@ fn baselines_reproduce_the_published_figures() {
             (vms, vm_days, figures),
             "{resource} {name}"
         );
+    }
+}
+
+/// Shadow at the shipped defaults, and its quantile sweep, on the public
+/// set: holds the goals of issue 13 that are met (median relative slack
+/// at most 0.12 for CPU and 0.23 for memory; the sweep dominates every
+/// baseline's (slack, impacted) point) as regression guards. The goals
+/// not met (impacted VM-days and mean violation share at the defaults)
+/// are reported in docs/benchmarks.md, not asserted.
+#[test]
+fn shadow_is_lean_and_its_sweep_dominates_the_baselines() {
+    let grids = public_set();
+    let mut kinds = Kind::BASELINES.to_vec();
+    for quantile in [0.95, 0.9, 0.99] {
+        kinds.push(Kind::Shadow(Settings {
+            quantile,
+            ..Settings::default()
+        }));
+    }
+    let rows = replay(&grids, &kinds);
+    let default = |resource: &str| {
+        rows.iter()
+            .find(|r| r.resource == resource && r.kind == Kind::Shadow(Settings::default()))
+            .map(|r| r.summary)
+            .unwrap()
+    };
+    let (cpu, memory) = (default("cpu"), default("memory"));
+    assert!(cpu.rel_slack_median <= 0.12, "{cpu:?}");
+    assert!(memory.rel_slack_median <= 0.23, "{memory:?}");
+    for d in dominance(&rows) {
+        assert!(d.by_lead.is_some(), "{d:?} not dominated");
+    }
+}
+
+/// The orchestrator's aggregate of all VMs, one step ahead: coverage
+/// within 0.93..=0.97 and the pooled band's slack at most 0.6x the VMs'
+/// own slack (issue 13's goals, met); and the lowest npinball of every
+/// forecast of the sum.
+#[test]
+fn the_system_wide_forecast_is_calibrated_and_pools() {
+    let result = evaluate(&public_set(), Settings::default());
+    for resource in ["cpu", "memory"] {
+        let of = |name: &str| {
+            result
+                .scores
+                .iter()
+                .find(|s| s.resource == resource && s.forecaster == name)
+                .unwrap()
+        };
+        let aggregate = of("shadow-aggregate");
+        assert!((0.93..=0.97).contains(&aggregate.coverage), "{aggregate:?}");
+        for s in result.scores.iter().filter(|s| s.resource == resource) {
+            assert!(aggregate.npinball <= s.npinball, "{s:?} vs {aggregate:?}");
+        }
+        let pooling = result
+            .pooling
+            .iter()
+            .find(|p| p.resource == resource)
+            .unwrap();
+        assert!(pooling.ratio <= 0.6, "{pooling:?}");
     }
 }

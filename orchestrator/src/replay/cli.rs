@@ -30,13 +30,14 @@ pub struct ReplayArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Quantile of Shadow's band (comma-separated to sweep).
+    /// Quantile of Shadow's band (comma-separated to sweep; with --system,
+    /// the first quantile and lead are used for the aggregate).
     #[arg(long, value_delimiter = ',', default_value = "0.95", value_parser = parse_quantile)]
     pub quantile: Vec<f64>,
-    /// Steps Shadow's reservation looks ahead (1..=6).
-    #[arg(long, default_value_t = policy::DEFAULT_LEAD,
-          value_parser = clap::value_parser!(u16).range(1..=6))]
-    pub lead: u16,
+    /// Steps Shadow's reservation looks ahead, 1..=6 (comma-separated to
+    /// sweep; default: the orchestrator's default lead, 3).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=6))]
+    pub lead: Vec<u16>,
     /// Horizons Shadow's forecaster serves (1..=6; 6 as on a host).
     #[arg(long, default_value_t = shadow_agent::forecast::MAX_HORIZON,
           value_parser = clap::builder::TypedValueParser::map(
@@ -115,13 +116,22 @@ impl ReplayArgs {
                 Choice::AutopilotMw => kinds.push(Kind::AutopilotMw),
                 Choice::Max24h => kinds.push(Kind::Max24h),
                 Choice::P95Last1h => kinds.push(Kind::P95Last1h),
-                Choice::Shadow => kinds.extend(self.quantile.iter().map(|&quantile| {
-                    Kind::Shadow(policy::Settings {
-                        quantile,
-                        lead: self.lead,
-                        horizon: self.horizon,
-                    })
-                })),
+                Choice::Shadow => {
+                    let leads = if self.lead.is_empty() {
+                        vec![policy::default_lead()]
+                    } else {
+                        self.lead.clone()
+                    };
+                    for lead in leads {
+                        kinds.extend(self.quantile.iter().map(|&quantile| {
+                            Kind::Shadow(policy::Settings {
+                                quantile,
+                                lead,
+                                horizon: self.horizon,
+                            })
+                        }));
+                    }
+                }
             }
         }
         kinds.dedup();
@@ -153,7 +163,14 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), ReplayError> {
     let rows = run::replay(&grids, &kinds);
     let mut text = match args.format {
         Format::Json => report::json_lines(&rows),
-        Format::Table => report::table(&rows),
+        Format::Table => {
+            let mut t = report::table(&rows);
+            if rows.iter().any(|r| matches!(r.kind, Kind::Shadow(_))) {
+                t.push('\n');
+                t.push_str(&report::dominance_table(&rows));
+            }
+            t
+        }
     };
     if args.system {
         // At the first Shadow setting asked for (the default if none).

@@ -10,6 +10,11 @@ use super::run::{Kind, Row};
 
 /// Colours per baseline, in [`Kind::BASELINES`] order.
 const COLORS: [&str; 5] = ["#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
+/// Colours of Shadow's sweep curves.
+const SWEEP_COLORS: [&str; 3] = ["#d62728", "#8c564b", "#e377c2"];
+
+/// A point of a sweep: (quantile, (slack, impacted)).
+type Swept = (f64, (f64, f64));
 
 /// The chart of `rows`.
 pub fn svg(rows: &[Row]) -> String {
@@ -37,11 +42,18 @@ pub fn svg(rows: &[Row]) -> String {
         };
         let (dx, dy) = (0.012 * span(&xs), 0.025 * span(&ys));
         let mut series = Vec::new();
-        let mut sweep: Vec<(f64, (f64, f64))> = Vec::new();
+        // Shadow's sweeps, one curve per (lead, horizon).
+        let mut sweeps: Vec<((u16, usize), Vec<Swept>)> = Vec::new();
         for r in &of {
             let (x, y) = point(r);
             match r.kind {
-                Kind::Shadow(s) => sweep.push((s.quantile, (x, y))),
+                Kind::Shadow(s) => {
+                    let key = (s.lead, s.horizon);
+                    match sweeps.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, v)) => v.push((s.quantile, (x, y))),
+                        None => sweeps.push((key, vec![(s.quantile, (x, y))])),
+                    }
+                }
                 kind => {
                     let i = Kind::BASELINES.iter().position(|b| *b == kind).unwrap_or(0);
                     let cross = vec![
@@ -55,18 +67,13 @@ pub fn svg(rows: &[Row]) -> String {
                 }
             }
         }
-        sweep.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if !sweep.is_empty() {
+        for (i, ((lead, horizon), mut sweep)) in sweeps.into_iter().enumerate() {
+            sweep.sort_by(|a, b| a.0.total_cmp(&b.0));
             let qs: Vec<String> = sweep.iter().map(|(q, _)| q.to_string()).collect();
             series.push(Series::line(
-                "shadow (q sweep)",
-                "#d62728",
+                &format!("shadow lead {lead} h {horizon}: q {}", qs.join(", ")),
+                SWEEP_COLORS[i % SWEEP_COLORS.len()],
                 sweep.iter().map(|s| s.1).collect(),
-            ));
-            series.push(Series::dashed(
-                &format!("q = {}", qs.join(", ")),
-                "#d62728",
-                Vec::new(),
             ));
         }
         panels.push(Panel {
@@ -114,7 +121,7 @@ mod tests {
             row(shadow(0.95), 0.1, 0.05),
         ];
         let s = svg(&rows);
-        assert!(s.contains("vpa") && s.contains("max-24h") && s.contains("shadow (q sweep)"));
+        assert!(s.contains("vpa") && s.contains("max-24h") && s.contains("q 0.95, 0.99"));
         // Two strokes per marker, one line for the sweep.
         assert_eq!(s.matches("<polyline").count(), 2 * 2 + 1);
         assert!(!s.contains("NaN"));

@@ -46,7 +46,7 @@ use crate::{
 pub struct Settings {
     /// Quantile of the forecaster's upper band (the agent's default 0.95).
     pub quantile: f64,
-    /// Steps the reservation looks ahead (see [`DEFAULT_LEAD`]).
+    /// Steps the reservation looks ahead (see [`default_lead`]).
     pub lead: u16,
     /// Horizons the forecaster serves: [`MAX_HORIZON`] as on a host (an
     /// agent that transmits forecasts them all); fewer cost less per
@@ -54,18 +54,20 @@ pub struct Settings {
     pub horizon: usize,
 }
 
-/// Look-ahead in the replay: one step. The orchestrator's default (3
-/// ticks) covers the delay between a forecast and a knob write at 1-s
-/// ticks; here a decision is made at every step from the sample just
-/// taken and holds for that step only, so the next step is all it must
-/// cover.
-pub const DEFAULT_LEAD: u16 = 1;
+/// Look-ahead in the replay: the orchestrator's shipped default (3
+/// steps), since benchmarks run the shipped defaults. It is in the
+/// agent's steps (the held forecast's horizons), so here it reaches 15
+/// minutes ahead; `--lead 1` is the least a decision made every step
+/// needs.
+pub fn default_lead() -> u16 {
+    crate::config::Config::default().lead()
+}
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             quantile: 0.95,
-            lead: DEFAULT_LEAD,
+            lead: default_lead(),
             horizon: MAX_HORIZON,
         }
     }

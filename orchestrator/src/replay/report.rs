@@ -101,6 +101,80 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Whether Shadow's sweep dominates a baseline: some setting of the sweep
+/// (or the straight line between two neighbouring settings, read as an
+/// intermediate quantile) has a median relative slack and a share of
+/// seriously impacted VM-days both at most the baseline's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dominance {
+    /// "cpu" or "memory".
+    pub resource: &'static str,
+    /// The baseline.
+    pub baseline: &'static str,
+    /// Shadow's look-ahead of the dominating sweep, if any does.
+    pub by_lead: Option<u16>,
+}
+
+/// Checks every baseline of `rows` against every Shadow sweep (one per
+/// look-ahead and horizon).
+pub fn dominance(rows: &[Row]) -> Vec<Dominance> {
+    let mut out = Vec::new();
+    for b in rows.iter().filter(|r| !matches!(r.kind, Kind::Shadow(_))) {
+        let (bs, bi) = (
+            b.summary.rel_slack_median,
+            b.summary.seriously_impacted_share,
+        );
+        let mut sweeps: Vec<(u16, usize)> = rows
+            .iter()
+            .filter_map(|r| match r.kind {
+                Kind::Shadow(s) if r.resource == b.resource => Some((s.lead, s.horizon)),
+                _ => None,
+            })
+            .collect();
+        sweeps.dedup();
+        let by_lead = sweeps.into_iter().find_map(|(lead, horizon)| {
+            let mut curve: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.resource == b.resource)
+                .filter(
+                    |r| matches!(r.kind, Kind::Shadow(s) if s.lead == lead && s.horizon == horizon),
+                )
+                .map(|r| {
+                    (
+                        r.summary.rel_slack_median,
+                        r.summary.seriously_impacted_share,
+                    )
+                })
+                .collect();
+            curve.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let at_point = curve.iter().any(|&(s, i)| s <= bs && i <= bi);
+            let on_segment = curve.windows(2).any(|w| {
+                let ((s0, i0), (s1, i1)) = (w[0], w[1]);
+                s0 <= bs && bs <= s1 && s1 > s0 && i0 + (i1 - i0) * (bs - s0) / (s1 - s0) <= bi
+            });
+            (at_point || on_segment).then_some(lead)
+        });
+        out.push(Dominance {
+            resource: b.resource,
+            baseline: b.kind.name(),
+            by_lead,
+        });
+    }
+    out
+}
+
+/// The dominance check as a Markdown table.
+pub fn dominance_table(rows: &[Row]) -> String {
+    let mut out = String::from("| res | baseline | dominated by Shadow's sweep |\n|---|---|---|\n");
+    for d in dominance(rows) {
+        let verdict = d
+            .by_lead
+            .map_or_else(|| "no".to_owned(), |lead| format!("yes (lead {lead})"));
+        let _ = writeln!(out, "| {} | {} | {} |", d.resource, d.baseline, verdict);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +235,48 @@ mod tests {
             t.contains("| cpu | max-24h | 2 | 10 | 0.123 | -0.500 | 0.0123 | 0.100 | 38.5 | 0.0200 | 1.23 | 123 |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn dominance_reads_points_and_segments() {
+        let at = |kind, slack, impacted| Row {
+            summary: Summary {
+                rel_slack_median: slack,
+                seriously_impacted_share: impacted,
+                ..row(kind).summary
+            },
+            ..row(kind)
+        };
+        let q = |quantile| {
+            Kind::Shadow(Settings {
+                quantile,
+                ..Settings::default()
+            })
+        };
+        let rows = vec![
+            // Below the segment (0.1, 0.3)-(0.3, 0.0): at 0.2 it reads 0.15.
+            at(Kind::Vpa, 0.2, 0.16),
+            // Above it.
+            at(Kind::AutopilotMw, 0.2, 0.14),
+            // Leaner than the whole sweep.
+            at(Kind::P95Last1h, 0.05, 0.5),
+            // Equal impacted, more slack: dominated.
+            at(Kind::Max24h, 0.5, 0.0),
+            at(q(0.9), 0.1, 0.3),
+            at(q(0.99), 0.3, 0.0),
+        ];
+        let d = dominance(&rows);
+        let lead = Settings::default().lead;
+        let got: Vec<_> = d.iter().map(|d| (d.baseline, d.by_lead)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("vpa", Some(lead)),
+                ("autopilot-mw", None),
+                ("p95-last-1h", None),
+                ("max-24h", Some(lead)),
+            ]
+        );
+        assert!(dominance_table(&rows).contains("| cpu | autopilot-mw | no |"));
     }
 }
