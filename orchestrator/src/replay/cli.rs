@@ -30,9 +30,10 @@ pub struct ReplayArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Quantile of Shadow's band (comma-separated to sweep; with --system,
-    /// the first quantile and lead are used for the aggregate).
-    #[arg(long, value_delimiter = ',', default_value = "0.95", value_parser = parse_quantile)]
+    /// Quantile of Shadow's band, comma-separated to sweep (default: the
+    /// forecaster's, 0.95; with --system, the first quantile and lead are
+    /// used for the aggregate).
+    #[arg(long, value_delimiter = ',', value_parser = parse_quantile)]
     pub quantile: Vec<f64>,
     /// Steps Shadow's reservation looks ahead, 1..=6 (comma-separated to
     /// sweep; default: the orchestrator's default lead, 3).
@@ -122,8 +123,13 @@ impl ReplayArgs {
                     } else {
                         self.lead.clone()
                     };
+                    let quantiles = if self.quantile.is_empty() {
+                        vec![policy::Settings::default().quantile]
+                    } else {
+                        self.quantile.clone()
+                    };
                     for lead in leads {
-                        kinds.extend(self.quantile.iter().map(|&quantile| {
+                        kinds.extend(quantiles.iter().map(|&quantile| {
                             Kind::Shadow(policy::Settings {
                                 quantile,
                                 lead,
@@ -193,4 +199,92 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), ReplayError> {
         std::fs::write(path, plot::svg(&rows)).map_err(write(&path.display().to_string()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    fn args(line: &[&str]) -> ReplayArgs {
+        Command::try_parse_from(std::iter::once("replay").chain(line.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn sweeps_expand_per_lead_and_quantile() {
+        let a = args(&["a.csv"]);
+        assert_eq!(a.kinds().len(), 6, "five baselines and Shadow's default");
+        assert_eq!(a.kinds()[5], Kind::Shadow(policy::Settings::default()));
+        let a = args(&[
+            "a.csv",
+            "--recommender",
+            "vpa,shadow",
+            "--quantile",
+            "0.9,0.99",
+            "--lead",
+            "1,3",
+        ]);
+        let kinds = a.kinds();
+        assert_eq!(kinds.len(), 5);
+        assert_eq!(kinds[0], Kind::Vpa);
+        assert!(matches!(kinds[4], Kind::Shadow(s) if s.lead == 3 && s.quantile == 0.99));
+        assert!(Command::try_parse_from(["replay", "a.csv", "--quantile", "1.5"]).is_err());
+        assert!(Command::try_parse_from(["replay", "a.csv", "--lead", "7"]).is_err());
+    }
+
+    #[test]
+    fn runs_end_to_end_on_a_small_file() {
+        let dir = std::env::temp_dir().join(format!("shadow-replay-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vm-1.csv");
+        let mut text = String::from("ts,cpu_pct\n");
+        for k in 0..3 * 288 {
+            text.push_str(&format!("{},{}\n", k * 300, 10 + (k * 7) % 13));
+        }
+        std::fs::write(&file, text).unwrap();
+        let svg = dir.join("out.svg");
+        let a = args(&[
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+            "--system",
+            "--plot",
+            svg.to_str().unwrap(),
+        ]);
+        let mut out = Vec::new();
+        run(&a, &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // CPU only, no capacity: vpa, autopilot-mw, max-24h, p95-last-1h
+        // and shadow; then the sum's forecasts and the pooling figure.
+        let recommenders: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.get("recommender").and_then(|r| r.as_str()))
+            .collect();
+        assert_eq!(
+            recommenders,
+            ["vpa", "autopilot-mw", "max-24h", "p95-last-1h", "shadow"]
+        );
+        assert!(lines.iter().all(|l| l["resource"] == "cpu"));
+        assert!(lines.iter().any(|l| l.get("ratio").is_some()));
+        assert_eq!(lines[0]["vm_days"], 2);
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("</svg>"));
+        let broken = dir.join("vm-2.csv");
+        std::fs::write(&broken, "ts,cpu_pct\n0,x\n").unwrap();
+        let err = run(&args(&[broken.to_str().unwrap()]), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("vm-2.csv:2"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -44,7 +44,7 @@ use crate::{
 /// Shadow's settings in the replay.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
-    /// Quantile of the forecaster's upper band (the agent's default 0.95).
+    /// Quantile of the forecaster's upper band.
     pub quantile: f64,
     /// Steps the reservation looks ahead (see [`default_lead`]).
     pub lead: u16,
@@ -64,9 +64,12 @@ pub fn default_lead() -> u16 {
 }
 
 impl Default for Settings {
+    /// The shipped defaults: the forecaster's own quantile, the
+    /// orchestrator's lead, every horizon.
     fn default() -> Self {
         Self {
-            quantile: 0.95,
+            // (Config::new fails only for an invalid interval.)
+            quantile: Config::new(STEP_S as f64).map_or(0.95, |c| c.quantile()),
             lead: default_lead(),
             horizon: MAX_HORIZON,
         }
