@@ -171,7 +171,12 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), ReplayError> {
         Format::Json => report::json_lines(&rows),
         Format::Table => {
             let mut t = report::table(&rows);
-            if rows.iter().any(|r| matches!(r.kind, Kind::Shadow(_))) {
+            // The dominance check needs both Shadow and baselines.
+            let shadows = rows
+                .iter()
+                .filter(|r| matches!(r.kind, Kind::Shadow(_)))
+                .count();
+            if shadows > 0 && shadows < rows.len() {
                 t.push('\n');
                 t.push_str(&report::dominance_table(&rows));
             }
