@@ -16,11 +16,10 @@ use std::{
 };
 
 use shadow_wire::{
-    Component, Compression, Hello, Message, Prediction, PredictionBatch, ReservationBatch, Step,
-    Usage, UsageBatch,
+    Component, Compression, Hello, Message, Prediction, PredictionBatch, ReservationBatch, Usage,
+    UsageBatch,
+    transport::{Stream, Target},
 };
-
-use shadow_wire::transport::{Stream, Target};
 
 use crate::{collector::Sample, shadow::Observation};
 
@@ -268,22 +267,13 @@ pub fn batches(
             continue;
         };
         let component = index_of(&mut in_predictions, &mut predictions.components, i, sample);
-        predictions.predictions.push(Prediction {
+        predictions.predictions.push(Prediction::of_forecast(
             component,
-            resource: r.resource,
-            source: r.source,
-            quantile: options.quantile,
-            volatility: f.volatility as f32,
-            last: r.value as f32,
-            next_report_ms: options.next_report_ms,
-            steps: (0..f.horizon)
-                .map(|h| Step {
-                    ahead: h as u16 + 1,
-                    point: f.point[h] as f32,
-                    upper: f.upper[h] as f32,
-                })
-                .collect(),
-        });
+            (r.resource, r.source),
+            (options.quantile, options.next_report_ms),
+            r.value,
+            &f,
+        ));
     }
     (usage, predictions)
 }

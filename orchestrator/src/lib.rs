@@ -23,6 +23,9 @@
 //!   reservation state back, originals restored at the end), behind
 //!   `run(control)` so it runs in-process in tests.
 //! - [`metrics`]: the Prometheus endpoint.
+//! - [`replay`]: the fleet replay (`shadow-orchestrator replay`): per-VM
+//!   traces through the baselines and through Shadow's forecaster and
+//!   reservation policy, scored like Autopilot.
 
 pub mod actuator;
 pub mod aggregate;
@@ -34,4 +37,5 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod metrics;
+pub mod replay;
 pub mod server;

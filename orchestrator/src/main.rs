@@ -33,9 +33,12 @@ use shadow_wire::Resource;
 ///   shadow-orchestrator --config /etc/shadow/shadow.toml --dry-run
 ///   shadow-orchestrator --check-config --config /etc/shadow/shadow.toml
 ///   systemctl reload shadow-orchestrator     # sends SIGHUP
+///   shadow-orchestrator replay ../shared/data/traces/bitbrains/*.csv.zst
 #[derive(Parser)]
-#[command(version = VERSION_TEXT.as_str(), verbatim_doc_comment)]
+#[command(version = VERSION_TEXT.as_str(), verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML; docs/configuration.md). Default:
     /// /etc/shadow/shadow.toml if it exists, else built-in defaults. Flags
     /// override the file.
@@ -76,6 +79,15 @@ struct Cli {
     restore: bool,
 }
 
+/// Subcommands (the daemon itself takes the flags alone).
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Replay per-VM traces through the standard recommenders and Shadow's
+    /// forecaster and reservation policy, scored like Autopilot
+    /// (docs/replay.md).
+    Replay(shadow_orchestrator::replay::ReplayArgs),
+}
+
 /// `--version`: the build and the wire protocol it speaks.
 static VERSION_TEXT: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -88,7 +100,9 @@ static VERSION_TEXT: LazyLock<String> = LazyLock::new(|| {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     shadow_common::logging::init("info");
-    let result = if cli.check_config {
+    let result = if let Some(Command::Replay(args)) = &cli.command {
+        shadow_orchestrator::replay::cli::run(args, &mut std::io::stdout().lock()).context("replay")
+    } else if cli.check_config {
         check_config(&cli)
     } else {
         load(&cli).and_then(|(config, path)| run(&cli, config, path))

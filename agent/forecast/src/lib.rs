@@ -192,3 +192,19 @@ where
     let under = over - d;
     if over > under { over } else { under }
 }
+
+/// Linear-interpolation percentile (numpy's default: position `q (n - 1)`
+/// in the sorted values) of `v`, which it sorts; None when `v` is empty.
+/// The reference harnesses score with it (the backtest's residual bands,
+/// the fleet replay's recommenders and daily p95), so it sits beside
+/// [`pinball`] as the one definition they share.
+pub fn percentile(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    Some(v[lo] + (pos - lo as f64) * (v[hi] - v[lo]))
+}

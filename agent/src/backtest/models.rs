@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use shadow_forecast::{Config, Forecast, Forecaster, Reporter, ReporterConfig};
+use shadow_forecast::{Config, Forecast, Forecaster, Reporter, ReporterConfig, percentile};
 
 /// Models selectable with `--model`.
 #[derive(
@@ -302,19 +302,6 @@ fn with_residual_band(
         reported: None,
         period: None,
     }
-}
-
-/// Linear-interpolation percentile (numpy's default), as the reference
-/// harness computes it.
-fn percentile(v: &mut [f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(v.len() - 1);
-    Some(v[lo] + (pos - lo as f64) * (v[hi] - v[lo]))
 }
 
 /// VPA recommender: every past sample weighted `2^(-age / half_life)`;

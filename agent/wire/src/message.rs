@@ -233,3 +233,36 @@ pub struct Failure {
     /// Human-readable explanation.
     pub message: String,
 }
+
+impl Prediction {
+    /// The wire form of one series' forecast `f` (of a resource, from a
+    /// source, with its band's quantile and the agent's next report due
+    /// within `next_report_ms`), made from the usage `last`: what the
+    /// orchestrator holds until the series reports again. The agent's
+    /// transmitter and the fleet replay both build it here, so the replay's
+    /// orchestrator holds exactly what a host's would.
+    pub fn of_forecast(
+        component: u32,
+        (resource, source): (Resource, Source),
+        (quantile, next_report_ms): (f32, u32),
+        last: f64,
+        f: &shadow_forecast::Forecast,
+    ) -> Self {
+        Self {
+            component,
+            resource,
+            source,
+            quantile,
+            volatility: f.volatility as f32,
+            last: last as f32,
+            next_report_ms,
+            steps: (0..f.horizon)
+                .map(|h| Step {
+                    ahead: h as u16 + 1,
+                    point: f.point[h] as f32,
+                    upper: f.upper[h] as f32,
+                })
+                .collect(),
+        }
+    }
+}

@@ -12,7 +12,7 @@ use shadow_wire::{PredictionBatch, Resource, UsageBatch};
 use crate::{
     aggregate::{Aggregator, Sums, SystemForecast},
     allocate::{Want, allocate},
-    book::{Book, Key, Optin, Record, Sender, slot},
+    book::{Book, Key, Optin, Record, Sender, hold_for, slot},
     capacity::Capacity,
     config::Config,
 };
@@ -190,14 +190,11 @@ impl Engine {
             };
             for resource in MANAGEABLE {
                 let track = &mut entry.tracks[slot(resource)];
-                track.band = bands[slot(resource)];
-                let wanted = match wanted[slot(resource)] {
-                    Some(w) => Some(track.hold.update(w, hold)),
-                    None => {
-                        track.hold.reset();
-                        None
-                    }
-                };
+                let wanted = track.settle_want(
+                    bands[slot(resource)],
+                    wanted[slot(resource)],
+                    hold_for(resource, hold),
+                );
                 let Some(rule) = rule.filter(|r| r.bounds(resource).is_some()) else {
                     // Recommendation only.
                     track.reserved = wanted;
@@ -246,10 +243,7 @@ impl Engine {
                 let track = &mut entry.tracks[slot(resource)];
                 track.held_down = amount + 1e-9 < want.wanted;
                 let previous = track.reserved;
-                let changed = previous
-                    .map(f64::from)
-                    .is_none_or(|p| (amount - p).abs() > REWRITE * p.max(1e-9));
-                if !changed {
+                if !worth_rewriting(previous, amount) {
                     continue;
                 }
                 track.reserved = Some(amount as f32);
@@ -332,6 +326,15 @@ impl Engine {
             reservations: out,
         }
     }
+}
+
+/// Whether a managed reservation should move from `previous` to `amount`:
+/// moves under [`REWRITE`] are not worth a knob write. Shared with the
+/// fleet replay, which applies the same rule.
+pub fn worth_rewriting(previous: Option<f32>, amount: f64) -> bool {
+    previous
+        .map(f64::from)
+        .is_none_or(|p| (amount - p).abs() > REWRITE * p.max(1e-9))
 }
 
 /// Whether the configuration opts `key` in: only cgroups of this host can
