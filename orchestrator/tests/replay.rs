@@ -106,7 +106,7 @@ fn baselines_reproduce_the_published_figures() {
 fn shadow_is_lean_and_its_sweep_dominates_the_baselines() {
     let grids = public_set();
     let mut kinds = Kind::BASELINES.to_vec();
-    for quantile in [0.95, 0.9, 0.99] {
+    for quantile in [0.95, 0.8, 0.9, 0.99] {
         kinds.push(Kind::Shadow(Settings {
             quantile,
             ..Settings::default()
