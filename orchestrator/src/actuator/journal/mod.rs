@@ -10,6 +10,13 @@
 //! protected never happened, because it waits for the fsync. The journal
 //! is removed once every entry has been restored.
 //!
+//! A failed append (a full disk cuts the line short) is cut back to the
+//! last whole entry before the error is returned, so no fragment is left
+//! for the next entry to be glued to (which would make that entry
+//! unreadable although its knob was written). Lines rather than
+//! length-prefixed records: truncating shrinks a file without needing a
+//! free block, and the file stays readable with `cat`.
+//!
 //! The state directory (default [`DEFAULT_STATE_DIR`], created 0700) is
 //! locked with `flock` while a journal is open, so a second orchestrator
 //! cannot "restore" the first one's live settings under it.
@@ -117,6 +124,11 @@ pub struct Journal {
     dir: PathBuf,
     path: PathBuf,
     file: Option<File>,
+    /// Bytes of whole entries in `file`: a failed append is cut back to it.
+    len: u64,
+    /// A failed append could not be cut back: nothing more is appended
+    /// (a knob it would protect is not written) until the file is rewritten.
+    broken: bool,
     /// Held for the flock; closing it releases the directory.
     _lock: File,
 }
@@ -147,6 +159,8 @@ impl Journal {
             dir: dir.to_path_buf(),
             path: dir.join(FILE_NAME),
             file: None,
+            len: 0,
+            broken: false,
             _lock: lock,
         };
         Ok((journal, contents))
@@ -175,12 +189,18 @@ impl Journal {
         Ok(parse(&String::from_utf8_lossy(&bytes), &path))
     }
 
-    /// Appends `entry` and makes it durable before returning.
+    /// Appends `entry` and makes it durable before returning. On an error
+    /// the file holds what it held before (see the module doc).
     pub fn append(&mut self, entry: &Original) -> Result<(), JournalError> {
         let write_err = |source| JournalError::Write {
             path: self.path.clone(),
             source,
         };
+        if self.broken {
+            return Err(write_err(io::Error::other(
+                "an earlier failed append could not be cut back",
+            )));
+        }
         let mut line = serde_json::to_string(entry).map_err(|e| write_err(e.into()))?;
         line.push('\n');
         if self.file.is_none() {
@@ -192,18 +212,33 @@ impl Journal {
                 .map_err(write_err)?;
             // The file's directory entry must be durable too.
             sync_dir(&self.dir).map_err(write_err)?;
+            self.len = file.metadata().map_err(write_err)?.len();
             self.file = Some(file);
         }
         let Some(file) = self.file.as_mut() else {
             return Err(write_err(io::Error::other("journal not open")));
         };
-        file.write_all(line.as_bytes()).map_err(write_err)?;
-        file.sync_data().map_err(write_err)
+        let written = file
+            .write_all(line.as_bytes())
+            .and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Truncating frees blocks, so it works on a full disk too.
+            if let Err(cut) = file.set_len(self.len).and_then(|()| file.sync_data()) {
+                tracing::error!(journal = %self.path.display(), cause = %cut,
+                    "cannot cut a failed journal append back; no knob is written until the journal is rewritten");
+                self.broken = true;
+                self.file = None;
+            }
+            return Err(write_err(e));
+        }
+        self.len += line.len() as u64;
+        Ok(())
     }
 
     /// Removes the journal once everything in it has been restored.
     pub fn clear(&mut self) -> Result<(), JournalError> {
         self.file = None;
+        self.broken = false;
         let write_err = |source| JournalError::Write {
             path: self.path.clone(),
             source,
@@ -258,121 +293,4 @@ fn truncate(line: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    use super::*;
-
-    /// A fresh state directory path (not created) removed on drop.
-    struct StateDir(PathBuf);
-
-    impl StateDir {
-        fn new(name: &str) -> Self {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Self(std::env::temp_dir().join(format!(
-                "shadow-journal-{name}-{}-{n}/state",
-                std::process::id()
-            )))
-        }
-    }
-
-    impl Drop for StateDir {
-        fn drop(&mut self) {
-            if let Some(parent) = self.0.parent() {
-                let _ = fs::remove_dir_all(parent);
-            }
-        }
-    }
-
-    fn entry(cgroup: &str, knob: Knob, original: &str) -> Original {
-        Original {
-            cgroup: cgroup.to_owned(),
-            knob,
-            path: PathBuf::from(format!("/sys/fs/cgroup/x{cgroup}/{knob}")),
-            original: original.to_owned(),
-        }
-    }
-
-    #[test]
-    fn round_trip_through_a_reopen() {
-        let dir = StateDir::new("round-trip");
-        let (mut j, contents) = Journal::open(&dir.0).unwrap();
-        assert_eq!(contents, Contents::default());
-        let mode = fs::metadata(&dir.0).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700, "state dir must be private");
-        let a = entry("/a", Knob::CpuMax, "max 100000");
-        let b = entry("/b", Knob::MemoryLimit, "-1");
-        j.append(&a).unwrap();
-        j.append(&b).unwrap();
-        drop(j);
-        let (mut j, contents) = Journal::open(&dir.0).unwrap();
-        assert_eq!(contents.entries, [a, b]);
-        assert_eq!(contents.skipped, 0);
-        j.clear().unwrap();
-        assert!(!j.path().exists());
-        drop(j);
-        assert_eq!(Journal::read(&dir.0).unwrap(), Contents::default());
-    }
-
-    #[test]
-    fn torn_last_line_is_ignored_and_earlier_lines_kept() {
-        let dir = StateDir::new("torn");
-        let (mut j, _) = Journal::open(&dir.0).unwrap();
-        let a = entry("/a", Knob::CpuShares, "1024");
-        j.append(&a).unwrap();
-        let path = j.path().to_path_buf();
-        drop(j);
-        // A crash in the middle of the second append.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(br#"{"cgroup":"/b","knob":"cpu.sha"#).unwrap();
-        drop(f);
-        let contents = Journal::read(&dir.0).unwrap();
-        assert_eq!(contents.entries, std::slice::from_ref(&a));
-        assert_eq!(contents.skipped, 1);
-        // Even a complete-looking record without its newline is torn: the
-        // append had not returned, so its knob was never written.
-        let line = serde_json::to_string(&entry("/c", Knob::CpuWeight, "100")).unwrap();
-        let text = format!("{}\n{line}", serde_json::to_string(&a).unwrap());
-        let contents = parse(&text, &path);
-        assert_eq!((contents.entries.len(), contents.skipped), (1, 1));
-    }
-
-    #[test]
-    fn garbage_lines_are_skipped_and_the_first_original_wins() {
-        let first = entry("/a", Knob::MemoryHigh, "max");
-        let mut later = first.clone();
-        later.original = "1048576".to_owned();
-        let text = format!(
-            "{}\n\0\0\0\nnot json\n{{\"cgroup\":\"/a\",\"knob\":\"cpu.bogus\",\"path\":\"/x\",\"original\":\"1\"}}\n{}\n\n",
-            serde_json::to_string(&first).unwrap(),
-            serde_json::to_string(&later).unwrap()
-        );
-        let contents = parse(&text, Path::new("j"));
-        assert_eq!(contents.entries, [first]);
-        assert_eq!(contents.skipped, 3);
-    }
-
-    #[test]
-    fn a_second_open_of_a_locked_directory_is_refused() {
-        let dir = StateDir::new("lock");
-        let (j, _) = Journal::open(&dir.0).unwrap();
-        let err = Journal::open(&dir.0).unwrap_err();
-        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains("another shadow-orchestrator"));
-        drop(j);
-        assert!(Journal::open(&dir.0).is_ok(), "lock released on drop");
-    }
-
-    #[test]
-    fn an_oversized_journal_is_refused() {
-        let dir = StateDir::new("big");
-        fs::create_dir_all(&dir.0).unwrap();
-        let f = File::create(dir.0.join(FILE_NAME)).unwrap();
-        f.set_len(MAX_LEN + 1).unwrap();
-        assert!(matches!(
-            Journal::read(&dir.0),
-            Err(JournalError::TooLarge { .. })
-        ));
-    }
-}
+mod tests;
