@@ -130,16 +130,18 @@ impl Actuator {
         }
         // Failures were collected last-first; keep them in journal order.
         report.failed.reverse();
-        if let Some(journal) = &mut self.journal {
-            journal.clear()?;
-            let failed = report.failed.iter().map(|f| &f.entry);
-            for entry in self.originals.iter().chain(failed) {
-                journal.append(entry)?;
-            }
-        }
         for failure in &report.failed {
             self.journaled.insert(failure.entry.path.clone());
             self.originals.push(failure.entry.clone());
+        }
+        if let Some(journal) = &mut self.journal
+            && let Err(e) = journal.replace(&self.originals)
+        {
+            // The old journal is still there, whole: it protects every knob
+            // still raised, plus some already restored, whose entries hold
+            // the value they have now. Safe; rewritten at the next restore.
+            tracing::warn!(journal = %journal.path().display(), cause = %e,
+                "cannot rewrite the journal after a restore; it keeps entries already restored");
         }
         Ok(report)
     }

@@ -7,8 +7,11 @@
 //! appended and fsynced (file, and the directory when the file is new)
 //! before the write it protects. `original` is the exact text to write back.
 //! A torn last line (no newline) is ignored with a warning: the write it
-//! protected never happened, because it waits for the fsync. The journal
-//! is removed once every entry has been restored.
+//! protected never happened, because it waits for the fsync (and the
+//! next open cuts it off). After a restore the journal is replaced
+//! whole, never emptied first ([`Journal::replace`]): the remaining entries
+//! go to a temporary file, fsynced, renamed over the journal. It is
+//! removed once every entry has been restored.
 //!
 //! A failed append (a full disk cuts the line short) is cut back to the
 //! last whole entry before the error is returned, so no fragment is left
@@ -43,6 +46,9 @@ pub const DEFAULT_STATE_DIR: &str = "/run/shadow";
 
 /// The journal's file name in the state directory.
 pub const FILE_NAME: &str = "journal.jsonl";
+
+/// Where [`Journal::replace`] writes the new journal before renaming it.
+const TEMP_NAME: &str = "journal.jsonl.new";
 
 /// A journal larger than this is not ours (10,000 cgroups x 4 knobs at
 /// ~200 bytes an entry is 8 MB).
@@ -154,10 +160,25 @@ impl Journal {
                 source: io::Error::last_os_error(),
             });
         }
-        let contents = Self::read(dir)?;
+        let path = dir.join(FILE_NAME);
+        let bytes = read_bytes(&path)?;
+        let contents = parse(&String::from_utf8_lossy(&bytes), &path);
+        // A torn last line is ignored; cut it off too, so that nothing
+        // appended later is glued to it.
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(whole as u64))
+                .map_err(|source| JournalError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         let journal = Self {
             dir: dir.to_path_buf(),
-            path: dir.join(FILE_NAME),
+            path,
             file: None,
             len: 0,
             broken: false,
@@ -170,22 +191,7 @@ impl Journal {
     /// (what a dry run reports). A missing journal is empty.
     pub fn read(dir: &Path) -> Result<Contents, JournalError> {
         let path = dir.join(FILE_NAME);
-        let read_err = |source| JournalError::Read {
-            path: path.clone(),
-            source,
-        };
-        let mut bytes = Vec::new();
-        match File::open(&path) {
-            Ok(f) => f
-                .take(MAX_LEN + 1)
-                .read_to_end(&mut bytes)
-                .map_err(read_err)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
-            Err(e) => return Err(read_err(e)),
-        };
-        if bytes.len() as u64 > MAX_LEN {
-            return Err(JournalError::TooLarge { path });
-        }
+        let bytes = read_bytes(&path)?;
         Ok(parse(&String::from_utf8_lossy(&bytes), &path))
     }
 
@@ -235,8 +241,50 @@ impl Journal {
         Ok(())
     }
 
+    /// Makes the journal hold exactly `entries`, never emptying it first:
+    /// they are written to a temporary file, fsynced and renamed over the
+    /// journal, then the directory is fsynced. A crash or a full disk at any
+    /// point leaves the old journal or the new one, never none and never a
+    /// mix. With no entries the journal is removed (nothing is left to
+    /// protect).
+    pub fn replace(&mut self, entries: &[Original]) -> Result<(), JournalError> {
+        if entries.is_empty() {
+            return self.clear();
+        }
+        let write_err = |source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let temp = self.dir.join(TEMP_NAME);
+        let mut text = String::new();
+        for entry in entries {
+            text.push_str(&serde_json::to_string(entry).map_err(|e| write_err(e.into()))?);
+            text.push('\n');
+        }
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| fs::rename(&temp, &self.path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(write_err(e));
+        }
+        // The open handle (if any) is on the old file: the next append
+        // opens the new one.
+        self.file = None;
+        self.broken = false;
+        sync_dir(&self.dir).map_err(write_err)
+    }
+
     /// Removes the journal once everything in it has been restored.
-    pub fn clear(&mut self) -> Result<(), JournalError> {
+    fn clear(&mut self) -> Result<(), JournalError> {
         self.file = None;
         self.broken = false;
         let write_err = |source| JournalError::Write {
@@ -254,6 +302,30 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The journal's bytes (none if it does not exist), refusing one larger
+/// than [`MAX_LEN`].
+fn read_bytes(path: &Path) -> Result<Vec<u8>, JournalError> {
+    let read_err = |source| JournalError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(f) => f
+            .take(MAX_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(bytes),
+        Err(e) => return Err(read_err(e)),
+    };
+    if bytes.len() as u64 > MAX_LEN {
+        return Err(JournalError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(bytes)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -48,7 +48,7 @@ fn round_trip_through_a_reopen() {
     let (mut j, contents) = Journal::open(&dir.0).unwrap();
     assert_eq!(contents.entries, [a, b]);
     assert_eq!(contents.skipped, 0);
-    j.clear().unwrap();
+    j.replace(&[]).unwrap();
     assert!(!j.path().exists());
     drop(j);
     assert_eq!(Journal::read(&dir.0).unwrap(), Contents::default());
@@ -146,4 +146,40 @@ fn short_write_child() {
     assert!(matches!(err, JournalError::Write { .. }), "{err}");
     crate::actuator::tests::child::limit_file_size(u64::MAX);
     j.append(&entry("/c", Knob::CpuWeight, "300")).unwrap();
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_open_so_a_later_append_is_not_glued_to_it() {
+    let dir = StateDir::new("torn-cut");
+    let (mut j, _) = Journal::open(&dir.0).unwrap();
+    let a = entry("/a", Knob::CpuShares, "1024");
+    j.append(&a).unwrap();
+    let path = j.path().to_path_buf();
+    drop(j);
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(br#"{"cgroup":"/b","knob":"cpu.sha"#).unwrap();
+    drop(f);
+    let (mut j, contents) = Journal::open(&dir.0).unwrap();
+    assert_eq!(contents.skipped, 1);
+    let c = entry("/c", Knob::CpuShares, "2048");
+    j.append(&c).unwrap();
+    drop(j);
+    let contents = Journal::read(&dir.0).unwrap();
+    assert_eq!(contents.entries, [a, c]);
+    assert_eq!(contents.skipped, 0);
+}
+
+#[test]
+fn replace_swaps_the_whole_file_and_the_next_append_goes_to_the_new_one() {
+    let dir = StateDir::new("replace");
+    let (mut j, _) = Journal::open(&dir.0).unwrap();
+    let [a, b, c] = ["/a", "/b", "/c"].map(|cg| entry(cg, Knob::CpuWeight, "100"));
+    j.append(&a).unwrap();
+    j.append(&b).unwrap();
+    j.replace(std::slice::from_ref(&b)).unwrap();
+    j.append(&c).unwrap();
+    assert_eq!(Journal::read(&dir.0).unwrap().entries, [b, c]);
+    assert!(!dir.0.join(TEMP_NAME).exists());
+    j.replace(&[]).unwrap();
+    assert!(!j.path().exists());
 }
