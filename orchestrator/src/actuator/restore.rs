@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::journal::Original;
+use super::journal::{self, Original};
 use super::{Actuator, ActuatorError, Mode, cgroupfs};
 
 /// What a restore did.
@@ -20,6 +20,10 @@ pub struct RestoreReport {
     /// Entries naming a file outside the cgroup mounts or not the knob's
     /// file: never written, dropped from the journal.
     pub refused: Vec<Original>,
+    /// Entries for a cgroup that was removed and created again at the same
+    /// path since (another id): the original was the old cgroup's, so it is
+    /// not written; dropped from the journal with a warning.
+    pub stale: Vec<Original>,
     /// Dry run: what a real run would restore, left in the journal.
     pub pending: Vec<Original>,
     /// Journal lines that were torn or unreadable.
@@ -104,6 +108,15 @@ impl Actuator {
                 tracing::warn!(path = %path.display(), knob = %entry.knob,
                     "journal entry is not a knob file under the cgroup mounts; dropped");
                 report.refused.push(entry);
+                continue;
+            }
+            if let Some(id) = entry.id
+                && let Some(now) = journal::cgroup_id(path)
+                && now != id
+            {
+                tracing::warn!(cgroup = %entry.cgroup, knob = %entry.knob, journaled_id = id, id = now,
+                    "the cgroup was created again since its original was journaled; not restoring the old cgroup's value");
+                report.stale.push(entry);
                 continue;
             }
             let old = current_text(path, &entry.cgroup);

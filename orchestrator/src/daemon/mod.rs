@@ -393,11 +393,12 @@ impl Daemon {
 
 /// Logs what a restore did.
 pub fn log_restore(when: &str, r: &RestoreReport) {
-    if !r.restored.is_empty() || !r.gone.is_empty() {
+    if !r.restored.is_empty() || !r.gone.is_empty() || !r.stale.is_empty() {
         tracing::info!(
             when,
             restored = r.restored.len(),
             gone = r.gone.len(),
+            recreated = r.stale.len(),
             "original knob values restored"
         );
     }

@@ -3,7 +3,7 @@
 //! -9, power loss) can put it back.
 //!
 //! Format: `<state dir>/journal.jsonl`, one JSON object per line,
-//! `{"cgroup":"/a","knob":"memory.high","path":"/sys/fs/cgroup/a/memory.high","original":"max"}`,
+//! `{"cgroup":"/a","knob":"memory.high","path":"/sys/fs/cgroup/a/memory.high","original":"max","id":4242}`,
 //! appended and fsynced (file, and the directory when the file is new)
 //! before the write it protects. `original` is the exact text to write back.
 //! A torn last line (no newline) is ignored with a warning: the write it
@@ -65,6 +65,20 @@ pub struct Original {
     pub path: PathBuf,
     /// The exact text to write back.
     pub original: String,
+    /// The inode number of the directory holding `path` when the original
+    /// was read: on cgroupfs the cgroup's id, never reused while the host
+    /// runs. A cgroup removed and created again at the same path has
+    /// another, and the old original is not written to it. None in
+    /// journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+}
+
+/// The id [`Original::id`] records for the knob file `path`: its
+/// directory's inode number, if it can be read.
+pub fn cgroup_id(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(path.parent()?).ok().map(|m| m.ino())
 }
 
 /// Why the journal could not be opened, read or written.

@@ -30,6 +30,7 @@ fn entry(cgroup: &str, knob: Knob, original: &str) -> Original {
         knob,
         path: PathBuf::from(format!("/sys/fs/cgroup/x{cgroup}/{knob}")),
         original: original.to_owned(),
+        id: Some(7),
     }
 }
 

@@ -143,12 +143,14 @@ fn journal_entries_outside_the_mounts_are_never_written() {
             knob: Knob::CpuShares,
             path: victim.clone(),
             original: "2".into(),
+            id: None,
         },
         journal::Original {
             cgroup: "/g".into(),
             knob: Knob::CpuShares,
             path: t.layout().file("/g", Knob::CpuWeight).unwrap(),
             original: "2".into(),
+            id: None,
         },
     ];
     let text: String = bad
@@ -267,4 +269,32 @@ fn restore_on_a_full_disk_child() {
     assert_eq!(file(&t, Knob::MemoryLow).trim(), "0");
     // Keep the tree for the parent: dying without restore_all is a crash.
     std::mem::forget(t);
+}
+
+#[test]
+fn a_cgroup_recreated_at_the_same_path_does_not_get_the_old_ones_original() {
+    let t = tree("recreated");
+    t.v2_cgroup("/h", &["cpu"]);
+    let (mut a, _, _) = open(&t, Mode::Write);
+    a.write(
+        "/h",
+        Knob::CpuWeight,
+        Setting::Weight(300),
+        "x",
+        Instant::now(),
+    )
+    .unwrap();
+    drop(a); // a crash
+    // The cgroup is removed and another made at its path, with the value
+    // its own operator chose. Built aside and renamed into place, so it
+    // cannot reuse the old directory's inode number.
+    let old = t.root.join("unified/h");
+    let new = t.v2_cgroup("/h-new", &["cpu"]);
+    fs::write(new.join("cpu.weight"), "250\n").unwrap();
+    fs::remove_dir_all(&old).unwrap();
+    fs::rename(&new, &old).unwrap();
+    let (_a, report, _) = open(&t, Mode::Write);
+    assert_eq!(fs::read_to_string(old.join("cpu.weight")).unwrap(), "250\n");
+    assert!(report.restored.is_empty());
+    assert_eq!(report.stale.len(), 1, "{report:?}");
 }
