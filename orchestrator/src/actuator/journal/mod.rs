@@ -20,9 +20,12 @@
 //! length-prefixed records: truncating shrinks a file without needing a
 //! free block, and the file stays readable with `cat`.
 //!
-//! The state directory (default [`DEFAULT_STATE_DIR`], created 0700) is
-//! locked with `flock` while a journal is open, so a second orchestrator
-//! cannot "restore" the first one's live settings under it.
+//! The state directory (default [`DEFAULT_STATE_DIR`], created 0700) must
+//! belong to the orchestrator's user and not be writable by group or
+//! others: whoever can write there can forge originals that a restore
+//! writes as root. It is locked with `flock` while a journal is open, so a
+//! second orchestrator cannot "restore" the first one's live settings under
+//! it.
 
 use std::{
     collections::HashSet,
@@ -93,6 +96,18 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
+    /// The state directory could be changed by someone other than the
+    /// orchestrator's user: whoever can write there could forge originals
+    /// that a restore writes to cgroups as root.
+    #[error(
+        "state directory {path} is {problem}: it must be owned by the user running the orchestrator (root) and not writable by group or others (e.g. chown root: {path} && chmod 0700 {path})"
+    )]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: UnsafeDir,
+    },
     /// Another process holds the state directory.
     #[error("state directory {path} is in use by another shadow-orchestrator ({source})")]
     Locked {
@@ -128,6 +143,61 @@ pub enum JournalError {
     },
 }
 
+/// Why a state directory is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsafeDir {
+    /// Owned by another user.
+    #[error("owned by uid {owner}, not uid {euid}")]
+    Owner {
+        /// Its owner.
+        owner: u32,
+        /// Ours.
+        euid: u32,
+    },
+    /// Group or others may create or replace files in it.
+    #[error("writable by group or others (mode {mode:04o})")]
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Not a directory.
+    #[error("not a directory")]
+    NotDir,
+}
+
+/// Refuses a state directory (opened as `dir`) that anyone but this
+/// process's user could write to.
+fn check_dir(path: &Path, dir: &File) -> Result<(), JournalError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = dir.metadata().map_err(|source| JournalError::Dir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let problem = if !meta.is_dir() {
+        Some(UnsafeDir::NotDir)
+    } else if meta.uid() != euid {
+        Some(UnsafeDir::Owner {
+            owner: meta.uid(),
+            euid,
+        })
+    } else if meta.mode() & 0o022 != 0 {
+        Some(UnsafeDir::Writable {
+            mode: meta.mode() & 0o7777,
+        })
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(JournalError::Unsafe {
+            path: path.to_path_buf(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// What a journal held when it was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Contents {
@@ -154,8 +224,9 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Creates `dir` (0700) if needed, locks it and reads any journal that
-    /// a previous run left there.
+    /// Creates `dir` (0700) if needed, checks that only this process's
+    /// user can write to it, locks it and reads any journal that a previous
+    /// run left there.
     pub fn open(dir: &Path) -> Result<(Self, Contents), JournalError> {
         let dir_err = |source| JournalError::Dir {
             path: dir.to_path_buf(),
@@ -167,6 +238,7 @@ impl Journal {
             .create(dir)
             .map_err(dir_err)?;
         let lock = File::open(dir).map_err(dir_err)?;
+        check_dir(dir, &lock)?;
         // SAFETY: flock on a descriptor this function owns; no memory involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(JournalError::Locked {

@@ -184,3 +184,30 @@ fn replace_swaps_the_whole_file_and_the_next_append_goes_to_the_new_one() {
     j.replace(&[]).unwrap();
     assert!(!j.path().exists());
 }
+
+#[test]
+fn a_state_directory_others_could_write_or_own_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = StateDir::new("unsafe");
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Journal::open(&dir.0).unwrap_err();
+    assert!(matches!(err, JournalError::Unsafe { .. }), "{err}");
+    assert!(
+        err.to_string().contains("writable by group or others"),
+        "{err}"
+    );
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(Journal::open(&dir.0).is_ok(), "0755, ours: accepted");
+    // Owned by someone else: as root, give it away; otherwise "/" is.
+    // SAFETY: geteuid has no preconditions.
+    let foreign = if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&dir.0, Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o700)).unwrap();
+        dir.0.clone()
+    } else {
+        PathBuf::from("/")
+    };
+    let err = Journal::open(&foreign).unwrap_err();
+    assert!(err.to_string().contains("owned by uid"), "{err}");
+}
