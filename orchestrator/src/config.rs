@@ -255,6 +255,15 @@ impl Config {
     }
 }
 
+/// The `state_dir` the file at `path` names, read leniently (any valid
+/// TOML with a string `state_dir` at the top): where to restore from when
+/// the file as a whole does not load.
+pub fn salvage_state_dir(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    table.get("state_dir")?.as_str().map(PathBuf::from)
+}
+
 /// Matches a cgroup path against a pattern: `*` matches within one path
 /// segment, `**` matches any number of whole segments (including none).
 pub fn glob_match(pattern: &str, path: &str) -> bool {
@@ -397,6 +406,19 @@ mod tests {
         let new = parse("socket = \"/b\"\ntick = \"2s\"\nmetrics = \"127.0.0.1:1\"\n").unwrap();
         assert_eq!(old.restart_only_changes(&new), vec!["socket", "metrics"]);
         assert!(old.restart_only_changes(&old).is_empty());
+    }
+
+    #[test]
+    fn the_state_dir_is_salvaged_from_a_file_the_schema_refuses() {
+        let dir = std::env::temp_dir().join(format!("shadow-salvage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("shadow.toml");
+        std::fs::write(&file, "state_dir = \"/x/state\"\nbogus = 1\n").unwrap();
+        assert!(Config::load(&file).is_err());
+        assert_eq!(salvage_state_dir(&file), Some(PathBuf::from("/x/state")));
+        std::fs::write(&file, "state_dir = \"/x\"\n[[manage]\n").unwrap();
+        assert_eq!(salvage_state_dir(&file), None, "not TOML at all");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
