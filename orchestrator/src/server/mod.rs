@@ -8,20 +8,22 @@
 //! Error frame to the peer saying why).
 
 use std::{
+    collections::HashMap,
     io,
     net::TcpListener,
     path::Path,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
         mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use shadow_wire::{
-    Compression, Hello, Message,
+    Compression, Hello, Message, Require,
+    auth::Keys,
     transport::{BindError, Stream, bind_unix},
 };
 
@@ -37,6 +39,42 @@ const OUTBOX: usize = 4;
 /// Events queued for the decision loop; readers wait when it is full.
 const EVENTS: usize = 1024;
 
+/// A refused peer is logged at most once per this, with how many
+/// refusals were not logged meanwhile.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Peers whose refusals are remembered for that; beyond, the oldest go.
+const REFUSAL_PEERS: usize = 4096;
+
+/// Who a connected peer is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// An agent of this host (the Unix socket).
+    Local,
+    /// A remote agent that proved it holds the key of this name.
+    Key(String),
+    /// A remote agent on an insecure listener (`insecure_tcp`): its
+    /// Hello's claim, unchecked.
+    Claimed(String),
+}
+
+impl Identity {
+    /// The host key its components are booked under (None: this host).
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Identity::Local => None,
+            Identity::Key(name) | Identity::Claimed(name) => Some(name),
+        }
+    }
+}
+
+/// How TCP peers must prove who they are.
+pub enum TcpAuth {
+    /// With one of these keys (`[[peer]]` in the configuration).
+    Keys(Keys),
+    /// Not at all (`insecure_tcp = true`, no `[[peer]]`).
+    Insecure,
+}
+
 /// What the connections tell the decision loop.
 pub enum Event {
     /// A peer completed the handshake.
@@ -45,8 +83,8 @@ pub enum Event {
         conn: u64,
         /// Its Hello.
         hello: Hello,
-        /// True over the Unix socket (an agent of this host).
-        local: bool,
+        /// Who it is.
+        identity: Identity,
         /// Frames to send it.
         outbox: Outbox,
     },
@@ -57,7 +95,7 @@ pub enum Event {
         /// The message.
         message: Message,
     },
-    /// A connection ended.
+    /// A connection that had completed the handshake ended.
     Closed {
         /// Connection number.
         conn: u64,
@@ -107,6 +145,34 @@ pub struct Server {
     name: Arc<str>,
     events: SyncSender<Event>,
     next: Arc<AtomicU64>,
+    refusals: Arc<Refusals>,
+}
+
+/// Refused peers, for a log line per peer per [`REFUSAL_LOG_EVERY`].
+#[derive(Default)]
+struct Refusals(Mutex<HashMap<String, (Instant, u64)>>);
+
+impl Refusals {
+    fn refused(&self, peer: &str, conn: u64, reason: &shadow_wire::Error) {
+        let now = Instant::now();
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REFUSAL_PEERS && !seen.contains_key(peer) {
+            seen.retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+            if seen.len() >= REFUSAL_PEERS {
+                return;
+            }
+        }
+        match seen.get_mut(peer) {
+            Some((at, suppressed)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => {
+                *suppressed += 1;
+            }
+            _ => {
+                let suppressed = seen.insert(peer.to_owned(), (now, 0)).map_or(0, |(_, n)| n);
+                tracing::warn!(peer, conn, %reason, suppressed,
+                    "peer refused (logged once a minute per peer; `suppressed` refusals since the last line)");
+            }
+        }
+    }
 }
 
 impl Server {
@@ -118,6 +184,7 @@ impl Server {
             name: name.into(),
             events,
             next: Arc::new(AtomicU64::new(1)),
+            refusals: Arc::default(),
         };
         (server, rx)
     }
@@ -133,7 +200,7 @@ impl Server {
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(s) => this.serve(s.into()),
+                        Ok(s) => this.serve(s.into(), "unix".into(), None),
                         Err(e) => tracing::warn!(cause = %e, "accepting on the Unix socket"),
                     }
                 }
@@ -142,9 +209,13 @@ impl Server {
         Ok(())
     }
 
-    /// Listens on TCP at `addr` for remote agents. Returns the bound
-    /// address (useful with port 0).
-    pub fn listen_tcp(&self, addr: &str) -> Result<std::net::SocketAddr, ListenError> {
+    /// Listens on TCP at `addr` for remote agents, who authenticate as
+    /// `auth` says. Returns the bound address (useful with port 0).
+    pub fn listen_tcp(
+        &self,
+        addr: &str,
+        auth: TcpAuth,
+    ) -> Result<std::net::SocketAddr, ListenError> {
         let tcp_err = |source| ListenError::Tcp {
             addr: addr.to_owned(),
             source,
@@ -152,12 +223,18 @@ impl Server {
         let listener = TcpListener::bind(addr).map_err(tcp_err)?;
         let bound = listener.local_addr().map_err(tcp_err)?;
         let this = self.handle();
+        let auth = Arc::new(auth);
         thread::Builder::new()
             .name("listen-tcp".into())
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(s) => this.serve(s.into()),
+                        Ok(s) => {
+                            let peer = s
+                                .peer_addr()
+                                .map_or_else(|_| "?".into(), |a| a.ip().to_string());
+                            this.serve(s.into(), peer, Some(auth.clone()));
+                        }
                         Err(e) => tracing::warn!(cause = %e, "accepting on TCP"),
                     }
                 }
@@ -171,21 +248,27 @@ impl Server {
             name: self.name.clone(),
             events: self.events.clone(),
             next: self.next.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 
-    /// Starts the threads of one connection.
-    fn serve(&self, stream: Stream) {
-        let local = stream.is_local();
+    /// Starts the threads of one connection from `peer` (an address, for
+    /// logs); `auth` is None on the Unix socket.
+    fn serve(&self, stream: Stream, peer: String, auth: Option<Arc<TcpAuth>>) {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
         let name = self.name.clone();
         let events = self.events.clone();
+        let refusals = self.refusals.clone();
         let spawned = thread::Builder::new()
             .name(format!("conn-{conn}"))
             .spawn(move || {
-                let reason = match converse(conn, stream, local, &name, &events) {
+                let reason = match converse(conn, stream, auth.as_deref(), &name, &events) {
                     Ok(()) => "closed by peer".to_owned(),
-                    Err(e) => e.to_string(),
+                    Err(Ended::Refused(e)) => {
+                        refusals.refused(&peer, conn, &e);
+                        return;
+                    }
+                    Err(Ended::After(e)) => e.to_string(),
                 };
                 let _ = events.send(Event::Closed { conn, reason });
             });
@@ -195,35 +278,64 @@ impl Server {
     }
 }
 
+/// How a conversation ended badly: before the handshake completed (the
+/// decision loop never heard of it) or after.
+enum Ended {
+    Refused(shadow_wire::Error),
+    After(shadow_wire::Error),
+}
+
 /// Handshake, then messages until the peer leaves or misbehaves.
 fn converse(
     conn: u64,
     mut stream: Stream,
-    local: bool,
+    auth: Option<&TcpAuth>,
     name: &str,
     events: &SyncSender<Event>,
-) -> Result<(), shadow_wire::Error> {
-    stream.set_read_timeout(Some(HANDSHAKE))?;
-    stream.set_write_timeout(Some(WRITE))?;
-    let hello = shadow_wire::accept(&mut stream, name)?;
-    stream.set_read_timeout(Some(IDLE))?;
-    let outbox = spawn_writer(conn, stream.try_clone()?)?;
+) -> Result<(), Ended> {
+    let setup = |stream: &mut Stream| -> Result<_, shadow_wire::Error> {
+        stream.set_read_timeout(Some(HANDSHAKE))?;
+        stream.set_write_timeout(Some(WRITE))?;
+        let require = match auth {
+            Some(TcpAuth::Keys(keys)) => Require::Key(keys),
+            None | Some(TcpAuth::Insecure) => Require::Nothing,
+        };
+        let accepted = shadow_wire::accept_with(stream, name, require)?;
+        stream.set_read_timeout(Some(IDLE))?;
+        let outbox = spawn_writer(conn, stream.try_clone()?)?;
+        Ok((accepted, outbox))
+    };
+    let (accepted, outbox) = setup(&mut stream).map_err(Ended::Refused)?;
+    let identity = match (auth, accepted.key) {
+        (None, _) => Identity::Local,
+        (Some(_), Some(key)) => Identity::Key(key),
+        (Some(_), None) => Identity::Claimed(accepted.hello.host.clone()),
+    };
     let connected = Event::Connected {
         conn,
-        hello,
-        local,
+        hello: accepted.hello,
+        identity,
         outbox,
     };
     if events.send(connected).is_err() {
         return Ok(());
     }
+    messages(conn, &mut stream, events).map_err(Ended::After)
+}
+
+/// Validated messages from a welcomed peer to the decision loop.
+fn messages(
+    conn: u64,
+    stream: &mut Stream,
+    events: &SyncSender<Event>,
+) -> Result<(), shadow_wire::Error> {
     let mut buf = Vec::new();
     loop {
-        let message = match shadow_wire::read_message(&mut stream, &mut buf) {
+        let message = match shadow_wire::read_message(stream, &mut buf) {
             Ok(m) => m,
             Err(shadow_wire::Error::Closed) => return Ok(()),
             Err(e) => {
-                shadow_wire::refuse(&mut stream, &e);
+                shadow_wire::refuse(stream, &e);
                 let _ = stream.shutdown();
                 return Err(e);
             }
@@ -241,7 +353,7 @@ fn converse(
                     expected: "Predictions or Usage",
                     got: other.kind(),
                 };
-                shadow_wire::refuse(&mut stream, &e);
+                shadow_wire::refuse(stream, &e);
                 let _ = stream.shutdown();
                 return Err(e);
             }
@@ -270,3 +382,6 @@ fn spawn_writer(conn: u64, mut stream: Stream) -> io::Result<Outbox> {
         })?;
     Ok(Outbox(tx))
 }
+
+#[cfg(test)]
+mod tests;
