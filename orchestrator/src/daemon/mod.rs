@@ -397,7 +397,7 @@ impl Daemon {
                 let host = identity.host().map(Arc::from);
                 self.peers.insert(conn, Peer { host, outbox });
             }
-            Event::Message { conn, message } => {
+            Event::Message { conn, message, .. } => {
                 let Some(peer) = self.peers.get(&conn) else {
                     return;
                 };

@@ -6,6 +6,11 @@
 //! sends is decoded by [`shadow_wire`], which bounds and validates
 //! it; a bad frame ends that one connection with a logged reason (and an
 //! Error frame to the peer saying why).
+//!
+//! Bounds (`limits.rs`): at most [`UNIX_CONNS`] and [`TCP_CONNS`]
+//! connections (more are refused with `Busy`); the whole handshake within
+//! [`HANDSHAKE`]; at most [`CREDITS`] messages per connection waiting for
+//! the decision loop, so a flooding peer is held back alone.
 
 use std::{
     collections::HashMap,
@@ -15,14 +20,14 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+        mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel},
     },
     thread,
     time::{Duration, Instant},
 };
 
 use shadow_wire::{
-    Compression, Hello, Message, Require,
+    Code, Compression, Failure, Hello, Message, Require,
     auth::Keys,
     transport::{BindError, Stream, bind_unix},
 };
@@ -30,14 +35,23 @@ use shadow_wire::{
 /// A connection that says nothing for this long is closed (agents send a
 /// heartbeat far more often).
 const IDLE: Duration = Duration::from_secs(120);
-/// The Hello must arrive within this.
-const HANDSHAKE: Duration = Duration::from_secs(5);
+/// The whole handshake (Hello, and the challenge and proof over TCP) must
+/// be done within this, however slowly the bytes come.
+pub const HANDSHAKE: Duration = Duration::from_secs(5);
 /// A write that takes longer than this means the peer is not reading.
 const WRITE: Duration = Duration::from_secs(2);
 /// Frames queued for one peer before new ones are dropped.
 const OUTBOX: usize = 4;
-/// Events queued for the decision loop; readers wait when it is full.
-const EVENTS: usize = 1024;
+/// Connections served at once on the Unix socket (root's agents).
+pub const UNIX_CONNS: usize = 64;
+/// Connections served at once over TCP, handshakes included.
+pub const TCP_CONNS: usize = 256;
+/// Messages of one connection waiting for the decision loop at once; its
+/// reader stops reading the socket until the loop has handled one.
+pub const CREDITS: usize = 8;
+/// How long a reader waits for a credit before it gives up on a decision
+/// loop that does not move.
+const CREDIT_PATIENCE: Duration = IDLE;
 
 /// A refused peer is logged at most once per this, with how many
 /// refusals were not logged meanwhile.
@@ -94,6 +108,8 @@ pub enum Event {
         conn: u64,
         /// The message.
         message: Message,
+        /// Its place in the queue: dropping the event gives it back.
+        credit: Credit,
     },
     /// A connection that had completed the handshake ended.
     Closed {
@@ -143,7 +159,8 @@ pub enum ListenError {
 /// The listeners' shared state.
 pub struct Server {
     name: Arc<str>,
-    events: SyncSender<Event>,
+    /// Unbounded: what is queued is bounded by connections x [`CREDITS`].
+    events: Sender<Event>,
     next: Arc<AtomicU64>,
     refusals: Arc<Refusals>,
 }
@@ -179,7 +196,7 @@ impl Server {
     /// A server calling itself `name` in Welcome frames, and the receiving
     /// end of its events.
     pub fn new(name: &str) -> (Self, Receiver<Event>) {
-        let (events, rx) = sync_channel(EVENTS);
+        let (events, rx) = channel();
         let server = Self {
             name: name.into(),
             events,
@@ -195,12 +212,13 @@ impl Server {
     pub fn listen_unix(&self, path: &Path) -> Result<(), ListenError> {
         let listener = bind_unix(path, 0o600)?;
         let this = self.handle();
+        let slots = Slots::new(UNIX_CONNS);
         thread::Builder::new()
             .name("listen-unix".into())
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(s) => this.serve(s.into(), "unix".into(), None),
+                        Ok(s) => this.serve(s.into(), "unix".into(), None, &slots),
                         Err(e) => tracing::warn!(cause = %e, "accepting on the Unix socket"),
                     }
                 }
@@ -224,6 +242,7 @@ impl Server {
         let bound = listener.local_addr().map_err(tcp_err)?;
         let this = self.handle();
         let auth = Arc::new(auth);
+        let slots = Slots::new(TCP_CONNS);
         thread::Builder::new()
             .name("listen-tcp".into())
             .spawn(move || {
@@ -233,7 +252,7 @@ impl Server {
                             let peer = s
                                 .peer_addr()
                                 .map_or_else(|_| "?".into(), |a| a.ip().to_string());
-                            this.serve(s.into(), peer, Some(auth.clone()));
+                            this.serve(s.into(), peer, Some(auth.clone()), &slots);
                         }
                         Err(e) => tracing::warn!(cause = %e, "accepting on TCP"),
                     }
@@ -253,15 +272,26 @@ impl Server {
     }
 
     /// Starts the threads of one connection from `peer` (an address, for
-    /// logs); `auth` is None on the Unix socket.
-    fn serve(&self, stream: Stream, peer: String, auth: Option<Arc<TcpAuth>>) {
+    /// logs), if the listener has a free slot; `auth` is None on the Unix
+    /// socket.
+    fn serve(&self, stream: Stream, peer: String, auth: Option<Arc<TcpAuth>>, slots: &Arc<Slots>) {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.take() else {
+            busy(stream);
+            let e = shadow_wire::Error::Refused {
+                code: Code::Busy,
+                message: "at the connection limit".into(),
+            };
+            self.refusals.refused(&peer, conn, &e);
+            return;
+        };
         let name = self.name.clone();
         let events = self.events.clone();
         let refusals = self.refusals.clone();
         let spawned = thread::Builder::new()
             .name(format!("conn-{conn}"))
             .spawn(move || {
+                let _slot = slot;
                 let reason = match converse(conn, stream, auth.as_deref(), &name, &events) {
                     Ok(()) => "closed by peer".to_owned(),
                     Err(Ended::Refused(e)) => {
@@ -291,17 +321,17 @@ fn converse(
     mut stream: Stream,
     auth: Option<&TcpAuth>,
     name: &str,
-    events: &SyncSender<Event>,
+    events: &Sender<Event>,
 ) -> Result<(), Ended> {
     let setup = |stream: &mut Stream| -> Result<_, shadow_wire::Error> {
-        stream.set_read_timeout(Some(HANDSHAKE))?;
-        stream.set_write_timeout(Some(WRITE))?;
         let require = match auth {
             Some(TcpAuth::Keys(keys)) => Require::Key(keys),
             None | Some(TcpAuth::Insecure) => Require::Nothing,
         };
-        let accepted = shadow_wire::accept_with(stream, name, require)?;
+        let accepted =
+            shadow_wire::accept_with(&mut Deadline::new(stream, HANDSHAKE, WRITE), name, require)?;
         stream.set_read_timeout(Some(IDLE))?;
+        stream.set_write_timeout(Some(WRITE))?;
         let outbox = spawn_writer(conn, stream.try_clone()?)?;
         Ok((accepted, outbox))
     };
@@ -327,10 +357,19 @@ fn converse(
 fn messages(
     conn: u64,
     stream: &mut Stream,
-    events: &SyncSender<Event>,
+    events: &Sender<Event>,
 ) -> Result<(), shadow_wire::Error> {
     let mut buf = Vec::new();
+    let credits = Credits::new(CREDITS);
     loop {
+        // Read no more until the loop has room for this connection.
+        let Some(credit) = credits.take(CREDIT_PATIENCE) else {
+            let _ = stream.shutdown();
+            return Err(shadow_wire::Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the decision loop took none of this connection's messages",
+            )));
+        };
         let message = match shadow_wire::read_message(stream, &mut buf) {
             Ok(m) => m,
             Err(shadow_wire::Error::Closed) => return Ok(()),
@@ -358,10 +397,29 @@ fn messages(
                 return Err(e);
             }
         }
-        if events.send(Event::Message { conn, message }).is_err() {
+        if events
+            .send(Event::Message {
+                conn,
+                message,
+                credit,
+            })
+            .is_err()
+        {
             return Ok(());
         }
     }
+}
+
+/// Tells a peer over the connection limit to come back later, without
+/// waiting on it.
+fn busy(mut stream: Stream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let failure = Failure {
+        code: Code::Busy,
+        message: "the orchestrator is at its connection limit; retry later".into(),
+    };
+    let _ = shadow_wire::write_message(&mut stream, &Message::Error(failure), Compression::Off);
+    let _ = stream.shutdown();
 }
 
 /// A thread that writes queued frames to the peer; a failed or slow write
@@ -383,5 +441,9 @@ fn spawn_writer(conn: u64, mut stream: Stream) -> io::Result<Outbox> {
     Ok(Outbox(tx))
 }
 
+mod limits;
 #[cfg(test)]
 mod tests;
+
+pub use limits::Credit;
+use limits::{Credits, Deadline, Slots};

@@ -92,3 +92,119 @@ fn unknown_keys_wrong_keys_and_no_keys_are_refused_with_a_code() {
     }
     assert!(connected(&events).is_none(), "nobody got through");
 }
+
+#[test]
+fn a_handshake_trickled_a_byte_at_a_time_is_cut_at_the_deadline() {
+    let (_server, events, addr) = server();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let frame =
+        shadow_wire::encode(&Message::Hello(hello("vm-1", "vm-1")), Compression::Off).unwrap();
+    let start = Instant::now();
+    let mut closed_after = None;
+    // One byte every 400 ms: each read is well within any per-read
+    // timeout, and the 24-byte Hello would take ~10 s.
+    for byte in frame.iter().cycle().take(60) {
+        use std::io::Write as _;
+        if s.write_all(&[*byte]).is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let closed_after = closed_after.expect("the orchestrator never closed the trickle");
+    assert!(
+        closed_after < HANDSHAKE + Duration::from_secs(2),
+        "closed after {closed_after:?}"
+    );
+    assert!(connected(&events).is_none());
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused_as_busy() {
+    let (_server, _events, addr) = server();
+    let idle: Vec<TcpStream> = (0..TCP_CONNS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // Let the listener take them all (they are idle: no Hello yet).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = dial(addr);
+    match shadow_wire::read_message(&mut s, &mut Vec::new()) {
+        Ok(Message::Error(f)) => assert_eq!(f.code, Code::Busy),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    drop(idle);
+}
+
+/// A Unix-socket server and a connected local agent.
+fn local(name: &str) -> (Server, Receiver<Event>, std::path::PathBuf) {
+    let path =
+        std::env::temp_dir().join(format!("shadow-server-{name}-{}.sock", std::process::id()));
+    let (server, events) = Server::new("orchestrator");
+    server.listen_unix(&path).unwrap();
+    (server, events, path)
+}
+
+fn usage_message(path: &str) -> Message {
+    Message::Usage(shadow_wire::UsageBatch {
+        at_ms: 1,
+        interval_ms: 100,
+        components: vec![shadow_wire::Component {
+            path: path.into(),
+            id: 1,
+        }],
+        usage: vec![shadow_wire::Usage {
+            component: 0,
+            resource: shadow_wire::Resource::Cpu,
+            value: 1.0,
+        }],
+    })
+}
+
+#[test]
+fn a_flooding_peer_holds_back_only_itself() {
+    use shadow_wire::transport::Target;
+    let (_server, events, path) = local("flood");
+    let open = |name: &str| {
+        let mut s = Stream::connect(&Target::Unix(path.clone()), Duration::from_secs(2)).unwrap();
+        shadow_wire::connect(&mut s, hello(name, "")).unwrap();
+        s
+    };
+    let mut good = open("good");
+    let mut flooder = open("flooder");
+    let flood = std::thread::spawn(move || {
+        while shadow_wire::write_message(&mut flooder, &usage_message("/flood"), Compression::Off)
+            .is_ok()
+        {}
+    });
+    // A slow decision loop: the flood fills whatever queue it may.
+    let mut conns = HashMap::new();
+    let mut flooded = 0;
+    while flooded < 50 {
+        match events.recv_timeout(Duration::from_secs(5)).expect("events") {
+            Event::Connected { conn, hello, .. } => {
+                conns.insert(conn, hello.host);
+            }
+            Event::Message { .. } => flooded += 1,
+            Event::Closed { .. } => {}
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    shadow_wire::write_message(&mut good, &usage_message("/good"), Compression::Off).unwrap();
+    let mut ahead = 0;
+    loop {
+        match events.recv_timeout(Duration::from_secs(5)).expect("events") {
+            Event::Message { conn, .. } if conns[&conn] == "good" => break,
+            Event::Message { .. } => ahead += 1,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        ahead <= 2 * CREDITS,
+        "{ahead} flood messages went ahead of the good agent's"
+    );
+    drop(events);
+    drop(good);
+    let _ = std::fs::remove_file(&path);
+    drop(flood);
+}
