@@ -162,7 +162,7 @@ impl Pipeline {
             let hints = if settings.no_hints {
                 None
             } else {
-                start_hints(settings, &v2_root, capacity)
+                start_hints(settings, &v2_root, capacity)?
             };
             (Some(shadows), hints)
         } else {
@@ -399,12 +399,14 @@ impl Pipeline {
     }
 }
 
-/// Opens the hint socket; observation goes on without it if it cannot.
+/// Opens the hint socket; observation goes on without it if it cannot,
+/// unless it cannot be what the configuration asks (its group): then the
+/// agent refuses to start, rather than lose every hint quietly.
 fn start_hints(
     settings: &Settings,
     v2_root: &Path,
     capacity: hint::Amounts,
-) -> Option<(hint::server::Server, Arc<Mutex<Ledger>>)> {
+) -> anyhow::Result<Option<(hint::server::Server, Arc<Mutex<Ledger>>)>> {
     let limits = hint::ClientLimits::new(capacity);
     let ledger = Arc::new(Mutex::new(Ledger::new(limits)));
     let config = hint::server::Config {
@@ -415,10 +417,13 @@ fn start_hints(
         scope: settings.cgroup.clone(),
     };
     match hint::server::Server::start(config, Arc::clone(&ledger)) {
-        Ok(server) => Some((server, ledger)),
+        Ok(server) => Ok(Some((server, ledger))),
+        Err(e) if e.is_configuration() => {
+            Err(anyhow::Error::new(e).context("setting up the hint socket (hint_group)"))
+        }
         Err(e) => {
             tracing::warn!(cause = %e, "no hint socket; observing without hints");
-            None
+            Ok(None)
         }
     }
 }
