@@ -108,6 +108,8 @@ impl ObserveArgs {
                 .orchestrator
                 .clone()
                 .or_else(|| file.orchestrator.clone()),
+            key_file: file.key_file.clone(),
+            key_name: file.key_name.clone(),
             hint_socket: self
                 .hint_socket
                 .clone()

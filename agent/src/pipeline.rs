@@ -21,13 +21,13 @@ use crate::{
     probes::{Options, Probes, Status},
     reservations::Reservations,
     shadow::{CpuForecast, Observation, Shadows},
-    transmit::Transmitter,
+    transmit::{AgentKey, Transmitter},
 };
 use shadow_common::host::unix_now;
 use shadow_common::mounts::Mounts;
 use shadow_forecast::MAX_HORIZON;
 use shadow_wire::Resource;
-use shadow_wire::transport::Target;
+use shadow_wire::{auth::Key, transport::Target};
 
 /// What the pipeline does, whatever asked for it (command-line flags today,
 /// a configuration file later).
@@ -45,6 +45,10 @@ pub struct Settings {
     pub quantile: f64,
     /// The orchestrator to report to (Unix socket path or `tcp:HOST:PORT`).
     pub orchestrator: Option<String>,
+    /// This agent's key file, proved to an orchestrator that asks.
+    pub key_file: Option<PathBuf>,
+    /// The name of that key (default: the host name).
+    pub key_name: Option<String>,
     /// Where to listen for hints (when forecasting).
     pub hint_socket: PathBuf,
     /// Group that owns the hint socket.
@@ -105,6 +109,19 @@ pub struct Pipeline {
     probes: Probes,
 }
 
+/// The key `settings` name, loaded and checked (mode, owner, format).
+fn agent_key(settings: &Settings) -> anyhow::Result<Option<AgentKey>> {
+    let Some(file) = &settings.key_file else {
+        return Ok(None);
+    };
+    let key = Key::load(file).context("loading the agent's key ([agent] key_file)")?;
+    let name = settings
+        .key_name
+        .clone()
+        .unwrap_or_else(shadow_common::host::hostname);
+    Ok(Some(AgentKey { name, key }))
+}
+
 impl Pipeline {
     /// Attaches the probes and starts the collector, forecasters, hint
     /// socket and transmitter that `settings` ask for. Prints nothing: the
@@ -126,10 +143,11 @@ impl Pipeline {
         let map = CounterMap::new(counters, pending)?;
         let mut collector = Collector::new(map, Index::new(v2_root.clone()), settings.rescan_every);
         collector.walk_in_background(settings.interval);
+        let key = agent_key(settings)?;
         let transmitter = settings
             .orchestrator
             .as_deref()
-            .map(|t| Transmitter::new(Target::parse(t), settings.interval));
+            .map(|t| Transmitter::new(Target::parse(t), settings.interval, key));
         let horizon = if transmitter.is_some() {
             MAX_HORIZON
         } else {
@@ -144,7 +162,7 @@ impl Pipeline {
             let hints = if settings.no_hints {
                 None
             } else {
-                start_hints(settings, &v2_root, capacity)
+                start_hints(settings, &v2_root, capacity)?
             };
             (Some(shadows), hints)
         } else {
@@ -311,7 +329,8 @@ impl Pipeline {
         match (&old.orchestrator, &new.orchestrator) {
             (Some(a), Some(b)) if a != b => {
                 tracing::info!(orchestrator = %b, was = %a, "reporting to another orchestrator from now on");
-                self.transmitter = Some(Transmitter::new(Target::parse(b), old.interval));
+                let key = self.transmitter.as_ref().and_then(Transmitter::key);
+                self.transmitter = Some(Transmitter::new(Target::parse(b), old.interval, key));
                 self.reservations.clear();
                 self.settings.orchestrator = Some(b.clone());
             }
@@ -380,12 +399,14 @@ impl Pipeline {
     }
 }
 
-/// Opens the hint socket; observation goes on without it if it cannot.
+/// Opens the hint socket; observation goes on without it if it cannot,
+/// unless it cannot be what the configuration asks (its group): then the
+/// agent refuses to start, rather than lose every hint quietly.
 fn start_hints(
     settings: &Settings,
     v2_root: &Path,
     capacity: hint::Amounts,
-) -> Option<(hint::server::Server, Arc<Mutex<Ledger>>)> {
+) -> anyhow::Result<Option<(hint::server::Server, Arc<Mutex<Ledger>>)>> {
     let limits = hint::ClientLimits::new(capacity);
     let ledger = Arc::new(Mutex::new(Ledger::new(limits)));
     let config = hint::server::Config {
@@ -396,10 +417,13 @@ fn start_hints(
         scope: settings.cgroup.clone(),
     };
     match hint::server::Server::start(config, Arc::clone(&ledger)) {
-        Ok(server) => Some((server, ledger)),
+        Ok(server) => Ok(Some((server, ledger))),
+        Err(e) if e.is_configuration() => {
+            Err(anyhow::Error::new(e).context("setting up the hint socket (hint_group)"))
+        }
         Err(e) => {
             tracing::warn!(cause = %e, "no hint socket; observing without hints");
-            None
+            Ok(None)
         }
     }
 }

@@ -18,6 +18,7 @@ use std::{
 use shadow_wire::{
     Component, Compression, Hello, Message, Prediction, PredictionBatch, ReservationBatch, Usage,
     UsageBatch,
+    auth::Key,
     transport::{Stream, Target},
 };
 
@@ -29,10 +30,20 @@ const RETRY: Duration = Duration::from_secs(3);
 /// is not there or not reading; the tick goes on without it.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A key to prove this agent's identity with, and its name.
+#[derive(Clone, Debug)]
+pub struct AgentKey {
+    /// The name the orchestrator knows it by.
+    pub name: String,
+    /// The key.
+    pub key: Key,
+}
+
 /// The agent's side of the virtual interface.
 pub struct Transmitter {
     target: Target,
     hello: Hello,
+    key: Option<AgentKey>,
     conn: Option<Stream>,
     retry_at: Instant,
     /// Send every forecast on the next tick (after a (re)connection).
@@ -54,8 +65,9 @@ pub struct Sent {
 }
 
 impl Transmitter {
-    /// A transmitter to `target`; it connects on the first tick.
-    pub fn new(target: Target, tick: Duration) -> Self {
+    /// A transmitter to `target`, proving its identity with `key` if the
+    /// orchestrator asks; it connects on the first tick.
+    pub fn new(target: Target, tick: Duration, key: Option<AgentKey>) -> Self {
         let host = shadow_common::host::hostname();
         let (to_receive, received) = mpsc::channel();
         Self {
@@ -65,7 +77,9 @@ impl Transmitter {
                 host,
                 agent: format!("shadow-agent/{}", std::process::id()),
                 tick_ms: u32::try_from(tick.as_millis()).unwrap_or(u32::MAX).max(1),
+                key: key.as_ref().map(|k| k.name.clone()).unwrap_or_default(),
             },
+            key,
             conn: None,
             retry_at: Instant::now(),
             resend_all: true,
@@ -78,6 +92,11 @@ impl Transmitter {
     /// The reservation batches received since the last call, oldest first.
     pub fn received(&self) -> impl Iterator<Item = ReservationBatch> + '_ {
         self.received.try_iter()
+    }
+
+    /// The key it proves its identity with.
+    pub fn key(&self) -> Option<AgentKey> {
+        self.key.clone()
     }
 
     /// Whether the orchestrator is connected.
@@ -176,7 +195,11 @@ impl Transmitter {
 
     fn open(&self) -> Result<Stream, shadow_wire::Error> {
         let mut conn = Stream::connect(&self.target, TIMEOUT)?;
-        shadow_wire::connect(&mut conn, self.hello.clone())?;
+        shadow_wire::connect_with(
+            &mut conn,
+            self.hello.clone(),
+            self.key.as_ref().map(|k| &k.key),
+        )?;
         let mut reader = conn.try_clone()?;
         reader.set_read_timeout(None)?;
         let to = self.to_receive.clone();
@@ -378,7 +401,7 @@ mod tests {
             shadow_wire::write_message(&mut conn, &reply, Compression::Off).unwrap();
             conn
         });
-        let mut t = Transmitter::new(Target::Unix(path.clone()), Duration::from_secs(1));
+        let mut t = Transmitter::new(Target::Unix(path.clone()), Duration::from_secs(1), None);
         t.tick(1, &[], &[], 0.95, 30.0);
         assert!(t.is_connected());
         let _conn = orchestrator.join().unwrap();

@@ -152,6 +152,7 @@ fn ingest_rate(compression: Compression) -> (f64, f64) {
             host: "bench".into(),
             agent: "bench".into(),
             tick_ms: 1000,
+            key: String::new(),
         };
         shadow_wire::connect(&mut s, hello).unwrap();
         for _ in 0..rounds {

@@ -28,6 +28,13 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     /// TCP address for remote agents (off unless set), e.g. "0.0.0.0:7370".
     pub tcp: Option<String>,
+    /// Accept TCP agents without authentication: only where every host
+    /// that can reach the port is trusted. Without it, a `tcp` listener
+    /// with no `[[peer]]` refuses to start.
+    pub insecure_tcp: Option<bool>,
+    /// The remote agents that may connect over TCP, each with its key.
+    #[serde(default)]
+    pub peer: Vec<PeerKey>,
     /// Directory of the journal.
     pub state_dir: Option<PathBuf>,
     /// Address of the Prometheus endpoint (off unless set), e.g.
@@ -56,6 +63,40 @@ pub struct Config {
     /// The agent's table (`shadow_common::config`).
     #[serde(default)]
     pub agent: AgentConfig,
+}
+
+/// A remote agent allowed over TCP: it proves it holds the key in
+/// `key_file`, and its reservations are kept under `name`, whatever host
+/// name its Hello claims.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerKey {
+    /// The agent's identity (its `[agent] key_name`).
+    pub name: PeerName,
+    /// File holding the key as hex, mode 0600 or 0400, owned by root.
+    pub key_file: PathBuf,
+}
+
+/// A peer's name: 1 to 253 letters, digits, '.', '_' or '-'.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PeerName(pub String);
+
+impl TryFrom<String> for PeerName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let ok = (1..=253).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if ok {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "{name:?}: a peer name is 1 to 253 letters, digits, '.', '_' or '-' (e.g. \"vm-12\")"
+            ))
+        }
+    }
 }
 
 /// Ticks a lower want must last before a reservation is lowered.
@@ -244,6 +285,12 @@ impl Config {
         if self.tcp != new.tcp {
             keys.push("tcp");
         }
+        if self.insecure_tcp != new.insecure_tcp {
+            keys.push("insecure_tcp");
+        }
+        if self.peer != new.peer {
+            keys.push("peer");
+        }
         if self.state_dir != new.state_dir {
             keys.push("state_dir");
         }
@@ -257,6 +304,15 @@ impl Config {
     pub fn rule_for(&self, path: &str) -> Option<&Rule> {
         self.manage.iter().find(|r| glob_match(&r.cgroup.0, path))
     }
+}
+
+/// The `state_dir` the file at `path` names, read leniently (any valid
+/// TOML with a string `state_dir` at the top): where to restore from when
+/// the file as a whole does not load.
+pub fn salvage_state_dir(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    table.get("state_dir")?.as_str().map(PathBuf::from)
 }
 
 /// Matches a cgroup path against a pattern: `*` matches within one path
@@ -401,6 +457,19 @@ mod tests {
         let new = parse("socket = \"/b\"\ntick = \"2s\"\nmetrics = \"127.0.0.1:1\"\n").unwrap();
         assert_eq!(old.restart_only_changes(&new), vec!["socket", "metrics"]);
         assert!(old.restart_only_changes(&old).is_empty());
+    }
+
+    #[test]
+    fn the_state_dir_is_salvaged_from_a_file_the_schema_refuses() {
+        let dir = std::env::temp_dir().join(format!("shadow-salvage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("shadow.toml");
+        std::fs::write(&file, "state_dir = \"/x/state\"\nbogus = 1\n").unwrap();
+        assert!(Config::load(&file).is_err());
+        assert_eq!(salvage_state_dir(&file), Some(PathBuf::from("/x/state")));
+        std::fs::write(&file, "state_dir = \"/x\"\n[[manage]\n").unwrap();
+        assert_eq!(salvage_state_dir(&file), None, "not TOML at all");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use shadow_common::{config::DurationAtLeast, host::unix_ms, stop};
 use shadow_orchestrator::{
-    actuator::{Layout, Mode},
+    actuator::{Actuator, Guardrails, Layout, Mode, journal::DEFAULT_STATE_DIR},
     config::{self, Config},
     daemon::{Control, Daemon, Options, log_restore, open_actuator},
     engine::Cycle,
@@ -105,7 +105,10 @@ fn main() -> ExitCode {
     } else if cli.check_config {
         check_config(&cli)
     } else {
-        load(&cli).and_then(|(config, path)| run(&cli, config, path))
+        match load(&cli) {
+            Ok((config, path)) => run(&cli, config, path),
+            Err(e) => restore_despite(&cli, e),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +143,41 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>)> {
         config.tick = Some(t);
     }
     Ok((config, path))
+}
+
+/// The configuration does not load. Putting back what a crashed run left
+/// needs only the state directory, so do that anyway: `--restore` is then
+/// done, and a start refuses with the configuration's error (a service
+/// manager that restarts it on failure does not leave knobs raised).
+fn restore_despite(cli: &Cli, error: anyhow::Error) -> anyhow::Result<()> {
+    let salvaged =
+        config::choose(cli.config.as_deref()).and_then(|p| config::salvage_state_dir(&p));
+    let (dir, from) = match (&cli.state_dir, salvaged) {
+        (Some(dir), _) => (dir.clone(), "--state-dir"),
+        (None, Some(dir)) => (dir, "the file's state_dir"),
+        (None, None) => (PathBuf::from(DEFAULT_STATE_DIR), "the default"),
+    };
+    tracing::warn!(
+        state_dir = %dir.display(),
+        "the configuration does not load; restoring what a crashed run left in {} ({from}) anyway, with default guardrails: {error:#}",
+        dir.display()
+    );
+    let mode = if cli.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Write
+    };
+    let layout = Layout::from_system().context("finding the cgroup mounts")?;
+    let (_, restored) = Actuator::open(layout, &dir, mode, Guardrails::default())
+        .with_context(|| format!("restoring from {}", dir.display()))?;
+    log_restore("after a crash", &restored);
+    if cli.restore {
+        return Ok(());
+    }
+    Err(error.context(format!(
+        "refusing to start (what a crashed run left in {} was put back)",
+        dir.display()
+    )))
 }
 
 /// `--check-config`.

@@ -23,6 +23,7 @@ fn hello(version: u16) -> Hello {
         host: "test".into(),
         agent: "wire-test".into(),
         tick_ms: 200,
+        key: String::new(),
     }
 }
 
@@ -185,17 +186,34 @@ fn bad_peers_are_refused_while_a_good_agent_is_served() {
     assert!(status.success(), "{status}");
 }
 
-/// A remote agent (a guest VM) reports over TCP: the same frames, and its
-/// components get recommendations, never writes (they are not this
-/// host's cgroups).
+/// A remote agent (a guest VM) proves its key and reports over TCP: the
+/// same frames, and its components get recommendations, never writes (they
+/// are not this host's cgroups).
 #[test]
 fn remote_agent_over_tcp() {
     require_root();
     let dir = TempDir::new("wire-tcp");
+    let key = "5a".repeat(32);
+    let key_file = dir.0.join("guest-1.key");
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let cfg = dir.0.join("shadow.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[peer]]\nname = \"guest-1\"\nkey_file = \"{}\"\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
     let o = Orchestrator::start(
         &dir.0.join("o.sock"),
         &dir.0.join("state"),
-        &["--tcp", "127.0.0.1:0"],
+        &["--config", cfg.to_str().unwrap(), "--tcp", "127.0.0.1:0"],
     );
     let log = o.stderr();
     let addr = log
@@ -207,8 +225,10 @@ fn remote_agent_over_tcp() {
     let mut s = std::net::TcpStream::connect(&addr).expect("connect over TCP");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut h = hello(shadow_wire::VERSION);
-    h.host = "guest-1".into();
-    shadow_wire::connect(&mut s, h).expect("handshake over TCP");
+    h.host = "guest-1-claims-this".into();
+    h.key = "guest-1".into();
+    let key = shadow_wire::auth::Key::from_hex(&key, "test").unwrap();
+    shadow_wire::connect_with(&mut s, h, Some(&key)).expect("handshake over TCP");
     report(&mut s, "/", 2.0);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = Vec::new();
@@ -226,5 +246,9 @@ fn remote_agent_over_tcp() {
             break;
         }
     }
-    assert!(o.stderr().contains("guest-1"), "{}", o.stderr());
+    assert!(
+        o.stderr().contains("Key(\"guest-1\")"),
+        "known by its key's name:\n{}",
+        o.stderr()
+    );
 }

@@ -94,6 +94,12 @@ pub struct AgentConfig {
     pub quantile: Option<Quantile>,
     /// The orchestrator to report to: a Unix socket path or "tcp:HOST:PORT".
     pub orchestrator: Option<String>,
+    /// File holding this agent's key (hex, mode 0600/0400, owned by root),
+    /// proved to an orchestrator that asks (remote agents over TCP).
+    pub key_file: Option<PathBuf>,
+    /// The name the orchestrator knows that key by (its `[[peer]] name`);
+    /// default: this host's name.
+    pub key_name: Option<String>,
     /// Unix socket applications send hints to.
     pub hint_socket: Option<PathBuf>,
     /// Group owning the hint socket (its members may hint).

@@ -60,6 +60,30 @@ pub enum Error {
     /// `--hint-group` names no group on this host.
     #[error("no group named {0:?}")]
     Group(String),
+    /// The socket could not be given to `--hint-group`: its members could
+    /// not hint.
+    #[error(
+        "cannot give the hint socket {path} to group {group:?}: {source}; as root without CAP_CHOWN (a service's CapabilityBoundingSet=) only the agent's own groups can be set: grant CAP_CHOWN (dist/shadow-agent.service does) or unset hint_group"
+    )]
+    Chown {
+        /// The socket path.
+        path: PathBuf,
+        /// The group asked for.
+        group: String,
+        /// Why (EPERM without CAP_CHOWN).
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// True when the hint socket cannot be what the configuration asks
+    /// (its group): the agent refuses to start rather than drop hints
+    /// silently. Otherwise (another agent holds the socket) it observes
+    /// without hints.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Error::Group(_) | Error::Chown { .. })
+    }
 }
 
 /// State shared by the connections.
@@ -111,16 +135,20 @@ impl Drop for Server {
 /// Binds (replacing only a stale socket) with mode 0660, then gives the
 /// socket to `group`. A group that cannot be set is an error, not a socket
 /// its members silently cannot reach.
-fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Error> {
+pub(super) fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Error> {
     let gid = group
         .map(|g| gid_of(g).ok_or_else(|| Error::Group(g.to_owned())))
         .transpose()?;
     let listener = bind_unix(path, 0o660)?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| Error::Socket {
+    if let (Some(gid), Some(group)) = (gid, group)
+        && let Err(source) = std::os::unix::fs::chown(path, None, Some(gid))
+    {
+        let _ = std::fs::remove_file(path);
+        return Err(Error::Chown {
             path: path.to_owned(),
+            group: group.to_owned(),
             source,
-        })?;
+        });
     }
     Ok(listener)
 }

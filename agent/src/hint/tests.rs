@@ -239,3 +239,47 @@ fn cancelling_before_the_window_drops_and_within_it_truncates() {
     assert!(ledger.trust("/a") < INITIAL_TRUST);
     assert_eq!(ledger.cancel(99, 0.0).unwrap_err().code, Code::NotFound);
 }
+
+/// What the shipped unit does to root: no CAP_CHOWN in the bounding set.
+/// Then the socket cannot be given to a group root is not in, and the
+/// error says so and is one the agent refuses to start on.
+#[test]
+fn without_cap_chown_a_hint_group_is_a_loud_configuration_error() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: chown to another group fails anyway; checked as root only");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("shadow-hint-chown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-chown", "--inh-caps=-chown"])
+        .arg(exe)
+        .args([
+            "hint::tests::bind_without_cap_chown_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SHADOW_TEST_CHILD_DIR", &dir)
+        .output()
+        .expect("setpriv (util-linux) runs the child");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run without CAP_CHOWN by without_cap_chown_a_hint_group_is_a_loud_configuration_error"]
+fn bind_without_cap_chown_child() {
+    let Some(dir) = std::env::var_os("SHADOW_TEST_CHILD_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join("hint.sock");
+    let err = super::server::bind(&path, Some("65534")).unwrap_err();
+    assert!(err.is_configuration(), "{err}");
+    assert!(err.to_string().contains("CAP_CHOWN"), "{err}");
+    assert!(!path.exists(), "no socket left that its group cannot reach");
+}

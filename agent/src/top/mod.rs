@@ -71,6 +71,8 @@ impl TopArgs {
             forecast: true,
             quantile: self.quantile.0,
             orchestrator: self.orchestrator.clone(),
+            key_file: None,
+            key_name: None,
             hint_socket: self.hint_socket.clone(),
             hint_group: None,
             no_hints: !self.hints,

@@ -11,10 +11,13 @@
 //! - `frame.rs`: framing, compression, limits, reading and writing.
 //! - `bounded.rs`: list limits applied while decoding (memory bounds).
 //! - `validate.rs`: checks a decoded message's contents.
-//! - `handshake.rs`: the version handshake on both sides.
+//! - `handshake.rs`: the version handshake on both sides, with the
+//!   challenge and response of remote agents.
+//! - [`auth`]: keys, HMAC proofs, nonces.
 //! - [`transport`]: Unix and TCP streams as one type, connecting with a
 //!   deadline, binding a Unix socket safely.
 
+pub mod auth;
 mod bounded;
 mod frame;
 mod handshake;
@@ -25,12 +28,12 @@ pub mod transport;
 mod validate;
 
 pub use frame::{Compression, decode_body, encode, read_message, write_message};
-pub use handshake::{accept, connect, refuse};
+pub use handshake::{Accepted, Require, accept, accept_with, connect, connect_with, refuse};
 pub use message::*;
 pub use validate::Invalid;
 
 /// Protocol version spoken by this build.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Largest frame body (flags byte + payload) accepted on the wire, in bytes.
 pub const MAX_FRAME: usize = 4 << 20;
@@ -112,6 +115,16 @@ pub enum Error {
         /// What came.
         got: &'static str,
     },
+    /// The peer did not prove it holds the key its Hello names (or named
+    /// none where one is required).
+    #[error("peer not authenticated (key {key:?}): unknown key or wrong proof")]
+    Unauthenticated {
+        /// The key name it claimed.
+        key: String,
+    },
+    /// The orchestrator asks for a key and this agent has none.
+    #[error("the orchestrator requires a key: set `key_file` in [agent] (docs/protocol.md)")]
+    KeyRequired,
     /// The peer refused us and said why.
     #[error("peer refused ({code:?}): {message}")]
     Refused {
@@ -131,7 +144,9 @@ impl Error {
             | Error::Closed
             | Error::Truncated { .. }
             | Error::Refused { .. }
-            | Error::Compress(_) => None,
+            | Error::Compress(_)
+            | Error::KeyRequired => None,
+            Error::Unauthenticated { .. } => Some(Code::Unauthenticated),
             Error::FrameSize { .. } => Some(Code::TooLarge),
             Error::Incompatible { .. } => Some(Code::Incompatible),
             Error::Unexpected { .. } => Some(Code::Unexpected),
@@ -154,6 +169,8 @@ impl Message {
             Message::Usage(_) => "Usage",
             Message::Reservations(_) => "Reservations",
             Message::Error(_) => "Error",
+            Message::Challenge(_) => "Challenge",
+            Message::Proof(_) => "Proof",
         }
     }
 }

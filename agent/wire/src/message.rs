@@ -25,6 +25,25 @@ pub enum Message {
     /// Either way: the sender refuses something and says why; the
     /// connection is closed after it.
     Error(Failure),
+    /// Orchestrator → remote agent, after its `Hello`: prove you hold the
+    /// key `Hello.key` names ([`super::auth`]).
+    Challenge(Challenge),
+    /// Remote agent → orchestrator: the answer to a `Challenge`.
+    Proof(Proof),
+}
+
+/// A fresh random nonce the agent must sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// 32 random bytes.
+    pub nonce: [u8; super::auth::LEN],
+}
+
+/// HMAC-SHA256 over the challenge and the agent's Hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The MAC ([`super::auth::proof`]).
+    pub mac: [u8; super::auth::LEN],
 }
 
 /// Opens a connection. Its first field, `version`, keeps its place in every
@@ -39,6 +58,10 @@ pub struct Hello {
     pub agent: String,
     /// The agent's tick, in milliseconds: forecast steps are multiples of it.
     pub tick_ms: u32,
+    /// Name of the key the agent proves its identity with when the
+    /// orchestrator asks (remote agents); empty if it has none. When it is
+    /// proven, this name, not `host`, is the agent's identity.
+    pub key: String,
 }
 
 /// Accepts a connection.
@@ -223,6 +246,11 @@ pub enum Code {
     Unexpected,
     /// The receiver failed on its own side.
     Internal,
+    /// The peer did not prove who it is: unknown key name, wrong proof, or
+    /// no key where one is required.
+    Unauthenticated,
+    /// The receiver is at its limit of connections: try again later.
+    Busy,
 }
 
 /// A refusal, with a message for people.

@@ -16,6 +16,7 @@ impl Message {
             Message::Hello(h) => {
                 text("host", &h.host)?;
                 text("agent", &h.agent)?;
+                text("key", &h.key)?;
                 if h.tick_ms == 0 {
                     return Err(Invalid::Zero { field: "tick_ms" }.into());
                 }
@@ -29,6 +30,8 @@ impl Message {
                 b.reservations.iter().try_for_each(reservation)
             }
             Message::Error(f) => text("message", &f.message),
+            // Fixed-size byte arrays: nothing to bound.
+            Message::Challenge(_) | Message::Proof(_) => Ok(()),
         }
     }
 }

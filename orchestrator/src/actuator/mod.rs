@@ -285,6 +285,7 @@ impl Actuator {
                 knob,
                 path: path.clone(),
                 original: old_text.clone(),
+                id: journal::cgroup_id(&path),
             };
             if let Some(journal) = &mut self.journal {
                 journal.append(&entry)?;

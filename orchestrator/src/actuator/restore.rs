@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::journal::Original;
+use super::journal::{self, Original};
 use super::{Actuator, ActuatorError, Mode, cgroupfs};
 
 /// What a restore did.
@@ -20,6 +20,10 @@ pub struct RestoreReport {
     /// Entries naming a file outside the cgroup mounts or not the knob's
     /// file: never written, dropped from the journal.
     pub refused: Vec<Original>,
+    /// Entries for a cgroup that was removed and created again at the same
+    /// path since (another id): the original was the old cgroup's, so it is
+    /// not written; dropped from the journal with a warning.
+    pub stale: Vec<Original>,
     /// Dry run: what a real run would restore, left in the journal.
     pub pending: Vec<Original>,
     /// Journal lines that were torn or unreadable.
@@ -106,6 +110,15 @@ impl Actuator {
                 report.refused.push(entry);
                 continue;
             }
+            if let Some(id) = entry.id
+                && let Some(now) = journal::cgroup_id(path)
+                && now != id
+            {
+                tracing::warn!(cgroup = %entry.cgroup, knob = %entry.knob, journaled_id = id, id = now,
+                    "the cgroup was created again since its original was journaled; not restoring the old cgroup's value");
+                report.stale.push(entry);
+                continue;
+            }
             let old = current_text(path, &entry.cgroup);
             match cgroupfs::write(path, &entry.cgroup, &entry.original) {
                 Ok(()) => {
@@ -130,16 +143,18 @@ impl Actuator {
         }
         // Failures were collected last-first; keep them in journal order.
         report.failed.reverse();
-        if let Some(journal) = &mut self.journal {
-            journal.clear()?;
-            let failed = report.failed.iter().map(|f| &f.entry);
-            for entry in self.originals.iter().chain(failed) {
-                journal.append(entry)?;
-            }
-        }
         for failure in &report.failed {
             self.journaled.insert(failure.entry.path.clone());
             self.originals.push(failure.entry.clone());
+        }
+        if let Some(journal) = &mut self.journal
+            && let Err(e) = journal.replace(&self.originals)
+        {
+            // The old journal is still there, whole: it protects every knob
+            // still raised, plus some already restored, whose entries hold
+            // the value they have now. Safe; rewritten at the next restore.
+            tracing::warn!(journal = %journal.path().display(), cause = %e,
+                "cannot rewrite the journal after a restore; it keeps entries already restored");
         }
         Ok(report)
     }

@@ -17,7 +17,10 @@ use std::{
 };
 
 use shadow_common::host::{hostname, unix_ms};
-use shadow_wire::Message;
+use shadow_wire::{
+    Message,
+    auth::{Key, KeyError, Keys},
+};
 
 use crate::{
     actuator::{Actuator, ActuatorError, Layout, Mode, RestoreReport, journal::DEFAULT_STATE_DIR},
@@ -27,7 +30,7 @@ use crate::{
     config::{Config, DEFAULT_SOCKET},
     engine::{Cycle, Decision, Engine},
     metrics::{CgroupLabel, Metrics},
-    server::{Event, ListenError, Outbox, Server},
+    server::{Event, ListenError, Outbox, Server, TcpAuth},
 };
 
 /// Components nobody reported on for this long are forgotten.
@@ -51,6 +54,26 @@ pub enum DaemonError {
     /// A listener (Unix socket or TCP) could not be started.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// `tcp` is set but no `[[peer]]` key is, and `insecure_tcp` is not.
+    #[error(
+        "refusing to listen on TCP {addr} without authentication: add a [[peer]] with a key_file per remote agent, or set insecure_tcp = true if every host that can reach the port is trusted (docs/protocol.md)"
+    )]
+    TcpWithoutKeys {
+        /// The address asked for.
+        addr: String,
+    },
+    /// A peer's key could not be loaded.
+    #[error("[[peer]] {name}: {source}")]
+    Key {
+        /// The peer.
+        name: String,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// Two `[[peer]]` tables with one name.
+    #[error("[[peer]] {0} is configured twice")]
+    DuplicatePeer(String),
     /// The metrics endpoint could not be served.
     #[error("serving metrics on {addr}: {source}")]
     Metrics {
@@ -133,6 +156,35 @@ pub fn open_actuator(
         .map_err(|source| DaemonError::Journal { dir, source })
 }
 
+/// How TCP peers authenticate: the `[[peer]]` keys, loaded and checked;
+/// none only where the operator declared the network trusted.
+fn tcp_auth(config: &Config, addr: &str) -> Result<TcpAuth, DaemonError> {
+    if config.peer.is_empty() {
+        if config.insecure_tcp == Some(true) {
+            tracing::warn!(
+                address = addr,
+                "insecure_tcp: TCP agents are not authenticated; their host names are their own claims"
+            );
+            return Ok(TcpAuth::Insecure);
+        }
+        return Err(DaemonError::TcpWithoutKeys {
+            addr: addr.to_owned(),
+        });
+    }
+    let mut keys = Keys::new();
+    for peer in &config.peer {
+        let name = peer.name.0.clone();
+        let key = Key::load(&peer.key_file).map_err(|source| DaemonError::Key {
+            name: name.clone(),
+            source,
+        })?;
+        if keys.insert(name.clone(), key).is_some() {
+            return Err(DaemonError::DuplicatePeer(name));
+        }
+    }
+    Ok(TcpAuth::Keys(keys))
+}
+
 impl Daemon {
     /// Puts back what a crashed run left, then listens on the configured
     /// socket(s) and serves metrics if asked.
@@ -145,9 +197,14 @@ impl Daemon {
             .socket
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        // Checked before anything listens: a refusal leaves nothing behind.
+        let tcp = match &config.tcp {
+            Some(addr) => Some((addr, tcp_auth(&config, addr)?)),
+            None => None,
+        };
         server.listen_unix(&socket)?;
-        if let Some(addr) = &config.tcp {
-            let bound = server.listen_tcp(addr)?;
+        if let Some((addr, auth)) = tcp {
+            let bound = server.listen_tcp(addr, auth)?;
             tracing::info!(address = %bound, "listening for remote agents on tcp {bound}");
         }
         if config.manage.is_empty() {
@@ -327,20 +384,20 @@ impl Daemon {
             Event::Connected {
                 conn,
                 hello,
-                local,
+                identity,
                 outbox,
             } => {
                 tracing::info!(
                     agent = %hello.agent,
-                    host = %hello.host,
-                    local,
+                    claimed_host = %hello.host,
+                    identity = ?identity,
                     conn,
                     "agent connected"
                 );
-                let host = (!local).then(|| Arc::from(hello.host.as_str()));
+                let host = identity.host().map(Arc::from);
                 self.peers.insert(conn, Peer { host, outbox });
             }
-            Event::Message { conn, message } => {
+            Event::Message { conn, message, .. } => {
                 let Some(peer) = self.peers.get(&conn) else {
                     return;
                 };
@@ -367,8 +424,6 @@ impl Daemon {
                         host: peer.host,
                         conn,
                     });
-                } else {
-                    tracing::warn!(conn, %reason, "connection refused");
                 }
             }
         }
@@ -393,11 +448,12 @@ impl Daemon {
 
 /// Logs what a restore did.
 pub fn log_restore(when: &str, r: &RestoreReport) {
-    if !r.restored.is_empty() || !r.gone.is_empty() {
+    if !r.restored.is_empty() || !r.gone.is_empty() || !r.stale.is_empty() {
         tracing::info!(
             when,
             restored = r.restored.len(),
             gone = r.gone.len(),
+            recreated = r.stale.len(),
             "original knob values restored"
         );
     }

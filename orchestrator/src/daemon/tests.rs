@@ -60,6 +60,7 @@ fn agent(socket: PathBuf, reports: u32) -> thread::JoinHandle<()> {
             host: "test".into(),
             agent: "test-agent".into(),
             tick_ms: 100,
+            key: String::new(),
         };
         shadow_wire::connect(&mut s, hello).unwrap();
         let components = vec![Component {
@@ -140,4 +141,35 @@ fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
     );
     assert_eq!(fs::read_to_string(&weight_file).unwrap().trim(), "100");
     assert!(!tree.root.join("orchestrator.sock").exists());
+}
+
+#[test]
+fn a_tcp_listener_without_keys_refuses_to_start_unless_declared_insecure() {
+    let tree = FakeTree::new("daemon-tcp");
+    let options = || Options {
+        layout: tree.layout(),
+        mode: Mode::Write,
+        ticks: Some(0),
+    };
+    let mut c = config(&tree);
+    c.tcp = Some("127.0.0.1:0".into());
+    let err = Daemon::start(c.clone(), options()).err().expect("refused");
+    assert!(matches!(err, DaemonError::TcpWithoutKeys { .. }), "{err}");
+    assert!(err.to_string().contains("insecure_tcp = true"), "{err}");
+    // A listener lives as long as the process: the next start gets its own.
+    c.socket = Some(tree.root.join("second.sock"));
+    c.insecure_tcp = Some(true);
+    let daemon = Daemon::start(c.clone(), options()).expect("declared insecure");
+    drop(daemon);
+    c.socket = Some(tree.root.join("third.sock"));
+    // A peer whose key file others can read is refused too.
+    let key_file = tree.root.join("vm-1.key");
+    fs::write(&key_file, "00".repeat(32)).unwrap();
+    c.insecure_tcp = None;
+    c.peer = vec![crate::config::PeerKey {
+        name: crate::config::PeerName("vm-1".into()),
+        key_file,
+    }];
+    let err = Daemon::start(c, options()).err().expect("refused");
+    assert!(err.to_string().contains("chmod 0600"), "{err}");
 }

@@ -7,8 +7,10 @@ use std::thread;
 
 use super::samples;
 use crate::{
-    Code, Compression, Error, Hello, MAX_FRAME, Message, VERSION, Welcome, accept, connect,
-    read_message, refuse, write_message,
+    Accepted, Code, Compression, Error, Hello, MAX_FRAME, Message, Require, VERSION, Welcome,
+    accept, accept_with,
+    auth::{Key, Keys},
+    connect, connect_with, read_message, refuse, write_message,
 };
 
 fn hello(version: u16) -> Hello {
@@ -60,7 +62,10 @@ fn another_version_is_refused_on_both_sides() {
         Err(Error::Refused {
             code: Code::Incompatible,
             message,
-        }) => assert!(message.contains("version 2") && message.contains("speaks 1")),
+        }) => assert!(
+            message.contains(&format!("version {}", VERSION + 1))
+                && message.contains(&format!("speaks {VERSION}"))
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -159,7 +164,7 @@ fn agent_refuses_a_welcome_of_another_version() {
     fake.join().unwrap();
     assert!(matches!(
         connected,
-        Err(Error::Incompatible { theirs: 2, .. })
+        Err(Error::Incompatible { theirs, .. }) if theirs == VERSION + 1
     ));
 }
 
@@ -178,4 +183,90 @@ fn refuse_sends_a_reason_only_for_the_peers_faults() {
     refuse(&mut out, &Error::Closed);
     refuse(&mut out, &Error::Truncated { got: 1, want: 4 });
     assert!(out.is_empty());
+}
+
+/// The orchestrator requires a key: `accept_with` over one end, `peer` on
+/// the other.
+fn with_keys<T: Send + 'static>(
+    peer: impl FnOnce(&mut UnixStream) -> T + Send + 'static,
+) -> (Result<Accepted, Error>, T) {
+    let (mut ours, mut theirs) = UnixStream::pair().expect("socketpair");
+    let agent = thread::spawn(move || peer(&mut theirs));
+    let keys: Keys = [("vm-7".to_owned(), samples::key())].into();
+    let accepted = accept_with(&mut ours, "node-7", Require::Key(&keys));
+    drop(ours);
+    (accepted, agent.join().expect("peer thread"))
+}
+
+fn hello_with_key(key: &str) -> Hello {
+    Hello {
+        key: key.into(),
+        ..hello(VERSION)
+    }
+}
+
+#[test]
+fn a_peer_with_the_right_key_is_welcomed_under_the_keys_name() {
+    let (accepted, connected) = with_keys(|s| {
+        let hello = Hello {
+            host: "someone-else".into(),
+            ..hello_with_key("vm-7")
+        };
+        connect_with(s, hello, Some(&samples::key()))
+    });
+    let accepted = accepted.expect("accept");
+    assert_eq!(accepted.key.as_deref(), Some("vm-7"));
+    assert_eq!(accepted.hello.host, "someone-else", "the claim, kept apart");
+    connected.expect("connect");
+}
+
+#[test]
+fn wrong_unknown_or_missing_keys_are_refused_as_unauthenticated() {
+    let wrong = Key::from_hex(&"ab".repeat(32), "k").unwrap();
+    let cases: [(&str, Option<Key>); 3] = [
+        ("vm-7", Some(wrong.clone())),
+        ("vm-8", Some(samples::key())),
+        ("vm-7", None),
+    ];
+    for (name, key) in cases {
+        let has_key = key.is_some();
+        let (accepted, connected) =
+            with_keys(move |s| connect_with(s, hello_with_key(name), key.as_ref()));
+        assert!(
+            matches!(
+                &accepted,
+                Err(Error::Unauthenticated { .. }) | Err(Error::Closed)
+            ),
+            "{name}: {accepted:?}"
+        );
+        match connected {
+            Err(Error::Refused {
+                code: Code::Unauthenticated,
+                ..
+            }) => assert!(has_key),
+            Err(Error::KeyRequired) => assert!(!has_key),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_peer_that_answers_the_challenge_with_something_else_is_refused() {
+    let (accepted, code) = with_keys(|s| {
+        write_message(s, &Message::Hello(hello_with_key("vm-7")), Compression::Off).unwrap();
+        assert!(matches!(
+            read_message(s, &mut Vec::new()),
+            Ok(Message::Challenge(_))
+        ));
+        write_message(s, &samples::usage(), Compression::Off).unwrap();
+        refusal(s)
+    });
+    assert!(matches!(
+        accepted,
+        Err(Error::Unexpected {
+            expected: "Proof",
+            ..
+        })
+    ));
+    assert_eq!(code, Code::Unexpected);
 }

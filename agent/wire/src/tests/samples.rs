@@ -2,8 +2,9 @@
 //! the golden vectors and their hex in docs/protocol.md read cleanly.
 
 use crate::{
-    Code, Component, Failure, Hello, Message, Prediction, PredictionBatch, Reservation,
-    ReservationBatch, Resource, Source, Step, Usage, UsageBatch, Welcome,
+    Challenge, Code, Component, Failure, Hello, Message, Prediction, PredictionBatch, Proof,
+    Reservation, ReservationBatch, Resource, Source, Step, Usage, UsageBatch, Welcome,
+    auth::{self, Key},
 };
 
 /// 2026-01-01T00:00:00Z in milliseconds since the Unix epoch.
@@ -11,16 +12,43 @@ pub(super) const AT_MS: u64 = 1_767_225_600_000;
 
 pub(super) fn hello() -> Message {
     Message::Hello(Hello {
-        version: 1,
+        version: 2,
         host: "node-7".into(),
         agent: "shadow".into(),
         tick_ms: 1000,
+        key: "vm-7".into(),
+    })
+}
+
+/// The documented example key: bytes 0x00..=0x1f.
+pub(super) fn key() -> Key {
+    let hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
+    Key::from_hex(&hex, "sample").expect("sample key")
+}
+
+/// Nonce bytes 0x20..=0x3f.
+pub(super) fn challenge() -> Message {
+    let mut nonce = [0; auth::LEN];
+    for (i, b) in nonce.iter_mut().enumerate() {
+        *b = 0x20 + i as u8;
+    }
+    Message::Challenge(Challenge { nonce })
+}
+
+/// The proof of [`key`] for [`challenge`] after [`hello`].
+pub(super) fn proof() -> Message {
+    let Message::Challenge(c) = challenge() else {
+        unreachable!()
+    };
+    let frame = crate::encode(&hello(), crate::Compression::Off).expect("encode");
+    Message::Proof(Proof {
+        mac: auth::proof(&key(), &c.nonce, &frame[5..]),
     })
 }
 
 pub(super) fn welcome() -> Message {
     Message::Welcome(Welcome {
-        version: 1,
+        version: 2,
         orchestrator: "node-7".into(),
         max_frame: 4 << 20,
     })
@@ -118,7 +146,7 @@ pub(super) fn reservations() -> Message {
 pub(super) fn error() -> Message {
     Message::Error(Failure {
         code: Code::Incompatible,
-        message: "peer speaks protocol version 2, this build speaks 1".into(),
+        message: "peer speaks protocol version 3, this build speaks 2".into(),
     })
 }
 
@@ -172,5 +200,7 @@ pub(super) fn all() -> Vec<(&'static str, Message)> {
         ("usage", usage()),
         ("reservations", reservations()),
         ("error", error()),
+        ("challenge", challenge()),
+        ("proof", proof()),
     ]
 }

@@ -346,4 +346,5 @@ fn garbage_in_a_knob_file_is_a_parse_error_with_the_path() {
     assert!(err.to_string().contains("g/cpu.max"), "{err}");
 }
 
+pub(crate) mod child;
 mod restore;

@@ -16,7 +16,7 @@
 //! the highest want of those ticks.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -362,11 +362,21 @@ pub struct Record {
     pub optin: Optin,
 }
 
+/// Most components one host's agents may have in the book (the design's
+/// 10,000+ cgroups per host, with room): a remote peer cannot grow the
+/// orchestrator's memory without bound by naming ever new paths.
+pub const MAX_COMPONENTS_PER_HOST: usize = 16_384;
+
 /// Every component.
 #[derive(Default)]
 pub struct Book {
     /// Per component, its tracks.
     pub components: HashMap<Key, Record>,
+    /// Components per host key, kept with `components`.
+    per_host: HashMap<Option<Arc<str>>, usize>,
+    /// Hosts told (in the log) that they are at the cap, until an expiry
+    /// makes room.
+    at_cap: HashSet<Option<Arc<str>>>,
 }
 
 /// Index of a resource in a component's tracks.
@@ -396,8 +406,11 @@ impl Book {
             let Some(c) = b.components.get(p.component as usize) else {
                 continue;
             };
-            let track = &mut self.entry(&sender.host, &c.path).tracks[slot(p.resource)];
-            track.forecast = Some(Held::new(p, b.step_ms, sender.conn, now));
+            let Some(record) = self.entry(&sender.host, &c.path) else {
+                continue;
+            };
+            record.tracks[slot(p.resource)].forecast =
+                Some(Held::new(p, b.step_ms, sender.conn, now));
         }
     }
 
@@ -423,23 +436,42 @@ impl Book {
             let Some(c) = b.components.get(u.component as usize) else {
                 continue;
             };
-            self.entry(host, &c.path).tracks[slot(u.resource)].observe(u.value, now);
+            if let Some(record) = self.entry(host, &c.path) {
+                record.tracks[slot(u.resource)].observe(u.value, now);
+            }
         }
     }
 
-    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> &mut Record {
+    /// The record of `path` on `host`, made if new, unless `host` is at
+    /// [`MAX_COMPONENTS_PER_HOST`] (then None, and one warning per host).
+    fn entry(&mut self, host: &Option<Arc<str>>, path: &str) -> Option<&mut Record> {
         let key = Key {
             host: host.clone(),
             path: path.to_owned(),
         };
-        self.components.entry(key).or_default()
+        if !self.components.contains_key(&key) {
+            let count = self.per_host.entry(host.clone()).or_default();
+            if *count >= MAX_COMPONENTS_PER_HOST {
+                if self.at_cap.insert(host.clone()) {
+                    tracing::warn!(
+                        host = host.as_deref().unwrap_or("local"),
+                        cap = MAX_COMPONENTS_PER_HOST,
+                        "a host's agents named more components than the cap; new ones are ignored until old ones expire"
+                    );
+                }
+                return None;
+            }
+            *count += 1;
+        }
+        Some(self.components.entry(key).or_default())
     }
 
     /// Forgets components whose agent has said nothing for `idle`
     /// (removed cgroups, departed agents).
     pub fn expire(&mut self, now: Instant, idle: Duration) {
-        self.components.retain(|_, entry| {
-            entry.tracks.iter().any(|t| {
+        let per_host = &mut self.per_host;
+        self.components.retain(|key, entry| {
+            let live = entry.tracks.iter().any(|t| {
                 let last = t
                     .usage
                     .map(|u| u.1)
@@ -447,174 +479,21 @@ impl Book {
                     .chain(t.forecast.map(|f| f.received));
                 last.into_iter()
                     .any(|at| now.saturating_duration_since(at) < idle)
-            })
+            });
+            if !live && let Some(n) = per_host.get_mut(&key.host) {
+                *n = n.saturating_sub(1);
+            }
+            live
+        });
+        self.per_host.retain(|_, n| *n > 0);
+        let per_host = &self.per_host;
+        self.at_cap.retain(|h| {
+            per_host
+                .get(h)
+                .is_some_and(|&n| n >= MAX_COMPONENTS_PER_HOST)
         });
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use shadow_wire::{Component, Prediction, PredictionBatch, Step};
-
-    fn batch(upper: f32, next_report_ms: u32) -> PredictionBatch {
-        PredictionBatch {
-            at_ms: 0,
-            step_ms: 1000,
-            components: vec![Component {
-                path: "/a".into(),
-                id: 1,
-            }],
-            predictions: vec![Prediction {
-                component: 0,
-                resource: Resource::Cpu,
-                source: Source::Model,
-                quantile: 0.95,
-                volatility: 0.1,
-                last: 1.0,
-                next_report_ms,
-                steps: (1..=6)
-                    .map(|a| Step {
-                        ahead: a,
-                        point: 1.0,
-                        upper: upper + f32::from(a) * 0.1,
-                    })
-                    .collect(),
-            }],
-        }
-    }
-
-    const LOCAL: Sender = Sender {
-        host: None,
-        conn: 1,
-    };
-
-    fn key() -> Key {
-        Key {
-            host: None,
-            path: "/a".into(),
-        }
-    }
-
-    #[test]
-    fn holds_forecast_and_looks_ahead() {
-        let t0 = Instant::now();
-        let mut book = Book::default();
-        book.predictions(&LOCAL, &batch(2.0, 5000), t0);
-        let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
-        let mut at = |t: Instant| {
-            track.observe(0.5, t);
-            track.wanted(t, 3)
-        };
-        // Lead 3 just after arrival: horizons 1..=3 → max upper 2.3.
-        assert!((at(t0).unwrap() - 2.3).abs() < 1e-6);
-        // Two steps later the held horizons shift: 3..=5 (2.5).
-        assert!((at(t0 + Duration::from_secs(2)).unwrap() - 2.5).abs() < 1e-6);
-        // Past the last horizon the last one is held.
-        assert!((at(t0 + Duration::from_secs(5)).unwrap() - 2.6).abs() < 1e-6);
-        // Past its promise plus grace, the forecast is stale: released.
-        assert!(at(t0 + Duration::from_secs(8)).is_none());
-    }
-
-    #[test]
-    fn an_agent_that_stops_reporting_usage_releases_within_the_grace() {
-        let t0 = Instant::now();
-        let mut book = Book::default();
-        // It promised its next forecast in 30 s, but usage comes every step.
-        book.predictions(&LOCAL, &batch(2.0, 30_000), t0);
-        let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
-        assert!(track.wanted(t0, 1).is_none(), "no usage yet: not live");
-        track.observe(0.5, t0);
-        let grace = Duration::from_secs(USAGE_GRACE_STEPS);
-        assert!(track.wanted(t0 + grace, 1).is_some());
-        assert!(
-            track
-                .wanted(t0 + grace + Duration::from_secs(1), 1)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn a_hold_raises_at_once_and_lowers_after_enough_lower_ticks() {
-        let mut h = Hold::default();
-        assert_eq!(h.update(1.0, 3), 1.0);
-        assert_eq!(h.update(2.0, 3), 2.0, "up at once");
-        assert_eq!(h.update(0.5, 3), 2.0);
-        assert_eq!(h.update(0.7, 3), 2.0);
-        assert_eq!(h.update(0.6, 3), 0.7, "down after 3, to their highest");
-        assert_eq!(h.update(0.5, 3), 0.7);
-        assert_eq!(h.update(0.9, 3), 0.9, "a higher want ends the count");
-        assert_eq!(h.update(0.1, 0), 0.1, "hold 0: down at once");
-        h.reset();
-        assert_eq!(h.update(0.2, 3), 0.2, "after a release: from scratch");
-    }
-
-    #[test]
-    fn margin_tracks_the_exceedance_rate() {
-        let now = Instant::now();
-        let mut t = Track {
-            reserved: Some(1.0),
-            ..Track::default()
-        };
-        // Usage always above: the margin climbs to its cap.
-        for _ in 0..100 {
-            t.observe(2.0, now);
-        }
-        assert_eq!(t.margin, MAX_MARGIN);
-        assert!(t.exceeded > 0.8);
-        t.margin = 0.5;
-        // One exceedance in 20 (the nominal 5 %): the margin stays put on
-        // average, so after a cycle it is back where it started.
-        let start = t.margin;
-        for i in 0..20 {
-            t.observe(if i == 0 { 2.0 } else { 0.5 }, now);
-        }
-        assert!((t.margin - start).abs() < 1e-4, "{} vs {start}", t.margin);
-        assert!(t.slack() > 0.0);
-    }
-
-    #[test]
-    fn usage_above_a_held_down_reservation_leaves_the_margin() {
-        let now = Instant::now();
-        let mut t = Track {
-            reserved: Some(1.0),
-            held_down: true,
-            ..Track::default()
-        };
-        for _ in 0..20 {
-            t.observe(2.0, now);
-        }
-        assert_eq!(t.margin, 0.0, "the ceiling, not the margin, holds it down");
-        assert!(t.exceeded > 0.3, "still counted as exceeded");
-    }
-
-    #[test]
-    fn a_surprise_beyond_any_margin_leaves_the_margin() {
-        let now = Instant::now();
-        let mut t = Track {
-            reserved: Some(0.5),
-            band: 0.5,
-            ..Track::default()
-        };
-        // A burst at 3x the band: no margin up to MAX_MARGIN would cover it.
-        for _ in 0..20 {
-            t.observe(1.5, now);
-        }
-        assert_eq!(t.margin, 0.0, "a burst nobody forecast is not a bias");
-        // Usage just above the band: that is a bias, and the margin learns.
-        for _ in 0..20 {
-            t.observe(0.6, now);
-        }
-        assert!(t.margin > 0.0);
-    }
-
-    #[test]
-    fn wanted_never_below_current_usage() {
-        let now = Instant::now();
-        let mut book = Book::default();
-        book.predictions(&LOCAL, &batch(0.5, 5000), now);
-        let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
-        track.observe(3.0, now);
-        assert_eq!(track.wanted(now, 1), Some(3.0));
-    }
-}
+mod tests;
