@@ -181,6 +181,7 @@ fn order(n: usize, seed: u64, round: usize, scenario: usize) -> Vec<usize> {
     v
 }
 
+/// The host's 1-minute load average, as /proc/loadavg says it.
 fn load_1m() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()

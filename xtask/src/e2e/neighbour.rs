@@ -1,14 +1,18 @@
-//! The neighbour that pays: a best-effort batch job (`shadow-workload
-//! batch`, counting chunks of work) in a sibling cgroup of the sandbox
-//! whose quota is the host's CPUs minus the service's quota, whoever set
-//! it: every core-second reserved and unused is one the batch loses.
+//! The neighbour that pays: a batch job (`shadow-workload batch`,
+//! counting chunks of work) in a sibling cgroup of the sandbox, holding
+//! what the service does not: its quota is the host's CPUs minus the
+//! service's quota, whoever set it, so every core-second reserved and
+//! unused is one the batch loses; and its weight follows its quota by the
+//! rule the service's weight follows (a core per default weight), so when
+//! other tenants of the host contend, the two share the CPU in proportion
+//! to what each holds.
 //!
-//! It keeps the default weight. On a quiet host `cpu.idle` would be the
-//! natural class for a batch job, but these hosts are shared: an idle
-//! class job gets nothing while any other tenant runs, so its work would
-//! measure the other tenants instead of the reservation. At the default
-//! weight it takes its fair share up to its quota, and the quota is what
-//! the reservation takes from it.
+//! Not `cpu.idle`: on these shared hosts an idle-class job gets nothing
+//! while any other tenant runs (0.1 CPU-s in a 27 s window in a first
+//! trial), so its work would measure the other tenants, not the
+//! reservation. Not the default weight either: the service's weight is
+//! the default up to a core, so the batch would take half of any
+//! contended CPU from a service holding 0.5 cores beside its 1.5.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -23,6 +27,7 @@ use std::{
 use anyhow::Context as _;
 use shadow_tests::scenario::Sandbox;
 
+use super::knobs::Knobs;
 use crate::build::binary;
 
 /// The least quota the neighbour is left, cores (the kernel's 1 ms per
@@ -45,6 +50,7 @@ struct Progress {
 /// The batch job running in its cgroup.
 pub struct Neighbour {
     pub sandbox: Sandbox,
+    knobs: Knobs,
     child: Child,
     progress: Arc<Mutex<Vec<Progress>>>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -64,6 +70,8 @@ impl Neighbour {
     /// and starts the batch job there with a thread per CPU.
     pub fn start(path: &str, service: f64, cpus: f64) -> anyhow::Result<Self> {
         let sandbox = Sandbox::create(path, quota_beside(service, cpus), true)?;
+        let knobs = Knobs::of(&sandbox)?;
+        knobs.set_weight_share(quota_beside(service, cpus))?;
         let mut cmd = batch(cpus.ceil() as usize);
         let mut child = sandbox
             .cg
@@ -72,6 +80,7 @@ impl Neighbour {
         let (progress, reader) = collect(&mut child)?;
         let n = Self {
             sandbox,
+            knobs,
             child,
             progress,
             reader: Some(reader),
@@ -86,13 +95,16 @@ impl Neighbour {
         anyhow::bail!("the batch job reported nothing in 5 s")
     }
 
-    /// Until `stop`: the neighbour's quota follows `service`'s.
+    /// Until `stop`: the neighbour's quota and weight follow `service`'s
+    /// quota.
     pub fn follow(&self, service: &Sandbox, cpus: f64, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut last = f64::NAN;
         while !stop.load(Ordering::Relaxed) {
             let q = service.cores()?;
             if q != last && !(q.is_nan() && last.is_nan()) {
-                self.sandbox.set_cores(quota_beside(q, cpus))?;
+                let mine = quota_beside(q, cpus);
+                self.sandbox.set_cores(mine)?;
+                self.knobs.set_weight_share(mine)?;
                 last = q;
             }
             std::thread::sleep(FOLLOW);
@@ -100,11 +112,13 @@ impl Neighbour {
         Ok(())
     }
 
-    /// Chunks done by Unix second `t`, between the reports around it.
-    pub fn units_at(&self, t: f64) -> Option<f64> {
+    /// Chunks done and the job's own CPU seconds by Unix second `t`,
+    /// between the reports around it.
+    pub fn progress_at(&self, t: f64) -> Option<(f64, f64)> {
         let p = self.progress.lock().expect("lock");
-        let reports: Vec<(f64, f64)> = p.iter().map(|p| (p.t, p.units as f64)).collect();
-        between(&reports, t)
+        let units: Vec<(f64, f64)> = p.iter().map(|p| (p.t, p.units as f64)).collect();
+        let cpu: Vec<(f64, f64)> = p.iter().map(|p| (p.t, p.cpu_s)).collect();
+        Some((between(&units, t)?, between(&cpu, t)?))
     }
 
     /// Ends the job; the sandbox goes when the neighbour is dropped.

@@ -248,6 +248,9 @@ fn run_json(r: &Run, f: &Figures) -> Value {
         "duration_s": r.end - r.start,
         "requests_answered": r.samples.len(),
         "requests_lost": r.lost,
+        "load_1m_at_end": r.load_1m,
+        "neighbour_chunks": finite(r.neighbour_units),
+        "neighbour_own_cpu_s": finite(r.neighbour_own_cpu_s),
         "figures": f.json(),
         "hints": r.hints.iter().map(|h| json!({
             "burst_s": h.burst_s, "sent_s": h.sent_s, "cpu": h.cpu, "status": h.status,
@@ -306,23 +309,38 @@ fn cross(x: f64, y: f64, dx: f64, dy: f64) -> Vec<(f64, f64)> {
     ]
 }
 
+/// A curve through `points` with a small cross on each (a lone point is
+/// then visible too), as one series.
+fn marked(points: &[(f64, f64)], dx: f64, dy: f64) -> Vec<(f64, f64)> {
+    let mut out = points.to_vec();
+    for &(x, y) in points {
+        out.push((f64::NAN, f64::NAN));
+        out.extend(cross(x, y, dx * 0.5, dy * 0.5));
+    }
+    out
+}
+
 /// The frontier: every family's curve of medians, (reserved core-s, p99)
 /// on a log scale, and (reserved, the neighbour's work) below; Shadow's
-/// default point a red cross on both.
+/// default point a large red cross on both.
 pub fn frontier(setup: &Setup, rows: &[Row]) -> String {
     let log = |v: f64| if v > 0.0 { v.log10() } else { f64::NAN };
-    let xs: Vec<f64> = rows
-        .iter()
-        .map(|r| r.median.reserved_core_s)
-        .filter(|x| x.is_finite())
-        .collect();
-    let span = |v: &[f64]| {
-        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, &x| {
-            (a.0.min(x), a.1.max(x))
-        });
+    let span = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v
+            .filter(|x| x.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |a, x| {
+                (a.0.min(x), a.1.max(x))
+            });
         if hi > lo { hi - lo } else { 1.0 }
     };
-    let dx = span(&xs) * 0.012;
+    let dx = span(&mut rows.iter().map(|r| r.median.reserved_core_s)) * 0.012;
+    let dy_latency = span(&mut rows.iter().map(|r| log(r.median.p99_ms)).chain([0.0])) * 0.04;
+    let dy_work = span(
+        &mut rows
+            .iter()
+            .map(|r| r.median.neighbour_work_core_s)
+            .chain([0.0]),
+    ) * 0.04;
     let mut latency = Vec::new();
     let mut work = Vec::new();
     for family in Family::ALL {
@@ -330,6 +348,9 @@ pub fn frontier(setup: &Setup, rows: &[Row]) -> String {
             .iter()
             .filter(|r| r.policy.family() == family)
             .collect();
+        if mine.is_empty() {
+            continue;
+        }
         mine.sort_by(|a, b| {
             a.median
                 .reserved_core_s
@@ -347,12 +368,12 @@ pub fn frontier(setup: &Setup, rows: &[Row]) -> String {
         latency.push(Series::line(
             &name,
             color(family),
-            curve(&|r| log(r.median.p99_ms)),
+            marked(&curve(&|r| log(r.median.p99_ms)), dx, dy_latency),
         ));
         work.push(Series::line(
             &name,
             color(family),
-            curve(&|r| r.median.neighbour_work_core_s),
+            marked(&curve(&|r| r.median.neighbour_work_core_s), dx, dy_work),
         ));
     }
     if let Some(s) = rows
@@ -360,20 +381,15 @@ pub fn frontier(setup: &Setup, rows: &[Row]) -> String {
         .find(|r| r.policy.family() == Family::Shadow && r.policy.is_default())
     {
         let x = s.median.reserved_core_s;
-        let ys: Vec<f64> = rows.iter().map(|r| log(r.median.p99_ms)).collect();
-        let works: Vec<f64> = rows
-            .iter()
-            .map(|r| r.median.neighbour_work_core_s)
-            .collect();
         latency.push(Series::line(
             "shadow default",
             "#d62728",
-            cross(x, log(s.median.p99_ms), dx, span(&ys) * 0.04),
+            cross(x, log(s.median.p99_ms), dx, dy_latency),
         ));
         work.push(Series::line(
             "shadow default",
             "#d62728",
-            cross(x, s.median.neighbour_work_core_s, dx, span(&works) * 0.04),
+            cross(x, s.median.neighbour_work_core_s, dx, dy_work),
         ));
     }
     plot::svg(
@@ -475,6 +491,16 @@ mod tests {
             "{t}"
         );
         assert!(t.trim_end().ends_with("| - |"), "{t}");
+    }
+
+    #[test]
+    fn every_point_of_a_curve_gets_a_mark() {
+        let m = marked(&[(1.0, 1.0), (2.0, 3.0)], 0.2, 0.2);
+        // The curve, then per point a break and a two-stroke cross.
+        assert_eq!(m.len(), 2 + 2 * (1 + 5));
+        assert_eq!(m[..2], [(1.0, 1.0), (2.0, 3.0)]);
+        assert!(m[2].0.is_nan());
+        assert_eq!(m[3], (0.9, 1.0));
     }
 
     #[test]

@@ -116,9 +116,15 @@ pub struct Run {
     pub throttled_s: f64,
     pub used_s: f64,
     pub reserved_s: f64,
-    /// The neighbour's work done, core-seconds, and the CPU it got.
+    /// The neighbour's work done, core-seconds, and the CPU it got (its
+    /// cgroup's accounting); the chunks it counted and the CPU time it
+    /// saw itself, for a check.
     pub work_s: f64,
     pub neighbour_used_s: f64,
+    pub neighbour_units: f64,
+    pub neighbour_own_cpu_s: f64,
+    /// The host's 1-minute load average at the window's end.
+    pub load_1m: String,
     pub leads: Vec<scenario::Lead>,
     /// Hints sent ahead of the bursts (hinted scenario, Shadow only).
     pub hints: Vec<Hinted>,
@@ -288,11 +294,10 @@ fn drive(
     hint_socket: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
     let mut workload = Workload::start(setup, sandbox)?;
-    let (periods0, throttled0) = sandbox.throttling()?;
-    let used0 = sandbox.usage_ns()?;
-    let neighbour0 = neighbour.sandbox.usage_ns()?;
+    let first = Counters::read(sandbox, neighbour)?;
     let start = Instant::now();
-    let start_unix = unix_now();
+    let start_unix = first.unix;
+    let window_end = start + Duration::from_secs_f64(setup.duration_s());
     let stop = AtomicBool::new(false);
     let usage = Mutex::new(Vec::new());
     let hinting = match (hint_socket, &setup.load) {
@@ -304,6 +309,18 @@ fn drive(
     let outcome = std::thread::scope(|scope| -> anyhow::Result<_> {
         let controller = scope.spawn(|| control(setup, policy, sandbox, knobs, &stop, &usage));
         let follower = scope.spawn(|| neighbour.follow(sandbox, setup.cpus, &stop));
+        // The figures cover the scheduled window; a backlog drained after
+        // it adds latency, not reserved or used time.
+        let last = scope.spawn(|| {
+            while Instant::now() < window_end && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(
+                    window_end
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20)),
+                );
+            }
+            Counters::read(sandbox, neighbour)
+        });
         let stop_hints = &stop;
         let hints = hinting.map(|(socket, pattern)| {
             scope.spawn(move || {
@@ -320,21 +337,18 @@ fn drive(
         let outcome = workload.load(setup, start, start_unix);
         stop.store(true, Ordering::Relaxed);
         let joined = |what: &str| anyhow::anyhow!("{what} panicked");
+        let last = last.join().map_err(|_| joined("window end"))?;
         controller.join().map_err(|_| joined("controller"))??;
         follower.join().map_err(|_| joined("neighbour"))??;
         let hints = match hints {
             Some(h) => h.join().map_err(|_| joined("hinter"))??,
             None => Vec::new(),
         };
-        outcome.map(|(o, s)| (o, s, hints))
+        outcome.map(|(o, s)| (o, s, hints, last))
     });
-    let end = unix_now();
-    let used1 = sandbox.usage_ns();
-    let throttling1 = sandbox.throttling();
-    let neighbour1 = neighbour.sandbox.usage_ns();
     workload.stop();
-    let (outcome, custom_bursts, hints) = outcome?;
-    let (periods1, throttled1) = throttling1?;
+    let (outcome, custom_bursts, hints, last) = outcome?;
+    let last = last?;
     let bursts = custom_bursts.unwrap_or_else(|| {
         setup
             .burst_starts()
@@ -342,31 +356,60 @@ fn drive(
             .map(|b| start_unix + b)
             .collect()
     });
-    let units = match (neighbour.units_at(start_unix), neighbour.units_at(end)) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
+    let (units, own_cpu) = match (
+        neighbour.progress_at(first.unix),
+        neighbour.progress_at(last.unix),
+    ) {
+        (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+        _ => (f64::NAN, f64::NAN),
     };
     Ok(Run {
         policy,
         round: 0,
         start: start_unix,
-        end,
+        end: last.unix,
         samples: outcome.samples,
         lost: outcome.lost,
         quota: Vec::new(),
         usage: usage.into_inner().expect("lock"),
         agent: Vec::new(),
         bursts,
-        throttled_periods: periods1 - periods0,
-        throttled_s: (throttled1 - throttled0) as f64 / 1e9,
-        used_s: (used1? - used0) as f64 / 1e9,
+        throttled_periods: last.periods - first.periods,
+        throttled_s: (last.throttled_ns - first.throttled_ns) as f64 / 1e9,
+        used_s: (last.used_ns - first.used_ns) as f64 / 1e9,
         reserved_s: 0.0,
         work_s: units / setup.work_rate,
-        neighbour_used_s: (neighbour1? - neighbour0) as f64 / 1e9,
+        neighbour_used_s: (last.neighbour_ns - first.neighbour_ns) as f64 / 1e9,
+        neighbour_units: units,
+        neighbour_own_cpu_s: own_cpu,
+        load_1m: super::load_1m(),
         leads: Vec::new(),
         hints,
         written_elsewhere: Vec::new(),
     })
+}
+
+/// The kernel's counters at one moment.
+struct Counters {
+    unix: f64,
+    used_ns: u64,
+    periods: u64,
+    throttled_ns: u64,
+    neighbour_ns: u64,
+}
+
+impl Counters {
+    fn read(sandbox: &Sandbox, neighbour: &Neighbour) -> anyhow::Result<Self> {
+        let unix = unix_now();
+        let (periods, throttled_ns) = sandbox.throttling()?;
+        Ok(Self {
+            unix,
+            used_ns: sandbox.usage_ns()?,
+            periods,
+            throttled_ns,
+            neighbour_ns: neighbour.sandbox.usage_ns()?,
+        })
+    }
 }
 
 /// Every tick: usage (and throttling) since the last tick; the reactive
