@@ -138,6 +138,15 @@ impl Sandbox {
         fs::write(self.quota_file(), text).context("setting the quota")
     }
 
+    /// The quota now, in cores (NaN: unlimited).
+    pub fn cores(&self) -> anyhow::Result<f64> {
+        Ok(quota_cores(
+            self.hierarchy,
+            &read(&self.quota_file())?,
+            self.period_us,
+        ))
+    }
+
     /// True if quota and weight (v1 shares) are what [`Sandbox::create`]
     /// left.
     pub fn as_created(&self) -> anyhow::Result<bool> {

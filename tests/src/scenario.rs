@@ -131,18 +131,27 @@ impl Shadow {
         floor: f64,
         ceiling: f64,
     ) -> anyhow::Result<Self> {
-        let dir = TempDir::new("scenario");
-        let config = dir.0.join("shadow.toml");
-        fs::write(
-            &config,
-            format!(
+        Self::start_with_config(
+            cgroup,
+            tick,
+            &format!(
                 "lead = {lead}\nmin_interval = \"{tick}\"\ncooldown = \"2s\"\n[[manage]]\ncgroup = \"{cgroup}\"\ncpu = {{ floor = {floor}, ceiling = {ceiling} }}\n",
             ),
-        )?;
+        )
+    }
+
+    /// Starts both reading `config` as their shared file (the
+    /// orchestrator's keys and `[agent]`), the orchestrator's tick and the
+    /// agent's interval `tick`; the agent observes `cgroup`.
+    pub fn start_with_config(cgroup: &str, tick: &str, config: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("scenario");
+        let config_file = dir.0.join("shadow.toml");
+        fs::write(&config_file, config)?;
+        let config_arg = config_file.to_str().context("path")?;
         let orchestrator = Orchestrator::start(
             &dir.0.join("o.sock"),
             &dir.0.join("state"),
-            &["--config", config.to_str().context("path")?, "--tick", tick],
+            &["--config", config_arg, "--tick", tick],
         );
         let socket = orchestrator.socket.to_str().context("path")?.to_owned();
         let hint_socket = dir.0.join("hint.sock");
@@ -150,6 +159,8 @@ impl Shadow {
             cgroup,
             tick,
             &[
+                "--config",
+                config_arg,
                 "--orchestrator",
                 &socket,
                 "--hint-socket",

@@ -10,9 +10,10 @@
 //! - `collector`: 10,000 live cgroups; the agent's time per tick to read and
 //!   resolve all maps, and its peak RSS.
 //!
-//! - `e2e`: the headline benchmark, Shadow against static and reactive
-//!   allocation on a bursty service (`crate::e2e`); not part of `all`
-//!   (it takes minutes).
+//! - `e2e`: the headline benchmark, Shadow against the static, burst and
+//!   reactive baselines across their settings, with a neighbour that pays
+//!   for every reserved core (`crate::e2e`); not part of `all` (it takes
+//!   hours; `--quick` minutes).
 //!
 //! All need root. Figures are ratios or medians: timings on these shared
 //! 2-core machines are noisy (DESIGN.md, "Measuring").
@@ -41,8 +42,8 @@ pub struct BenchArgs {
     /// probes, pipe, collector, all (those three) or e2e.
     #[arg(default_value = "all", value_parser = ["probes", "pipe", "collector", "all", "e2e"])]
     which: String,
-    /// Repetitions (runs for `probes`, A/B pairs for `pipe`, rounds of the
-    /// three policies for `e2e`) [default: 5; e2e: 2].
+    /// Repetitions (runs for `probes`, A/B pairs for `pipe`, rounds of
+    /// every policy for `e2e`) [default: 5; e2e --quick: 1].
     #[arg(long)]
     runs: Option<usize>,
     /// Cgroups created for `collector`.
@@ -63,7 +64,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "the benchmarks load BPF programs and create cgroups: run as root"
     );
     if args.which == "e2e" {
-        return crate::e2e::run(&args.e2e, args.runs.unwrap_or(2));
+        return crate::e2e::run(&args.e2e, args.runs);
     }
     let runs = args.runs.unwrap_or(5);
     build::all()?;

@@ -76,9 +76,10 @@ enum Command {
     Dist,
     /// Benchmarks (needs root): overhead (ns per event per program, the
     /// sched pipe slowdown, the collector's cost with 10,000 cgroups) and
-    /// `e2e`, Shadow against static and reactive allocation on a bursty
-    /// service, periodic and/or hinted bursts. Example:
-    /// `cargo xtask bench e2e --runs 2 --scenario periodic,hinted`
+    /// `e2e`, Shadow against the static, burst and reactive baselines swept
+    /// across their settings, with a neighbour paying for every reserved
+    /// core, in four scenarios (hours; `--quick` for a development run).
+    /// Example: `cargo xtask bench e2e --quick --scenario periodic`
     Bench(Box<bench::BenchArgs>),
 }
 

@@ -15,12 +15,18 @@ use crate::cmd::{self, cargo};
 /// The dated nightly that builds the BPF object (rustc 1.97, LLVM 22).
 pub const NIGHTLY: &str = "nightly-2026-05-20";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages: losetup (util-linux) for the block tests, perf for the
-/// overhead benchmark, tmux for the `top` test (a real terminal).
+/// Debian packages: losetup and setpriv (util-linux) for the block tests
+/// and the pgbench benchmark, perf for the overhead benchmark, tmux for the
+/// `top` test (a real terminal), PostgreSQL 15 with pgbench for `bench e2e
+/// --scenario pgbench` (it runs a private cluster; the package's own
+/// cluster is not used).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("losetup", "util-linux"),
+    ("setpriv", "util-linux"),
     ("perf", "linux-perf"),
     ("tmux", "tmux"),
+    ("/usr/lib/postgresql/15/bin/postgres", "postgresql"),
+    ("pgbench", "postgresql"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
@@ -159,13 +165,14 @@ fn llvm_prefix(libllvm: &std::path::Path) -> anyhow::Result<PathBuf> {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let mut missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .filter(|(bin, _)| {
             cmd::output(Command::new("sh").args(["-c", &format!("command -v {bin}")])).is_none()
         })
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         eprintln!("xtask: Debian packages: present");
         return Ok(());

@@ -17,6 +17,12 @@
 //!                                           JSON line per burst start
 //!   shadow-workload hint-relay SOCKET       one connection to a hint socket:
 //!                                           each stdin line sent, each reply printed
+//!   shadow-workload batch THREADS           a best-effort batch job: THREADS
+//!                                           spinning threads counting fixed
+//!                                           chunks of work; every 100 ms a
+//!                                           JSON line with the chunks done
+//!                                           so far and the process's CPU
+//!                                           seconds; runs until killed
 //!   shadow-workload serve                   a request/response service on
 //!                                           127.0.0.1:0 (port printed): each
 //!                                           request line is a number of µs of
@@ -54,13 +60,14 @@ fn main() {
         "bursts" => bursts(num(1), num(2), num(3), num(4)),
         "hint-relay" => hint_relay(arg(1)),
         "serve" => serve(),
+        "batch" => batch(num(1)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve"
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS"
     );
     std::process::exit(2)
 }
@@ -116,11 +123,58 @@ fn serve() {
     }
 }
 
+/// Iterations in one chunk of batch work (about 0.1 ms of CPU here).
+const BATCH_CHUNK: u64 = 100_000;
+
+/// The benchmark's neighbour: work done is counted in chunks (the same
+/// arithmetic each time), so what it got done is known whatever its CPU
+/// accounting says; its own CPU time is printed beside it, so a chunk's cost
+/// can be calibrated.
+fn batch(threads: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DONE: AtomicU64 = AtomicU64::new(0);
+    for _ in 0..threads.max(1) {
+        std::thread::spawn(|| {
+            let mut x = 0u64;
+            loop {
+                for i in 0..BATCH_CHUNK {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+                }
+                std::hint::black_box(x);
+                DONE.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let cpu = process_cpu().as_secs_f64();
+        let units = DONE.load(Ordering::Relaxed);
+        if writeln!(out, r#"{{"t":{unix:.3},"units":{units},"cpu_s":{cpu:.6}}}"#)
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn process_cpu() -> Duration {
+    clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 fn thread_cpu() -> Duration {
+    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn clock(id: libc::clockid_t) -> Duration {
     // SAFETY: clock_gettime fills the timespec.
     let ts = unsafe {
         let mut ts: libc::timespec = std::mem::zeroed();
-        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        libc::clock_gettime(id, &mut ts);
         ts
     };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)

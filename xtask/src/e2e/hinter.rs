@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use shadow_agent::hint::{Reply, Request, client::Client};
 
-use super::run::Setup;
+use super::load::Pattern;
 
 /// One announcement and what the agent said.
 #[derive(Clone, Debug)]
@@ -34,22 +34,21 @@ pub struct Hinted {
     pub reply: String,
 }
 
-/// Announces every burst of the schedule that has not started yet, each
-/// `setup.hint_ahead` early (the burst's mean demand, for its length),
-/// until `stop`.
+/// Announces every burst of `p` that has not started yet, each `ahead` of
+/// it (the burst's mean demand, for its length), until `stop`.
 pub fn run(
-    setup: &Setup,
+    p: &Pattern,
+    ahead: Duration,
     socket: &Path,
     cgroup: &str,
     start: Instant,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Hinted>> {
-    let p = &setup.pattern;
     let cpu = p.burst_rate * p.burst_cost_us / 1e6;
     let mut out = Vec::new();
     for burst_s in p.burst_starts() {
         let burst_at = start + Duration::from_secs_f64(burst_s);
-        let at = burst_at.checked_sub(setup.hint_ahead).unwrap_or(start);
+        let at = burst_at.checked_sub(ahead).unwrap_or(start);
         while Instant::now() < at {
             if stop.load(Ordering::Relaxed) {
                 return Ok(out);

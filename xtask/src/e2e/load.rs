@@ -1,8 +1,8 @@
-//! The open-loop load generator of `bench e2e`: requests are sent on a
-//! schedule fixed in advance (Poisson arrivals, a base rate with bursts of
-//! higher rate and cost, periodic or at irregular seeded times), whatever
-//! the replies do, over several
-//! connections; each request's latency runs from its scheduled send time to
+//! The scenarios of `bench e2e`, and the open-loop load generator of the
+//! built-in service: requests are sent on a schedule fixed in advance
+//! (Poisson arrivals, a base rate with bursts of higher rate and cost,
+//! periodic or at irregular seeded times), whatever the replies do, over
+//! several connections; each request's latency runs from its scheduled send time to
 //! its reply, so a stalled server is charged for every request it delayed
 //! (no coordinated omission).
 
@@ -15,14 +15,23 @@ use std::{
 
 use anyhow::Context as _;
 
-/// When bursts come.
+/// What the sandbox runs and when its load comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// Every period, a rhythm a forecaster can learn.
+    /// The built-in service, bursts every period: a rhythm a forecaster
+    /// can learn.
     Periodic,
-    /// At irregular times drawn from the seed (no period to learn), each
-    /// announced ahead through the hint socket in the Shadow runs.
+    /// The built-in service, bursts at irregular seeded times (no period
+    /// to learn), each announced ahead through the hint socket in the
+    /// Shadow runs.
     Hinted,
+    /// The hinted schedule without the hints: nothing to predict.
+    Irregular,
+    /// PostgreSQL under `pgbench --rate` shaped like a real trace.
+    Pgbench,
+    /// `--workload`: the user's command instead of the service.
+    #[value(skip)]
+    Custom,
 }
 
 impl Scenario {
@@ -30,6 +39,9 @@ impl Scenario {
         match self {
             Scenario::Periodic => "periodic",
             Scenario::Hinted => "hinted",
+            Scenario::Irregular => "irregular",
+            Scenario::Pgbench => "pgbench",
+            Scenario::Custom => "custom",
         }
     }
 }
@@ -38,8 +50,8 @@ impl Scenario {
 /// ends half a period after the last burst starts.
 #[derive(Clone, Debug)]
 pub struct Pattern {
-    /// When bursts come.
-    pub scenario: Scenario,
+    /// Bursts at irregular seeded times (else every period).
+    pub irregular: bool,
     /// Time between burst starts (the mean, for irregular bursts), s.
     pub period_s: f64,
     /// Length of a burst, s.
@@ -90,21 +102,20 @@ impl Pattern {
     /// drawn from a stream of their own so the arrivals stay those of the
     /// seed.
     pub fn burst_starts(&self) -> Vec<f64> {
-        match self.scenario {
-            Scenario::Periodic => (1..=self.bursts)
+        if !self.irregular {
+            (1..=self.bursts)
                 .map(|k| f64::from(k) * self.period_s)
-                .collect(),
-            Scenario::Hinted => {
-                let mut rng = SplitMix(self.seed ^ 0xB0A5_7ED5_0000_0001);
-                let idle = self.period_s - self.burst_s;
-                let mut t = self.period_s;
-                let mut out = vec![t];
-                for _ in 1..self.bursts {
-                    t += self.burst_s + idle * (0.3 + 1.4 * rng.unit());
-                    out.push(t);
-                }
-                out
+                .collect()
+        } else {
+            let mut rng = SplitMix(self.seed ^ 0xB0A5_7ED5_0000_0001);
+            let idle = self.period_s - self.burst_s;
+            let mut t = self.period_s;
+            let mut out = vec![t];
+            for _ in 1..self.bursts {
+                t += self.burst_s + idle * (0.3 + 1.4 * rng.unit());
+                out.push(t);
             }
+            out
         }
     }
 
@@ -161,7 +172,7 @@ impl Pattern {
 }
 
 /// SplitMix64: small, deterministic, good enough for arrivals.
-struct SplitMix(u64);
+pub(super) struct SplitMix(pub(super) u64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
@@ -173,7 +184,7 @@ impl SplitMix {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(super) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -278,12 +289,12 @@ fn receive(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn pattern() -> Pattern {
+    pub(in crate::e2e) fn pattern() -> Pattern {
         Pattern {
-            scenario: Scenario::Periodic,
+            irregular: false,
             period_s: 10.0,
             burst_s: 3.0,
             bursts: 10,
@@ -340,7 +351,7 @@ mod tests {
     #[test]
     fn irregular_bursts_have_no_period_and_the_same_mean() {
         let p = Pattern {
-            scenario: Scenario::Hinted,
+            irregular: true,
             bursts: 40,
             ..pattern()
         };

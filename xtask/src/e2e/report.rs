@@ -1,5 +1,6 @@
-//! Figures of `bench e2e` runs, medians per policy, the table, the JSON and
-//! the plot.
+//! Figures of `bench e2e` runs, and per scenario: the table with the
+//! goals, the summary JSON, every run's details, the frontier chart (all
+//! curves) and the time series of the default points.
 
 use std::{fmt::Write as _, path::Path};
 
@@ -10,7 +11,9 @@ use shadow_tests::scenario::{self, Point};
 
 use super::{
     load::Scenario,
-    run::{Policy, Run, Setup},
+    policy::{Family, Policy},
+    run::{Load, Run, Setup},
+    stats::{self, Row, median, quantile},
 };
 
 /// The figures of one run (NaN where there is nothing to measure).
@@ -23,26 +26,14 @@ pub struct Figures {
     pub throttled_periods: f64,
     pub reserved_s: f64,
     pub used_s: f64,
-    pub slack: f64,
+    pub work_s: f64,
+    pub neighbour_used_s: f64,
     /// Median over bursts of the signed lead (s; negative: raised after the
     /// burst started; a burst whose quota never went up is left out).
     pub lead_s: f64,
     /// Share of bursts whose quota was raised before they started.
     pub ahead: f64,
 }
-
-const NAMES: [&str; 10] = [
-    "p50_ms",
-    "p99_ms",
-    "p999_ms",
-    "throttled_s",
-    "throttled_periods",
-    "reserved_cpu_s",
-    "used_cpu_s",
-    "slack",
-    "lead_s",
-    "raised_ahead_share",
-];
 
 impl Figures {
     pub fn of(run: &Run) -> Self {
@@ -63,70 +54,46 @@ impl Figures {
             throttled_periods: run.throttled_periods as f64,
             reserved_s: run.reserved_s,
             used_s: run.used_s,
-            slack: (run.reserved_s - run.used_s) / run.used_s,
+            work_s: run.work_s,
+            neighbour_used_s: run.neighbour_used_s,
             lead_s: median(&mut leads),
             ahead,
         }
     }
 
-    fn values(&self) -> [f64; 10] {
-        [
-            self.p50_ms,
-            self.p99_ms,
-            self.p999_ms,
-            self.throttled_s,
-            self.throttled_periods,
-            self.reserved_s,
-            self.used_s,
-            self.slack,
-            self.lead_s,
-            self.ahead,
-        ]
-    }
-
-    fn from_values(v: [f64; 10]) -> Self {
-        Self {
-            p50_ms: v[0],
-            p99_ms: v[1],
-            p999_ms: v[2],
-            throttled_s: v[3],
-            throttled_periods: v[4],
-            reserved_s: v[5],
-            used_s: v[6],
-            slack: v[7],
-            lead_s: v[8],
-            ahead: v[9],
+    /// What the summary keeps.
+    pub fn point(&self) -> stats::Point {
+        stats::Point {
+            p99_ms: self.p99_ms,
+            throttled_s: self.throttled_s,
+            reserved_core_s: self.reserved_s,
+            used_core_s: self.used_s,
+            neighbour_work_core_s: self.work_s,
         }
-    }
-
-    /// Per figure, the median over `runs`.
-    fn median_of(runs: &[Figures]) -> Self {
-        let mut out = [f64::NAN; 10];
-        for (i, o) in out.iter_mut().enumerate() {
-            let mut column: Vec<f64> = runs.iter().map(|f| f.values()[i]).collect();
-            *o = median(&mut column);
-        }
-        Self::from_values(out)
     }
 
     fn json(&self) -> Value {
-        let map: serde_json::Map<String, Value> = NAMES
-            .iter()
-            .zip(self.values())
-            .map(|(n, v)| ((*n).to_owned(), finite(v)))
-            .collect();
-        Value::Object(map)
+        json!({
+            "p50_ms": finite(self.p50_ms), "p99_ms": finite(self.p99_ms),
+            "p999_ms": finite(self.p999_ms), "throttled_s": finite(self.throttled_s),
+            "throttled_periods": finite(self.throttled_periods),
+            "reserved_core_s": finite(self.reserved_s), "used_core_s": finite(self.used_s),
+            "neighbour_work_core_s": finite(self.work_s),
+            "neighbour_used_core_s": finite(self.neighbour_used_s),
+            "lead_s": finite(self.lead_s), "raised_ahead_share": finite(self.ahead),
+        })
     }
 
     /// One line for the progress log.
     pub fn line(&self) -> String {
         format!(
-            "p99 {:.1} ms, throttled {:.2} s in {} periods, reserved {:.1} / used {:.1} CPU-s, lead {:.2} s",
+            "p99 {:.1} ms, throttled {:.2} s, reserved {:.1} / used {:.1} core-s, neighbour {:.1} core-s of work ({:.1} CPU), lead {:.2} s",
             self.p99_ms,
             self.throttled_s,
-            self.throttled_periods,
             self.reserved_s,
             self.used_s,
+            self.work_s,
+            self.neighbour_used_s,
             self.lead_s
         )
     }
@@ -134,139 +101,6 @@ impl Figures {
 
 fn finite(v: f64) -> Value {
     if v.is_finite() { json!(v) } else { Value::Null }
-}
-
-/// Nearest-rank quantile of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Median of the finite values (mean of the middle two for an even count).
-fn median(values: &mut Vec<f64>) -> f64 {
-    values.retain(|v| v.is_finite());
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// Prints the table and the goal, writes `results-<scenario>.json` and
-/// `e2e-<scenario>.svg` to `out`.
-pub fn write(setup: &Setup, static_from: &str, runs: &[Run], out: &Path) -> anyhow::Result<()> {
-    let per_run: Vec<Figures> = runs.iter().map(Figures::of).collect();
-    let summary: Vec<(Policy, Figures)> = Policy::ALL
-        .iter()
-        .map(|&p| {
-            let mine: Vec<Figures> = runs
-                .iter()
-                .zip(&per_run)
-                .filter(|(r, _)| r.policy == p)
-                .map(|(_, f)| *f)
-                .collect();
-            (p, Figures::median_of(&mine))
-        })
-        .collect();
-    let rounds = runs.iter().map(|r| r.round).max().unwrap_or(0);
-    let scenario = setup.pattern.scenario.name();
-    let table = table(&summary, rounds, scenario, setup.hierarchy.describe());
-    print!("{table}");
-    let (reactive, shadow) = (summary[1].1, summary[2].1);
-    let goal = json!({
-        "p99_ratio": finite(shadow.p99_ms / reactive.p99_ms),
-        "throttled_ratio": finite(shadow.throttled_s / reactive.throttled_s),
-        "reserved_ratio": finite(shadow.reserved_s / reactive.reserved_s),
-        "met": shadow.p99_ms <= reactive.p99_ms / 5.0
-            && shadow.throttled_s <= reactive.throttled_s / 5.0
-            && shadow.reserved_s <= 1.25 * reactive.reserved_s,
-    });
-    println!(
-        "goal, {scenario} (Shadow vs reactive: p99 and throttled time <= 1/5, reserved <= 1.25x): p99 {}x, throttled {}x, reserved {}x: {}",
-        cell(shadow.p99_ms / reactive.p99_ms, 3),
-        cell(shadow.throttled_s / reactive.throttled_s, 3),
-        cell(shadow.reserved_s / reactive.reserved_s, 3),
-        if goal["met"] == true {
-            "met"
-        } else {
-            "NOT met"
-        }
-    );
-    let p = &setup.pattern;
-    let results = json!({
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "rounds": rounds,
-        "scenario": scenario,
-        "cpu_controller": setup.hierarchy.describe(),
-        "lead_ticks": setup.lead,
-        "hint_ahead_s": (setup.pattern.scenario == Scenario::Hinted).then_some(setup.hint_ahead.as_secs_f64()),
-        "burst_starts_s": p.burst_starts(),
-        "pattern": {
-            "period_s": p.period_s, "burst_s": p.burst_s, "bursts": p.bursts,
-            "base_rate": p.base_rate, "base_cost_us": p.base_cost_us,
-            "burst_rate": p.burst_rate, "burst_cost_us": p.burst_cost_us,
-            "connections": p.connections, "seed": p.seed,
-            "requests": setup.schedule.len(),
-            "mean_demand_cores": p.mean_cores(&setup.schedule),
-        },
-        "workload": setup.workload,
-        "static_cores": setup.static_cores,
-        "static_from": static_from,
-        "tick_ms": setup.tick.as_millis() as u64,
-        "reactive_target": setup.target,
-        "floor": setup.floor,
-        "ceiling": setup.ceiling,
-        "summary": summary.iter().map(|(p, f)| (p.name().to_owned(), f.json())).collect::<serde_json::Map<_, _>>(),
-        "goal": goal,
-        "runs": runs.iter().zip(&per_run).map(|(r, f)| run_json(r, f)).collect::<Vec<_>>(),
-    });
-    let json_path = out.join(format!("results-{scenario}.json"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    let svg_path = out.join(format!("e2e-{scenario}.svg"));
-    std::fs::write(&svg_path, svg(setup, runs))
-        .with_context(|| format!("writing {}", svg_path.display()))?;
-    println!(
-        "results: {}\nplot: {}",
-        json_path.display(),
-        svg_path.display()
-    );
-    Ok(())
-}
-
-fn table(summary: &[(Policy, Figures)], rounds: usize, scenario: &str, cpu: &str) -> String {
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "\nbench e2e, {scenario} bursts, median of {rounds} runs per policy (interleaved), quota on the {cpu}"
-    );
-    let _ = writeln!(
-        t,
-        "| policy | p50 ms | p99 ms | p99.9 ms | throttled s | throttled periods | reserved CPU-s | used CPU-s | slack | lead s (median) | raised ahead |"
-    );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
-    for (p, f) in summary {
-        let _ = writeln!(
-            t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            p.name(),
-            cell(f.p50_ms, 1),
-            cell(f.p99_ms, 1),
-            cell(f.p999_ms, 1),
-            cell(f.throttled_s, 2),
-            cell(f.throttled_periods, 0),
-            cell(f.reserved_s, 1),
-            cell(f.used_s, 1),
-            cell(f.slack, 2),
-            cell(f.lead_s, 2),
-            cell(f.ahead * 100.0, 0) + "%"
-        );
-    }
-    t
 }
 
 /// A table cell: `-` where there is nothing to measure.
@@ -278,6 +112,119 @@ fn cell(v: f64, decimals: usize) -> String {
     }
 }
 
+/// `median [min-max]`.
+fn spread(r: &Row, i: usize, decimals: usize) -> String {
+    let (m, lo, hi) = (r.median.values()[i], r.min.values()[i], r.max.values()[i]);
+    if r.rounds > 1 && m.is_finite() {
+        format!(
+            "{} [{}–{}]",
+            cell(m, decimals),
+            cell(lo, decimals),
+            cell(hi, decimals)
+        )
+    } else {
+        cell(m, decimals)
+    }
+}
+
+/// The table (markdown) of the summary rows.
+pub fn table(rows: &[Row]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| policy | setting | rounds | p99 ms | throttled s | reserved core-s | used core-s | neighbour work core-s |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.policy.family().name(),
+            r.policy.setting(),
+            r.rounds,
+            spread(r, 0, 1),
+            spread(r, 1, 2),
+            spread(r, 2, 1),
+            spread(r, 3, 1),
+            spread(r, 4, 1),
+        );
+    }
+    t
+}
+
+/// Where a scenario's outputs go.
+pub struct Outputs<'a> {
+    /// Everything: summary, details, both charts.
+    pub out: &'a Path,
+    /// Also the summary and the frontier chart here (docs/e2e/ and docs/),
+    /// for a published run.
+    pub publish: Option<(&'a Path, &'a Path)>,
+    /// The command line and settings, for the details.
+    pub settings: Value,
+}
+
+/// Prints the table and the goals; writes the outputs.
+pub fn write(setup: &Setup, policies: &[Policy], runs: &[Run], to: &Outputs) -> anyhow::Result<()> {
+    let figures: Vec<Figures> = runs.iter().map(Figures::of).collect();
+    let points: Vec<(Policy, stats::Point)> = runs
+        .iter()
+        .zip(&figures)
+        .map(|(r, f)| (r.policy, f.point()))
+        .collect();
+    let rows = stats::summarize(policies, &points);
+    let scenario = setup.scenario.name();
+    println!(
+        "\nbench e2e, {scenario}: medians [min–max] over rounds, order shuffled per round\n{}",
+        table(&rows)
+    );
+    let goals = stats::goals(&rows, setup.scenario == Scenario::Irregular);
+    for g in &goals {
+        let verdict = match g.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "not measured",
+        };
+        println!("goal, {scenario}: {}: {}: {verdict}", g.what, g.measured);
+    }
+    let summary = serde_json::to_string_pretty(&stats::summary_json(&rows))? + "\n";
+    let chart = frontier(setup, &rows);
+    let details = json!({
+        "scenario": scenario,
+        "settings": to.settings,
+        "mean_demand_cores": setup.mean_cores,
+        "mean_from": setup.mean_from,
+        "initial_cores": setup.initial_cores,
+        "burst_starts_s": setup.burst_starts(),
+        "goals": goals.iter().map(|g| json!({"goal": g.what, "measured": g.measured, "met": g.met})).collect::<Vec<_>>(),
+        "summary": stats::summary_json(&rows),
+        "runs": runs.iter().zip(&figures).map(|(r, f)| run_json(r, f)).collect::<Vec<_>>(),
+    });
+    let mut files = vec![
+        (
+            to.out.join(format!("results-{scenario}.json")),
+            summary.clone(),
+        ),
+        (to.out.join(format!("e2e-{scenario}.svg")), chart.clone()),
+        (
+            to.out.join(format!("runs-{scenario}.json")),
+            serde_json::to_string(&details)?,
+        ),
+        (
+            to.out.join(format!("runs-{scenario}.svg")),
+            series(setup, runs),
+        ),
+    ];
+    if let Some((json_dir, svg_dir)) = to.publish {
+        files.push((json_dir.join(format!("results-{scenario}.json")), summary));
+        files.push((svg_dir.join(format!("e2e-{scenario}.svg")), chart));
+    }
+    for (path, text) in files {
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn run_json(r: &Run, f: &Figures) -> Value {
     let t0 = r.start;
     let pts = |v: &[Point]| -> Vec<Value> {
@@ -286,6 +233,7 @@ fn run_json(r: &Run, f: &Figures) -> Value {
                 json!([
                     p.t - t0,
                     finite(p.used),
+                    p.demand.map(finite),
                     p.upper.map(finite),
                     p.reserved.map(finite)
                 ])
@@ -293,12 +241,16 @@ fn run_json(r: &Run, f: &Figures) -> Value {
             .collect()
     };
     json!({
-        "policy": r.policy.name(),
+        "policy": r.policy.family().name(),
+        "setting": r.policy.setting(),
         "round": r.round,
         "start_unix": r.start,
         "duration_s": r.end - r.start,
         "requests_answered": r.samples.len(),
         "requests_lost": r.lost,
+        "load_1m_at_end": r.load_1m,
+        "neighbour_chunks": finite(r.neighbour_units),
+        "neighbour_own_cpu_s": finite(r.neighbour_own_cpu_s),
         "figures": f.json(),
         "hints": r.hints.iter().map(|h| json!({
             "burst_s": h.burst_s, "sent_s": h.sent_s, "cpu": h.cpu, "status": h.status,
@@ -310,8 +262,8 @@ fn run_json(r: &Run, f: &Figures) -> Value {
         })).collect::<Vec<_>>(),
         "series": {
             "quota": r.quota.iter().map(|q| json!([q.0 - t0, finite(q.1)])).collect::<Vec<_>>(),
-            "usage": pts(&r.usage),
-            "agent": pts(&r.agent),
+            "usage_demand_upper_reserved": pts(&r.usage),
+            "agent_usage_demand_upper_reserved": pts(&r.agent),
             "latency_p99_ms_per_s": latency_p99(r),
         },
     })
@@ -335,70 +287,227 @@ fn latency_p99(r: &Run) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Round 1 of each policy, stacked: cores (demand, usage, quota, and for
-/// Shadow its forecast band and reservation), then latency.
-fn svg(setup: &Setup, runs: &[Run]) -> String {
-    let p = &setup.pattern;
-    let demand: Vec<(f64, f64)> = if setup.workload.is_none() {
-        let base = p.base_rate * p.base_cost_us / 1e6;
-        let peak = p.burst_rate * p.burst_cost_us / 1e6;
-        let mut d = vec![(0.0, base)];
-        for b in p.burst_starts() {
-            let e = b + p.burst_s;
-            d.extend([(b, base), (b, peak), (e, peak), (e, base)]);
-        }
-        d.push((p.duration_s(), base));
-        d
-    } else {
-        Vec::new()
+fn color(f: Family) -> &'static str {
+    match f {
+        Family::Static => "#7f7f7f",
+        Family::ReactiveUsage => "#ff7f0e",
+        Family::ReactiveDemand => "#9467bd",
+        Family::Burst => "#8c564b",
+        Family::Shadow => "#2ca02c",
+    }
+}
+
+/// A cross at `(x, y)` of half-size `(dx, dy)`: one point drawn with the
+/// plotter's lines (NaN breaks the two strokes).
+fn cross(x: f64, y: f64, dx: f64, dy: f64) -> Vec<(f64, f64)> {
+    vec![
+        (x - dx, y),
+        (x + dx, y),
+        (f64::NAN, f64::NAN),
+        (x, y - dy),
+        (x, y + dy),
+    ]
+}
+
+/// A curve through `points` with a small cross on each (a lone point is
+/// then visible too), as one series.
+fn marked(points: &[(f64, f64)], dx: f64, dy: f64) -> Vec<(f64, f64)> {
+    let mut out = points.to_vec();
+    for &(x, y) in points {
+        out.push((f64::NAN, f64::NAN));
+        out.extend(cross(x, y, dx * 0.5, dy * 0.5));
+    }
+    out
+}
+
+/// The frontier: every family's curve of medians, (reserved core-s, p99)
+/// on a log scale, and (reserved, the neighbour's work) below; Shadow's
+/// default point a large red cross on both.
+pub fn frontier(setup: &Setup, rows: &[Row]) -> String {
+    let log = |v: f64| if v > 0.0 { v.log10() } else { f64::NAN };
+    let span = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v
+            .filter(|x| x.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |a, x| {
+                (a.0.min(x), a.1.max(x))
+            });
+        if hi > lo { hi - lo } else { 1.0 }
     };
-    let colors = ["#ff7f0e", "#9467bd", "#2ca02c"];
+    let dx = span(&mut rows.iter().map(|r| r.median.reserved_core_s)) * 0.012;
+    let dy_latency = span(&mut rows.iter().map(|r| log(r.median.p99_ms)).chain([0.0])) * 0.04;
+    let dy_work = span(
+        &mut rows
+            .iter()
+            .map(|r| r.median.neighbour_work_core_s)
+            .chain([0.0]),
+    ) * 0.04;
+    let mut latency = Vec::new();
+    let mut work = Vec::new();
+    for family in Family::ALL {
+        let mut mine: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.policy.family() == family)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        mine.sort_by(|a, b| {
+            a.median
+                .reserved_core_s
+                .total_cmp(&b.median.reserved_core_s)
+        });
+        let name = match family {
+            Family::Shadow => "shadow (quantile sweep)".to_owned(),
+            f => f.name().to_owned(),
+        };
+        let curve = |f: &dyn Fn(&Row) -> f64| -> Vec<(f64, f64)> {
+            mine.iter()
+                .map(|r| (r.median.reserved_core_s, f(r)))
+                .collect()
+        };
+        latency.push(Series::line(
+            &name,
+            color(family),
+            marked(&curve(&|r| log(r.median.p99_ms)), dx, dy_latency),
+        ));
+        work.push(Series::line(
+            &name,
+            color(family),
+            marked(&curve(&|r| r.median.neighbour_work_core_s), dx, dy_work),
+        ));
+    }
+    if let Some(s) = rows
+        .iter()
+        .find(|r| r.policy.family() == Family::Shadow && r.policy.is_default())
+    {
+        let x = s.median.reserved_core_s;
+        latency.push(Series::line(
+            "shadow default",
+            "#d62728",
+            cross(x, log(s.median.p99_ms), dx, dy_latency),
+        ));
+        work.push(Series::line(
+            "shadow default",
+            "#d62728",
+            cross(x, s.median.neighbour_work_core_s, dx, dy_work),
+        ));
+    }
+    plot::svg(
+        &format!(
+            "bench e2e, {}: every policy's median point, each family's setting swept",
+            setup.scenario.name()
+        ),
+        "reserved core-seconds (integral of the quota over the window)",
+        &[
+            Panel {
+                title: "p99 latency, log10 ms (1 = 10 ms, 2 = 100 ms, 3 = 1 s)".into(),
+                y_label: "log10 p99 ms".into(),
+                series: latency,
+            },
+            Panel {
+                title: "the neighbour's work, core-seconds".into(),
+                y_label: "core-s".into(),
+                series: work,
+            },
+        ],
+    )
+}
+
+/// Round 1 of each family's default point (the lowest static and burst
+/// levels), stacked: cores over time, then latency.
+fn series(setup: &Setup, runs: &[Run]) -> String {
     let mut panels = Vec::new();
     let mut latency = Vec::new();
-    for (policy, color) in Policy::ALL.into_iter().zip(colors) {
-        let Some(r) = runs.iter().find(|r| r.policy == policy && r.round == 1) else {
+    for family in Family::ALL {
+        let Some(r) = runs.iter().find(|r| {
+            r.round == 1
+                && r.policy.family() == family
+                && (r.policy.is_default() || matches!(family, Family::Static | Family::Burst))
+        }) else {
             continue;
         };
-        let mut series = Vec::new();
-        if !demand.is_empty() {
-            series.push(Series::dashed("mean demand", "#bbb", demand.clone()));
-        }
         let points = if r.agent.is_empty() {
             &r.usage
         } else {
             &r.agent
         };
-        series.extend(scenario::cores_series(points, &r.quota, r.start));
         panels.push(Panel {
-            title: format!("{}: CPU", policy.name()),
+            title: format!("{}: CPU", r.policy.label()),
             y_label: "cores".into(),
-            series,
+            series: scenario::cores_series(points, &r.quota, r.start),
         });
         if !r.samples.is_empty() {
-            latency.push(Series::line(policy.name(), color, latency_p99(r)));
+            latency.push(Series::line(
+                &r.policy.label(),
+                color(family),
+                latency_p99(r),
+            ));
         }
     }
     if !latency.is_empty() {
         panels.push(Panel {
-            title: "request latency, p99 per second (by scheduled send time)".into(),
+            title: "latency, p99 per second (by scheduled start)".into(),
             y_label: "ms".into(),
             series: latency,
         });
     }
-    let every = match p.scenario {
-        Scenario::Periodic => format!("every {} s", p.period_s),
-        Scenario::Hinted => format!(
-            "at irregular times (mean {} s apart), each hinted to Shadow {} s ahead",
-            p.period_s,
-            setup.hint_ahead.as_secs_f64()
-        ),
-    };
-    plot::svg(
-        &format!(
-            "bench e2e: {} req/s x {} µs, bursts of {} req/s x {} µs for {} s {every}",
+    let what = match &setup.load {
+        Load::Service { pattern: p, .. } => format!(
+            "{} req/s x {} µs, bursts of {} req/s x {} µs for {} s",
             p.base_rate, p.base_cost_us, p.burst_rate, p.burst_cost_us, p.burst_s
         ),
-        "seconds from the run's start",
+        Load::Pgbench { plan, .. } => format!(
+            "pgbench, peak {:.0} tps, shaped like {}",
+            plan.rates.iter().copied().fold(0.0, f64::max),
+            plan.trace.display()
+        ),
+        Load::Custom { command, .. } => command.clone(),
+    };
+    plot::svg(
+        &format!("bench e2e, {}, round 1: {what}", setup.scenario.name()),
+        "seconds from the window's start",
         &panels,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_median_and_range() {
+        let p = Policy::Static { cores: 0.5 };
+        let pt = |p99: f64| stats::Point {
+            p99_ms: p99,
+            throttled_s: 1.0,
+            reserved_core_s: 50.0,
+            used_core_s: 40.0,
+            neighbour_work_core_s: f64::NAN,
+        };
+        let rows = stats::summarize(&[p], &[(p, pt(10.0)), (p, pt(30.0)), (p, pt(20.0))]);
+        let t = table(&rows);
+        assert!(
+            t.contains("| static | 0.500 | 3 | 20.0 [10.0–30.0] | 1.00 [1.00–1.00] |"),
+            "{t}"
+        );
+        assert!(t.trim_end().ends_with("| - |"), "{t}");
+    }
+
+    #[test]
+    fn every_point_of_a_curve_gets_a_mark() {
+        let m = marked(&[(1.0, 1.0), (2.0, 3.0)], 0.2, 0.2);
+        // The curve, then per point a break and a two-stroke cross.
+        assert_eq!(m.len(), 2 + 2 * (1 + 5));
+        assert_eq!(m[..2], [(1.0, 1.0), (2.0, 3.0)]);
+        assert!(m[2].0.is_nan());
+        assert_eq!(m[3], (0.9, 1.0));
+    }
+
+    #[test]
+    fn a_cross_is_two_strokes() {
+        let c = cross(1.0, 2.0, 0.1, 0.2);
+        assert_eq!(c.len(), 5);
+        assert!(c[2].0.is_nan());
+        assert_eq!((c[0], c[4]), ((0.9, 2.0), (1.0, 2.2)));
+    }
 }

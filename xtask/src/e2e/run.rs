@@ -1,12 +1,13 @@
-//! One run of `bench e2e`: a fresh sandbox cgroup, the workload in it, one
-//! policy setting its quota, the kernel's accounting before and after.
+//! One run of `bench e2e`: a fresh sandbox cgroup with the workload, the
+//! neighbour beside it, one policy setting the sandbox's knobs every tick,
+//! the kernel's accounting before and after the measured window.
 
 use std::{
     io::{BufRead as _, BufReader},
     os::unix::process::CommandExt as _,
     process::{Child, Command, Stdio},
     sync::{
-        Arc, Mutex,
+        Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -17,55 +18,80 @@ use shadow_tests::scenario::{self, CpuHierarchy, Point, Sandbox, Shadow, unix_no
 
 use super::{
     hinter::{self, Hinted},
-    load::{self, Pattern, Request, Sample},
+    knobs::{Knobs, Waits, demand_cores},
+    load::{self, Outcome, Pattern, Request, Sample, Scenario},
+    neighbour::Neighbour,
+    pgbench::{self, Cluster, Plan},
+    policy::{DemandRule, Policy, usage_rule, weight_share},
 };
 use crate::build::binary;
 
-/// Who sets the sandbox's quota.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
-    /// A fixed quota: the workload's mean demand plus a margin.
-    Static,
-    /// Every tick: the usage just observed over a target utilisation.
-    Reactive,
-    /// Orchestrator and agent.
-    Shadow,
+/// What the sandbox runs.
+pub enum Load {
+    /// The built-in service under an open-loop schedule.
+    Service {
+        pattern: Pattern,
+        schedule: Vec<Request>,
+    },
+    /// PostgreSQL under pgbench.
+    Pgbench { plan: Plan, cluster: Cluster },
+    /// `--workload`: an `sh -c` command, for the pattern's duration.
+    Custom { command: String, pattern: Pattern },
 }
 
-impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::Static, Policy::Reactive, Policy::Shadow];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Static => "static",
-            Policy::Reactive => "reactive",
-            Policy::Shadow => "shadow",
-        }
-    }
-}
-
-/// Settings shared by every run.
+/// Settings shared by every run of a scenario.
 pub struct Setup {
-    pub pattern: Pattern,
-    pub schedule: Vec<Request>,
-    /// `sh -c` command run in the sandbox instead of the built-in service.
-    pub workload: Option<String>,
+    pub scenario: Scenario,
+    pub load: Load,
     /// Where the sandbox's quota lives (v1 or v2 cpu controller).
     pub hierarchy: CpuHierarchy,
-    /// The static policy's quota (and every run's quota before its policy
-    /// acts), cores.
-    pub static_cores: f64,
-    /// Reactive control period, Shadow's tick and agent interval.
+    /// The sandbox's quota as created (what an operator set; Shadow
+    /// restores it), for every policy but static and burst, cores.
+    pub initial_cores: f64,
+    /// The workload's mean demand, cores, and where the figure came from.
+    pub mean_cores: f64,
+    pub mean_from: String,
+    /// The reactive rules' control period, Shadow's tick and agent interval.
     pub tick: Duration,
-    /// Reactive: quota = usage / target.
-    pub target: f64,
-    /// Bounds of the reactive and Shadow quotas, cores.
+    /// Bounds of the reactive quotas and Shadow's `[[manage]]` rule, cores.
     pub floor: f64,
     pub ceiling: f64,
     /// Hinted scenario: how long before each burst Shadow is told of it.
     pub hint_ahead: Duration,
-    /// Shadow's look-ahead in ticks.
-    pub lead: u16,
+    /// Shadow's look-ahead in ticks if set (else the shipped default).
+    pub lead: Option<u16>,
+    /// The host's CPUs.
+    pub cpus: f64,
+    /// The batch job's chunks of work per CPU-second.
+    pub work_rate: f64,
+}
+
+impl Setup {
+    /// Length of the measured window as scheduled, s.
+    pub fn duration_s(&self) -> f64 {
+        match &self.load {
+            Load::Service { pattern, .. } | Load::Custom { pattern, .. } => pattern.duration_s(),
+            Load::Pgbench { plan, .. } => plan.duration_s(),
+        }
+    }
+
+    /// Where bursts start, s from the window's start (a custom workload
+    /// prints its own).
+    pub fn burst_starts(&self) -> Vec<f64> {
+        match &self.load {
+            Load::Service { pattern, .. } => pattern.burst_starts(),
+            Load::Pgbench { plan, .. } => plan.burst_starts(),
+            Load::Custom { .. } => Vec::new(),
+        }
+    }
+
+    /// How long a burst lasts (about, for pgbench), s.
+    pub fn burst_s(&self) -> f64 {
+        match &self.load {
+            Load::Service { pattern, .. } | Load::Custom { pattern, .. } => pattern.burst_s,
+            Load::Pgbench { plan, .. } => 2.0 * plan.segment_s,
+        }
+    }
 }
 
 /// What one run recorded; times are Unix seconds.
@@ -75,13 +101,14 @@ pub struct Run {
     /// Start and end of the measured window.
     pub start: f64,
     pub end: f64,
-    /// Request latencies (built-in service only); `at_s` from `start`.
+    /// Latencies (none for a custom workload); `at_s` from `start`.
     pub samples: Vec<Sample>,
     pub lost: usize,
     /// The kernel's quota every 50 ms, cores.
     pub quota: Vec<(f64, f64)>,
-    /// Usage per tick from cpuacct; for Shadow, the agent's points (usage,
-    /// forecast band, reservation).
+    /// Per tick: usage (cpuacct), and for reactive-demand the demand it
+    /// read and for the reactive rules the quota set; for Shadow, the
+    /// agent's points (usage, demand, forecast band, reservation).
     pub usage: Vec<Point>,
     pub agent: Vec<Point>,
     pub bursts: Vec<f64>,
@@ -89,6 +116,15 @@ pub struct Run {
     pub throttled_s: f64,
     pub used_s: f64,
     pub reserved_s: f64,
+    /// The neighbour's work done, core-seconds, and the CPU it got (its
+    /// cgroup's accounting); the chunks it counted and the CPU time it
+    /// saw itself, for a check.
+    pub work_s: f64,
+    pub neighbour_used_s: f64,
+    pub neighbour_units: f64,
+    pub neighbour_own_cpu_s: f64,
+    /// The host's 1-minute load average at the window's end.
+    pub load_1m: String,
     pub leads: Vec<scenario::Lead>,
     /// Hints sent ahead of the bursts (hinted scenario, Shadow only).
     pub hints: Vec<Hinted>,
@@ -96,40 +132,68 @@ pub struct Run {
     pub written_elsewhere: Vec<String>,
 }
 
-/// Runs `policy` once.
-pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
-    let name = format!(
-        "/shadow-e2e-{}-{}-{}-{round}",
-        std::process::id(),
-        setup.pattern.scenario.name(),
-        policy.name()
+/// Shadow's configuration file: the shipped defaults, the sandbox opted in
+/// within the floor and ceiling, and only what the run sweeps.
+pub fn shadow_config(setup: &Setup, cgroup: &str, quantile: Option<f64>) -> String {
+    let mut c = String::new();
+    if let Some(lead) = setup.lead {
+        c += &format!("lead = {lead}\n");
+    }
+    c += &format!(
+        "[[manage]]\ncgroup = \"{cgroup}\"\ncpu = {{ floor = {}, ceiling = {} }}\n",
+        setup.floor, setup.ceiling
     );
-    let sandbox = Sandbox::create(&name, setup.static_cores, true)?;
-    let tick_text = format!("{}ms", setup.tick.as_millis());
+    if let Some(q) = quantile {
+        c += &format!("[agent]\nquantile = {q}\n");
+    }
+    c
+}
+
+/// Runs `policy` once; `index` names its cgroups.
+pub fn run(setup: &Setup, policy: Policy, round: usize, index: usize) -> anyhow::Result<Run> {
+    let tag = format!(
+        "{}-{}-{index}-{round}",
+        std::process::id(),
+        setup.scenario.name()
+    );
+    let name = format!("/shadow-e2e-{tag}");
+    let initial = match policy {
+        Policy::Static { cores } | Policy::Burst { cores } => cores,
+        _ => setup.initial_cores,
+    };
+    let sandbox = Sandbox::create(&name, initial, true)?;
+    let knobs = Knobs::of(&sandbox)?;
+    if let Policy::Static { cores } | Policy::Burst { cores } = policy {
+        knobs.set_weight_share(weight_share(cores))?;
+    }
+    if let Policy::Burst { cores } = policy {
+        knobs.set_burst(cores)?;
+    }
+    let mut neighbour = Neighbour::start(&format!("/shadow-e2e-batch-{tag}"), initial, setup.cpus)?;
     let shadow = match policy {
-        Policy::Shadow => Some(Shadow::start(
+        Policy::Shadow { quantile } => Some(Shadow::start_with_config(
             &name,
-            &tick_text,
-            setup.lead,
-            setup.floor,
-            setup.ceiling,
+            &format!("{}ms", setup.tick.as_millis()),
+            &shadow_config(setup, &name, quantile),
         )?),
         _ => None,
     };
     let watcher = sandbox.watch_quota();
     let hint_socket = shadow.as_ref().map(|s| s.hint_socket.as_path());
-    let result = drive(setup, policy, &sandbox, hint_socket);
+    let result = drive(setup, policy, &sandbox, &knobs, &neighbour, hint_socket);
     let record = shadow.map(Shadow::stop).transpose();
-    if policy == Policy::Reactive {
+    if !matches!(policy, Policy::Shadow { .. }) {
         // Back to what the sandbox was created with, for the restore check.
-        sandbox.set_cores(setup.static_cores)?;
+        knobs.restore()?;
+        sandbox.set_cores(initial)?;
     }
+    neighbour.stop();
     let quota = watcher.finish();
     let (mut run, record) = (result?, record?);
     ensure!(
         sandbox.as_created()?,
-        "{name}: the quota was not restored after the {} run",
-        policy.name()
+        "{name}: quota or weight not restored after the {} run",
+        policy.label()
     );
     let window: Vec<(f64, f64)> = quota
         .iter()
@@ -137,7 +201,7 @@ pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
         .filter(|q| q.0 >= run.start && q.0 <= run.end)
         .collect();
     run.reserved_s = scenario::reserved_seconds(&window);
-    run.leads = scenario::leads(&quota, &run.bursts, setup.pattern.burst_s);
+    run.leads = scenario::leads(&quota, &run.bursts, setup.burst_s());
     run.quota = quota;
     run.round = round;
     if let Some(r) = record {
@@ -147,157 +211,267 @@ pub fn run(setup: &Setup, policy: Policy, round: usize) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// Starts the workload, runs the load and the policy's control loop (and,
-/// with a hint socket in the hinted scenario, the hints), stops the
+/// The workload in the sandbox.
+enum Workload<'a> {
+    Service { child: Child, port: u16 },
+    Pgbench(pgbench::Server<'a>),
+    Custom(Child),
+}
+
+impl<'a> Workload<'a> {
+    fn start(setup: &'a Setup, sandbox: &'a Sandbox) -> anyhow::Result<Self> {
+        Ok(match &setup.load {
+            Load::Service { .. } => {
+                let mut cmd = Command::new(binary("shadow-workload"));
+                cmd.arg("serve");
+                let mut child = spawn(sandbox, &mut cmd)?;
+                let port = read_port(&mut child)?;
+                Workload::Service { child, port }
+            }
+            Load::Pgbench { plan, cluster } => {
+                let server = pgbench::Server::start(cluster, sandbox, true)?;
+                server.warm_up(plan.rates[0], plan.clients)?;
+                Workload::Pgbench(server)
+            }
+            Load::Custom { command, .. } => {
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", command]);
+                Workload::Custom(spawn(sandbox, &mut cmd)?)
+            }
+        })
+    }
+
+    /// Runs the load from `start`; its outcome and, for a custom
+    /// workload, the burst starts it printed (Unix seconds).
+    fn load(
+        &mut self,
+        setup: &Setup,
+        start: Instant,
+        start_unix: f64,
+    ) -> anyhow::Result<(Outcome, Option<Vec<f64>>)> {
+        let drain = Duration::from_secs(30);
+        match (self, &setup.load) {
+            (Workload::Service { port, .. }, Load::Service { pattern, schedule }) => {
+                load::run(*port, schedule, pattern.connections, start, drain).map(|o| (o, None))
+            }
+            (Workload::Pgbench(_), Load::Pgbench { plan, cluster }) => {
+                pgbench::drive(plan, cluster, start, start_unix, drain).map(|o| (o, None))
+            }
+            (Workload::Custom(child), _) => {
+                let deadline = start + Duration::from_secs_f64(setup.duration_s());
+                let starts = wait_custom(child, deadline)?;
+                Ok((
+                    Outcome {
+                        samples: Vec::new(),
+                        lost: 0,
+                    },
+                    Some(starts),
+                ))
+            }
+            _ => unreachable!("the workload follows the setup's load"),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Workload::Service { mut child, .. } | Workload::Custom(mut child) => {
+                stop_workload(&mut child);
+            }
+            Workload::Pgbench(server) => drop(server),
+        }
+    }
+}
+
+/// Starts the workload, runs the load, the policy's control loop, the
+/// neighbour's quota and (hinted scenario, Shadow) the hints; stops the
 /// workload; the figures of the measured window.
 fn drive(
     setup: &Setup,
     policy: Policy,
     sandbox: &Sandbox,
+    knobs: &Knobs,
+    neighbour: &Neighbour,
     hint_socket: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
-    let mut child = start_workload(setup, sandbox)?;
-    let port = match &setup.workload {
-        None => Some(read_port(&mut child)?),
-        Some(_) => None,
-    };
-    let (periods0, throttled0) = sandbox.throttling()?;
-    let used0 = sandbox.usage_ns()?;
+    let mut workload = Workload::start(setup, sandbox)?;
+    let first = Counters::read(sandbox, neighbour)?;
     let start = Instant::now();
-    let start_unix = unix_now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let usage = Arc::new(Mutex::new(Vec::new()));
-    let hinting = match hint_socket {
-        Some(socket) if setup.pattern.scenario == load::Scenario::Hinted => Some(socket),
+    let start_unix = first.unix;
+    let window_end = start + Duration::from_secs_f64(setup.duration_s());
+    let stop = AtomicBool::new(false);
+    let usage = Mutex::new(Vec::new());
+    let hinting = match (hint_socket, &setup.load) {
+        (Some(socket), Load::Service { pattern, .. }) if setup.scenario == Scenario::Hinted => {
+            Some((socket, pattern))
+        }
         _ => None,
     };
-    let control = std::thread::scope(|scope| -> anyhow::Result<_> {
-        let controller = scope.spawn(|| control(setup, policy, sandbox, &stop, &usage));
-        let stop_hints = &*stop;
-        let hints = hinting.map(|socket| {
-            scope.spawn(move || hinter::run(setup, socket, &sandbox.cg.path, start, stop_hints))
-        });
-        let outcome = match port {
-            Some(port) => {
-                let out = load::run(
-                    port,
-                    &setup.schedule,
-                    setup.pattern.connections,
-                    start,
-                    Duration::from_secs(30),
+    let outcome = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let controller = scope.spawn(|| control(setup, policy, sandbox, knobs, &stop, &usage));
+        let follower = scope.spawn(|| neighbour.follow(sandbox, setup.cpus, &stop));
+        // The figures cover the scheduled window; a backlog drained after
+        // it adds latency, not reserved or used time.
+        let last = scope.spawn(|| {
+            while Instant::now() < window_end && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(
+                    window_end
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20)),
                 );
-                stop.store(true, Ordering::Relaxed);
-                out.map(|o| (o, Vec::new()))
             }
-            None => {
-                let deadline = start + Duration::from_secs_f64(setup.pattern.duration_s());
-                let starts = wait_custom(&mut child, deadline);
-                stop.store(true, Ordering::Relaxed);
-                starts.map(|s| {
-                    (
-                        load::Outcome {
-                            samples: Vec::new(),
-                            lost: 0,
-                        },
-                        s,
-                    )
-                })
-            }
-        };
-        controller
-            .join()
-            .map_err(|_| anyhow::anyhow!("controller panicked"))??;
+            Counters::read(sandbox, neighbour)
+        });
+        let stop_hints = &stop;
+        let hints = hinting.map(|(socket, pattern)| {
+            scope.spawn(move || {
+                hinter::run(
+                    pattern,
+                    setup.hint_ahead,
+                    socket,
+                    &sandbox.cg.path,
+                    start,
+                    stop_hints,
+                )
+            })
+        });
+        let outcome = workload.load(setup, start, start_unix);
+        stop.store(true, Ordering::Relaxed);
+        let joined = |what: &str| anyhow::anyhow!("{what} panicked");
+        let last = last.join().map_err(|_| joined("window end"))?;
+        controller.join().map_err(|_| joined("controller"))??;
+        follower.join().map_err(|_| joined("neighbour"))??;
         let hints = match hints {
-            Some(h) => h.join().map_err(|_| anyhow::anyhow!("hinter panicked"))??,
+            Some(h) => h.join().map_err(|_| joined("hinter"))??,
             None => Vec::new(),
         };
-        outcome.map(|(o, s)| (o, s, hints))
+        outcome.map(|(o, s)| (o, s, hints, last))
     });
-    let end = unix_now();
-    let used1 = sandbox.usage_ns();
-    let throttling1 = sandbox.throttling();
-    stop_workload(&mut child);
-    let (outcome, custom_bursts, hints) = control?;
-    let (periods1, throttled1) = throttling1?;
-    let bursts = if setup.workload.is_none() {
+    workload.stop();
+    let (outcome, custom_bursts, hints, last) = outcome?;
+    let last = last?;
+    let bursts = custom_bursts.unwrap_or_else(|| {
         setup
-            .pattern
             .burst_starts()
             .iter()
             .map(|b| start_unix + b)
             .collect()
-    } else {
-        custom_bursts
+    });
+    let (units, own_cpu) = match (
+        neighbour.progress_at(first.unix),
+        neighbour.progress_at(last.unix),
+    ) {
+        (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+        _ => (f64::NAN, f64::NAN),
     };
     Ok(Run {
         policy,
         round: 0,
         start: start_unix,
-        end,
+        end: last.unix,
         samples: outcome.samples,
         lost: outcome.lost,
         quota: Vec::new(),
-        usage: std::mem::take(&mut *usage.lock().expect("lock")),
+        usage: usage.into_inner().expect("lock"),
         agent: Vec::new(),
         bursts,
-        throttled_periods: periods1 - periods0,
-        throttled_s: (throttled1 - throttled0) as f64 / 1e9,
-        used_s: (used1? - used0) as f64 / 1e9,
+        throttled_periods: last.periods - first.periods,
+        throttled_s: (last.throttled_ns - first.throttled_ns) as f64 / 1e9,
+        used_s: (last.used_ns - first.used_ns) as f64 / 1e9,
         reserved_s: 0.0,
+        work_s: units / setup.work_rate,
+        neighbour_used_s: (last.neighbour_ns - first.neighbour_ns) as f64 / 1e9,
+        neighbour_units: units,
+        neighbour_own_cpu_s: own_cpu,
+        load_1m: super::load_1m(),
         leads: Vec::new(),
         hints,
         written_elsewhere: Vec::new(),
     })
 }
 
-/// Every tick: the usage since the last tick; the reactive policy sets the
-/// quota from it.
+/// The kernel's counters at one moment.
+struct Counters {
+    unix: f64,
+    used_ns: u64,
+    periods: u64,
+    throttled_ns: u64,
+    neighbour_ns: u64,
+}
+
+impl Counters {
+    fn read(sandbox: &Sandbox, neighbour: &Neighbour) -> anyhow::Result<Self> {
+        let unix = unix_now();
+        let (periods, throttled_ns) = sandbox.throttling()?;
+        Ok(Self {
+            unix,
+            used_ns: sandbox.usage_ns()?,
+            periods,
+            throttled_ns,
+            neighbour_ns: neighbour.sandbox.usage_ns()?,
+        })
+    }
+}
+
+/// Every tick: usage (and throttling) since the last tick; the reactive
+/// rules set the quota from them, and the weight from the quota.
 fn control(
     setup: &Setup,
     policy: Policy,
     sandbox: &Sandbox,
+    knobs: &Knobs,
     stop: &AtomicBool,
     usage: &Mutex<Vec<Point>>,
 ) -> anyhow::Result<()> {
-    let mut last = (Instant::now(), sandbox.usage_ns()?);
+    let mut waits = matches!(policy, Policy::ReactiveDemand { .. }).then(|| Waits::new(sandbox));
+    let mut rule = match policy {
+        Policy::ReactiveDemand { headroom } => Some(DemandRule::new(headroom, setup.tick)),
+        _ => None,
+    };
+    let mut quota = sandbox.cores()?;
+    let mut last = (Instant::now(), sandbox.usage_ns()?, sandbox.throttling()?.0);
     let mut next = last.0 + setup.tick;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next += setup.tick;
-        let now = (Instant::now(), sandbox.usage_ns()?);
-        let cores = (now.1 - last.1) as f64 / 1e9 / (now.0 - last.0).as_secs_f64();
+        let now = (Instant::now(), sandbox.usage_ns()?, sandbox.throttling()?.0);
+        let secs = (now.0 - last.0).as_secs_f64();
+        let used_ns = now.1 - last.1;
+        let throttled = now.2 > last.2;
         last = now;
+        let used = used_ns as f64 / 1e9 / secs;
+        let demand = waits
+            .as_mut()
+            .map(|w| demand_cores(used_ns, w.waited_ns(), secs, setup.cpus));
+        let wanted = match (policy, rule.as_mut(), demand) {
+            (Policy::ReactiveUsage { headroom }, _, _) => Some(usage_rule(used, headroom)),
+            (Policy::ReactiveDemand { .. }, Some(rule), Some(d)) => {
+                Some(rule.step(d, throttled, quota))
+            }
+            _ => None,
+        };
+        if let Some(w) = wanted {
+            quota = w.clamp(setup.floor, setup.ceiling);
+            sandbox.set_cores(quota)?;
+            knobs.set_weight_share(weight_share(quota))?;
+        }
         usage.lock().expect("lock").push(Point {
             t: unix_now(),
-            used: cores,
-            demand: None,
+            used,
+            demand,
             upper: None,
-            reserved: None,
+            reserved: wanted.map(|_| quota),
         });
-        if policy == Policy::Reactive {
-            sandbox.set_cores((cores / setup.target).clamp(setup.floor, setup.ceiling))?;
-        }
     }
     Ok(())
 }
 
-fn start_workload(setup: &Setup, sandbox: &Sandbox) -> anyhow::Result<Child> {
-    let mut cmd = match &setup.workload {
-        None => {
-            let mut c = Command::new(binary("shadow-workload"));
-            c.arg("serve");
-            c
-        }
-        Some(line) => {
-            let mut c = Command::new("sh");
-            c.args(["-c", line]);
-            c
-        }
-    };
+/// Starts `cmd` in the sandbox, leading its own process group, its
+/// output piped.
+fn spawn(sandbox: &Sandbox, cmd: &mut Command) -> anyhow::Result<Child> {
     cmd.stdout(Stdio::piped()).process_group(0);
     sandbox
         .cg
-        .start(&mut cmd)
+        .start(cmd)
         .context("starting the workload in the sandbox")
 }
 
@@ -334,4 +508,46 @@ fn stop_workload(child: &mut Child) {
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     }
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_s_file_holds_only_the_rule_and_the_swept_key() {
+        let setup = Setup {
+            scenario: Scenario::Periodic,
+            load: Load::Custom {
+                command: String::new(),
+                pattern: super::super::load::tests::pattern(),
+            },
+            hierarchy: CpuHierarchy::V1,
+            initial_cores: 0.6,
+            mean_cores: 0.5,
+            mean_from: String::new(),
+            tick: Duration::from_millis(500),
+            floor: 0.2,
+            ceiling: 1.9,
+            hint_ahead: Duration::from_secs(3),
+            lead: None,
+            cpus: 2.0,
+            work_rate: 1.0,
+        };
+        let c = shadow_config(&setup, "/s", None);
+        assert_eq!(
+            c,
+            "[[manage]]\ncgroup = \"/s\"\ncpu = { floor = 0.2, ceiling = 1.9 }\n"
+        );
+        assert!(!c.contains("cooldown") && !c.contains("min_interval"));
+        let c = shadow_config(
+            &Setup {
+                lead: Some(1),
+                ..setup
+            },
+            "/s",
+            Some(0.9),
+        );
+        assert!(c.starts_with("lead = 1\n") && c.ends_with("[agent]\nquantile = 0.9\n"));
+    }
 }
