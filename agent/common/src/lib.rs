@@ -18,6 +18,7 @@
 //!   memory amounts, `io.weight`), parsed once for every reader.
 //! - [`plot`]: line charts as standalone SVG (backtests, benchmarks).
 //! - [`http`]: the minimal HTTP responder behind both metrics endpoints.
+//! - [`peer`]: a Unix socket peer's credentials from the kernel.
 
 pub mod config;
 pub mod duration;
@@ -25,6 +26,7 @@ pub mod host;
 pub mod http;
 pub mod logging;
 pub mod mounts;
+pub mod peer;
 pub mod plot;
 pub mod stop;
 pub mod units;

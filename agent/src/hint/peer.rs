@@ -8,8 +8,6 @@
 //! ours (the kernel translates it); a peer that exited between sending and
 //! our read has no `/proc` entry and is refused (`identity`).
 
-use std::{io, os::fd::AsRawFd};
-
 use super::protocol::{Code, Refusal};
 
 /// The calling process, as the kernel reports it.
@@ -23,30 +21,6 @@ pub struct Caller {
     pub gid: u32,
     /// Its cgroup (v2 path, `/` = root).
     pub cgroup: String,
-}
-
-/// The credentials of a connected Unix socket's peer.
-pub fn peer_cred(socket: &impl AsRawFd) -> io::Result<(i32, u32, u32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &raw mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.pid, cred.uid, cred.gid))
 }
 
 /// The caller with its cgroup read now.

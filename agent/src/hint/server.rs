@@ -276,7 +276,7 @@ fn write_reply(w: &mut impl io::Write, reply: &Reply) -> io::Result<()> {
 /// Serves one connection until it closes, idles, or sends garbage.
 fn serve(stream: UnixStream, shared: &Shared) {
     let limits = shared.config.limits;
-    let cred = match peer::peer_cred(&stream) {
+    let cred = match shadow_common::peer::credentials(&stream) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(cause = %e, "hint socket: no peer credentials");

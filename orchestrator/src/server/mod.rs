@@ -15,6 +15,7 @@
 use std::{
     collections::HashMap,
     io,
+    mem::Discriminant,
     net::TcpListener,
     path::Path,
     sync::{
@@ -53,10 +54,11 @@ pub const CREDITS: usize = 8;
 /// loop that does not move.
 const CREDIT_PATIENCE: Duration = IDLE;
 
-/// A refused peer is logged at most once per this, with how many
-/// refusals were not logged meanwhile.
+/// A refused peer's kind of refusal is logged at most once per this, with
+/// how many were not logged meanwhile.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
-/// Peers whose refusals are remembered for that; beyond, the oldest go.
+/// (Peer, kind) pairs remembered for that; when full, those older than
+/// [`REFUSAL_LOG_EVERY`] are forgotten, and until then new ones go unlogged.
 const REFUSAL_PEERS: usize = 4096;
 
 /// Who a connected peer is.
@@ -165,30 +167,42 @@ pub struct Server {
     refusals: Arc<Refusals>,
 }
 
-/// Refused peers, for a log line per peer per [`REFUSAL_LOG_EVERY`].
+/// Refused peers, for a log line per peer and kind of refusal per
+/// [`REFUSAL_LOG_EVERY`]: a flooding peer cannot fill the log, and one
+/// kind of mistake does not hide another (the kinds are few).
 #[derive(Default)]
-struct Refusals(Mutex<HashMap<String, (Instant, u64)>>);
+struct Refusals(Mutex<HashMap<(String, Discriminant<shadow_wire::Error>), (Instant, u64)>>);
 
 impl Refusals {
     fn refused(&self, peer: &str, conn: u64, reason: &shadow_wire::Error) {
         let now = Instant::now();
+        let key = (peer.to_owned(), std::mem::discriminant(reason));
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= REFUSAL_PEERS && !seen.contains_key(peer) {
+        if seen.len() >= REFUSAL_PEERS && !seen.contains_key(&key) {
             seen.retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_LOG_EVERY);
             if seen.len() >= REFUSAL_PEERS {
                 return;
             }
         }
-        match seen.get_mut(peer) {
+        match seen.get_mut(&key) {
             Some((at, suppressed)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => {
                 *suppressed += 1;
             }
             _ => {
-                let suppressed = seen.insert(peer.to_owned(), (now, 0)).map_or(0, |(_, n)| n);
+                let suppressed = seen.insert(key, (now, 0)).map_or(0, |(_, n)| n);
                 tracing::warn!(peer, conn, %reason, suppressed,
-                    "peer refused (logged once a minute per peer; `suppressed` refusals since the last line)");
+                    "peer refused (logged once a minute per peer and kind; `suppressed` such refusals since the last line)");
             }
         }
+    }
+}
+
+/// A local peer's name in the logs: its pid and uid from the kernel, so
+/// that one local process's refusals do not hide another's.
+fn unix_peer(stream: &std::os::unix::net::UnixStream) -> String {
+    match shadow_common::peer::credentials(stream) {
+        Ok((pid, uid, _)) => format!("unix pid {pid} uid {uid}"),
+        Err(_) => "unix".into(),
     }
 }
 
@@ -218,7 +232,10 @@ impl Server {
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(s) => this.serve(s.into(), "unix".into(), None, &slots),
+                        Ok(s) => {
+                            let peer = unix_peer(&s);
+                            this.serve(s.into(), peer, None, &slots)
+                        }
                         Err(e) => tracing::warn!(cause = %e, "accepting on the Unix socket"),
                     }
                 }
