@@ -171,7 +171,10 @@ pub struct Server {
 /// [`REFUSAL_LOG_EVERY`]: a flooding peer cannot fill the log, and one
 /// kind of mistake does not hide another (the kinds are few).
 #[derive(Default)]
-struct Refusals(Mutex<HashMap<(String, Discriminant<shadow_wire::Error>), (Instant, u64)>>);
+struct Refusals(Mutex<HashMap<RefusalKey, (Instant, u64)>>);
+
+/// A peer's name and the kind of its refusal.
+type RefusalKey = (String, Discriminant<shadow_wire::Error>);
 
 impl Refusals {
     fn refused(&self, peer: &str, conn: u64, reason: &shadow_wire::Error) {
