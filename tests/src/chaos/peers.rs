@@ -228,14 +228,36 @@ pub(crate) fn attack(ctx: &Ctx, outcome: &mut Outcome) -> anyhow::Result<()> {
     let mut latencies = Vec::new();
     let mut late = 0;
     for (k, at) in sent.iter().enumerate() {
-        let want = upper(k) * 0.999;
+        // Covered: by this report's band or a later report's that was
+        // sent by then (the orchestrator holds an agent's latest forecast
+        // only, so a report superseded before a cycle took it is answered
+        // by its successor's state).
+        let covered = |t: &Instant, r: f32| {
+            sent.iter()
+                .enumerate()
+                .skip(k)
+                .take_while(|(_, s)| *s <= t)
+                .any(|(j, _)| r >= upper(j) * 0.999)
+        };
         match answers
             .iter()
-            .find(|(t, r)| t >= at && *r >= want)
+            .find(|(t, r)| t >= at && covered(t, *r))
             .map(|(t, _)| *t - *at)
         {
             Some(l) if l <= opts.deadline => latencies.push(l),
-            _ => late += 1,
+            _ => {
+                late += 1;
+                let next: Vec<_> = answers
+                    .iter()
+                    .filter(|(t, _)| t >= at)
+                    .take(3)
+                    .map(|(t, r)| (*t - *at, *r))
+                    .collect();
+                eprintln!(
+                    "chaos: peers: report {k} (band {:.3}) late; the next answers: {next:.3?}",
+                    upper(k)
+                );
+            }
         }
     }
     latencies.sort();
@@ -266,7 +288,9 @@ pub(crate) fn attack(ctx: &Ctx, outcome: &mut Outcome) -> anyhow::Result<()> {
             .failures
             .push("the impostor was sent managed reservation state (another host's)".into());
     }
-    drop(good);
+    // Shut, not just dropped: the reader's clone would keep it open until
+    // the orchestrator's idle timeout.
+    let _ = good.shutdown(std::net::Shutdown::Both);
     let _ = reader.join();
     drop((idle, slow, unauth));
     daemon.stop()?;
