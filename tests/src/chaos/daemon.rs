@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use super::fleet::Fleet;
 use crate::orchestrator::{orchestrator_bin, terminate};
 
 /// One start of the orchestrator.
@@ -110,12 +111,18 @@ impl Drop for Daemon {
     }
 }
 
-/// An orchestrator configuration opting in `glob` with CPU bounds and
-/// no guardrail delays (so knobs change every tick), plus `more`.
-pub(crate) fn config(dir: &Path, name: &str, glob: &str, more: &str) -> anyhow::Result<PathBuf> {
+/// An orchestrator configuration opting in the fleet's cgroups with CPU
+/// bounds and no guardrail delays (so knobs change every tick), plus
+/// `more`. The CPU capacity is declared at 2 cores per cgroup: the fake
+/// agent's wants (up to 1.8 cores each) fitted within this host's real
+/// cores would leave every cgroup at a sliver, below its quota and usage,
+/// where the guardrails refuse most writes, and the knobs would hardly move.
+pub(crate) fn config(dir: &Path, name: &str, fleet: &Fleet, more: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
+    let (glob, cores) = (fleet.glob(), 2 * fleet.members.len());
     let text = format!(
         "lead = 2\nhold = 1\nmin_interval = \"0s\"\ncooldown = \"0s\"\n\
+         [capacity]\ncpu = {cores}\n\
          [[manage]]\ncgroup = \"{glob}\"\ncpu = {{ floor = 0.05, ceiling = 1.8 }}\n{more}"
     );
     fs::write(&path, text)?;

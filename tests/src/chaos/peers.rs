@@ -63,7 +63,7 @@ pub(crate) fn attack(ctx: &Ctx, outcome: &mut Outcome) -> anyhow::Result<()> {
     let dir = sub(&ctx.dir, "peers")?;
     let (hex1, hex2) = ("5a".repeat(32), "a5".repeat(32));
     let peers = key_file(&dir, "guest-1", &hex1)? + &key_file(&dir, "guest-2", &hex2)?;
-    let cfg = super::daemon::config(&dir, "shadow.toml", &ctx.fleet.glob(), &peers)?;
+    let cfg = super::daemon::config(&dir, "shadow.toml", ctx.fleet, &peers)?;
     let (socket, log) = (dir.join("o.sock"), dir.join("orchestrator.log"));
     let cfg_s = cfg.to_str().context("configuration path")?;
     let mut daemon = Daemon::spawn(

@@ -49,7 +49,7 @@ impl Ctx<'_> {
     /// A phase's folder, socket, log and configuration.
     fn setup(&self, name: &str, more: &str) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
         let dir = sub(&self.dir, name)?;
-        let cfg = config(&dir, "shadow.toml", &self.fleet.glob(), more)?;
+        let cfg = config(&dir, "shadow.toml", self.fleet, more)?;
         Ok((dir.join("o.sock"), dir.join("orchestrator.log"), cfg))
     }
 }
