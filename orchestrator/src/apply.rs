@@ -70,14 +70,18 @@ pub fn apply(
     let mut applied = Applied::default();
     let reason = d.reason.to_string();
     for knob in act.layout().knobs_for(&d.path, d.resource)? {
-        let target = match d.amount {
-            Some(a) => setting(act, &d.path, knob, a, d.ceiling, capacity)?,
-            None => act.original(&d.path, knob).transpose()?,
+        let outcome = match d.amount {
+            Some(a) => match setting(act, &d.path, knob, a, d.ceiling, capacity)? {
+                Some(target) => act.write(&d.path, knob, target, &reason, now)?,
+                None => continue,
+            },
+            // A release: the original, whatever the usage (Actuator::put_back).
+            None => match act.original(&d.path, knob).transpose()? {
+                Some(original) => act.put_back(&d.path, knob, original, &reason, now)?,
+                None => continue,
+            },
         };
-        let Some(target) = target else {
-            continue;
-        };
-        match act.write(&d.path, knob, target, &reason, now)? {
+        match outcome {
             Outcome::Written { .. } | Outcome::DryRun { .. } => applied.written += 1,
             Outcome::Unchanged => applied.unchanged += 1,
             Outcome::Refused(why) => applied.refused.push((knob, why)),

@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use shadow_common::mounts::Mounts;
 
+pub mod chaos;
 pub mod hint;
 pub mod orchestrator;
 pub mod sandbox;

@@ -4,12 +4,13 @@
 //!
 //! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
 //! object and the binaries), `cmd` (running commands with clear failures),
-//! `bench` (overhead benchmarks), `e2e` (the end-to-end benchmark), `stack`
+//! `bench` (overhead benchmarks), `chaos` (fault injection), `e2e` (the end-to-end benchmark), `stack`
 //! (orchestrator and agent started together), `demo` (the guided
 //! demonstration), `stop` (Ctrl-C handling), `dist` (the release tarball).
 
 mod bench;
 mod build;
+mod chaos;
 mod cmd;
 mod demo;
 mod dist;
@@ -81,6 +82,20 @@ enum Command {
     /// core, in four scenarios (hours; `--quick` for a development run).
     /// Example: `cargo xtask bench e2e --quick --scenario periodic`
     Bench(Box<bench::BenchArgs>),
+    /// Fault injection against the real binaries (needs root; a few
+    /// minutes), on cgroups it creates under /shadow-chaos-<pid> and
+    /// removes: the orchestrator SIGKILLed at random moments (`--kills`)
+    /// while a fake agent moves every knob; its state directory on a tiny
+    /// tmpfs that fills up; a broken configuration, then `--restore`;
+    /// idle, slowloris, flooding, unauthenticated and impostor peers while
+    /// a good agent is timed; the real agent killed while its reservation
+    /// is held. Prints one JSON line
+    /// `{"kills", "knobs_checked", "knobs_lost", "peers_refused",
+    /// "good_agent_late_ticks"}` and fails if a knob was lost, a tick was
+    /// late or another promise broke (docs/benchmarks.md, "Fault
+    /// injection"). Uses SHADOW_ORCHESTRATOR_BIN and SHADOW_AGENT_BIN when
+    /// both are set, else builds. Example: `sudo cargo xtask chaos --kills 100`
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +109,7 @@ fn main() -> ExitCode {
         Command::Dist => dist::run(),
         Command::Test => test::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::Chaos(args) => chaos::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

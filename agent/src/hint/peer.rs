@@ -1,12 +1,19 @@
 //! Who is calling, from the kernel: SO_PEERCRED gives the peer's pid, uid
-//! and gid (as they were when it connected); its cgroup is read from
+//! and gid (as they were when it connected), and a pidfd taken at connect
+//! (SO_PEERPIDFD) pins that very process. Its cgroup is read from
 //! `/proc/<pid>/cgroup` at each request, so a process moved since it
-//! connected hints for where it is now. Nothing in a message can change
-//! who the caller is.
+//! connected hints for where it is now; the read is trusted only if the
+//! pidfd says the process is still there after it (a pid cannot be reused
+//! while its process exists, even as a zombie), so a hint is never credited
+//! to another process that got the pid after the peer exited. Nothing in a
+//! message can change who the caller is.
 //!
 //! Limits: a peer in another pid namespace is reported with its pid in
-//! ours (the kernel translates it); a peer that exited between sending and
-//! our read has no `/proc` entry and is refused (`identity`).
+//! ours (the kernel translates it); a peer that exited is refused
+//! (`identity`), even if another process of its cgroup still holds the
+//! connection.
+
+use std::os::fd::OwnedFd;
 
 use super::protocol::{Code, Refusal};
 
@@ -23,14 +30,32 @@ pub struct Caller {
     pub cgroup: String,
 }
 
-/// The caller with its cgroup read now.
-pub fn identify(pid: i32, uid: u32, gid: u32) -> Result<Caller, Refusal> {
+/// The caller with its cgroup read now; `pidfd` is the one taken when it
+/// connected (None: none could be had, and the pid alone cannot be
+/// trusted).
+pub fn identify(pid: i32, uid: u32, gid: u32, pidfd: Option<&OwnedFd>) -> Result<Caller, Refusal> {
     let refuse = |why: String| Refusal::new(Code::Identity, why);
     if pid <= 0 {
         return Err(refuse("the kernel gave no pid for this peer".into()));
     }
+    let Some(pidfd) = pidfd else {
+        return Err(refuse(format!(
+            "no pidfd for process {pid}: its pid alone could name another process"
+        )));
+    };
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| refuse(format!("cannot read /proc/{pid}/cgroup: {e}")))?;
+    // After the read: if the process that connected still exists, the pid
+    // was its own all along.
+    match shadow_common::peer::alive(pidfd) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(refuse(format!(
+                "process {pid} has exited since it connected; its pid may be another process's now"
+            )));
+        }
+        Err(e) => return Err(refuse(format!("cannot check process {pid}: {e}"))),
+    }
     let cgroup =
         v2_cgroup(&text).ok_or_else(|| refuse(format!("process {pid} has no cgroup v2 entry")))?;
     Ok(Caller {

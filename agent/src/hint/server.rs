@@ -283,6 +283,13 @@ fn serve(stream: UnixStream, shared: &Shared) {
             return;
         }
     };
+    // Taken now, while the peer that connected is the process behind the
+    // pid; each request then checks it is still there (peer::identify).
+    let pidfd = shadow_common::peer::pidfd(&stream, cred.0)
+        .inspect_err(
+            |e| tracing::warn!(pid = cred.0, cause = %e, "hint socket: no pidfd for the peer"),
+        )
+        .ok();
     let setup = stream
         .set_read_timeout(Some(limits.idle))
         .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)))
@@ -299,7 +306,7 @@ fn serve(stream: UnixStream, shared: &Shared) {
     loop {
         let reply = match read_line(&mut reader, limits.max_line, limits.idle, &mut buf) {
             Line::Full if buf.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Full => handle(&buf, cred, shared),
+            Line::Full => handle(&buf, cred, pidfd.as_ref(), shared),
             Line::Closed => return,
             Line::TooLong => Reply::Refused(Refusal::new(
                 Code::TooLong,
@@ -325,11 +332,17 @@ fn serve(stream: UnixStream, shared: &Shared) {
     }
 }
 
-/// Answers one request line from the peer with credentials `cred`.
-fn handle(line: &[u8], (pid, uid, gid): (i32, u32, u32), shared: &Shared) -> Reply {
+/// Answers one request line from the peer with credentials `cred` and the
+/// pidfd taken at connect.
+fn handle(
+    line: &[u8],
+    (pid, uid, gid): (i32, u32, u32),
+    pidfd: Option<&std::os::fd::OwnedFd>,
+    shared: &Shared,
+) -> Reply {
     let run = || -> Result<Reply, Refusal> {
         let now = shadow_common::host::unix_now();
-        let caller = peer::identify(pid, uid, gid)?;
+        let caller = peer::identify(pid, uid, gid, pidfd)?;
         lock(&shared.ledger).admit(&caller.cgroup, now)?;
         match parse_line(line, &shared.config.limits)? {
             Command::Hint(spec) => {

@@ -283,3 +283,34 @@ fn bind_without_cap_chown_child() {
     assert!(err.to_string().contains("CAP_CHOWN"), "{err}");
     assert!(!path.exists(), "no socket left that its group cannot reach");
 }
+
+/// A pid whose process exited is never trusted, even when the pid now
+/// names a live process (here this one, standing in for a reused pid): the
+/// pidfd taken at connect is what says whether the caller is still there.
+#[test]
+fn a_peer_that_exited_is_refused_even_if_its_pid_names_a_live_process() {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let pidfd_of = |pid: i32| {
+        // SAFETY: pidfd_open takes a pid and flags; the descriptor is new.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: a new descriptor only we own.
+        unsafe { OwnedFd::from_raw_fd(fd as i32) }
+    };
+    let me = std::process::id() as i32;
+    let mine = pidfd_of(me);
+    let caller = super::peer::identify(me, 1000, 1000, Some(&mine)).expect("alive");
+    assert!(caller.cgroup.starts_with('/'));
+
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let theirs = pidfd_of(gone.id() as i32);
+    gone.wait().unwrap();
+    // The connection's pid now names a live process (this one): the old
+    // code read its cgroup and credited the hint to it.
+    let refused = super::peer::identify(me, 1000, 1000, Some(&theirs)).unwrap_err();
+    assert_eq!(refused.code, Code::Identity, "{}", refused.message);
+    assert!(refused.message.contains("exited"), "{}", refused.message);
+    // No pidfd at all: the pid alone is not trusted either.
+    let refused = super::peer::identify(me, 1000, 1000, None).unwrap_err();
+    assert_eq!(refused.code, Code::Identity);
+}

@@ -244,6 +244,35 @@ impl Actuator {
         reason: &str,
         now: Instant,
     ) -> Result<Outcome, ActuatorError> {
+        self.write_as(cgroup, knob, new, reason, now, true)
+    }
+
+    /// Puts `knob` back to `original` (a release), like
+    /// [`Actuator::write`] except that a hard cap may go below usage: the
+    /// original is the operator's own setting, which the cgroup ran under
+    /// before Shadow, and the usage known is the last one a now dead agent
+    /// sent, which would otherwise hold a released quota up for as long as
+    /// the agent stays away. The rate limit and the cooldown still apply.
+    pub fn put_back(
+        &mut self,
+        cgroup: &str,
+        knob: Knob,
+        original: Setting,
+        reason: &str,
+        now: Instant,
+    ) -> Result<Outcome, ActuatorError> {
+        self.write_as(cgroup, knob, original, reason, now, false)
+    }
+
+    fn write_as(
+        &mut self,
+        cgroup: &str,
+        knob: Knob,
+        new: Setting,
+        reason: &str,
+        now: Instant,
+        above_usage: bool,
+    ) -> Result<Outcome, ActuatorError> {
         let path = self.layout.file(cgroup, knob)?;
         let new = match new {
             Setting::Bytes(b) => Setting::Bytes(b.page_aligned(self.page_size)),
@@ -273,6 +302,7 @@ impl Actuator {
             return Ok(Outcome::Refused(refusal));
         }
         if direction == Direction::Lower
+            && above_usage
             && knob.is_hard()
             && let Some(refusal) = self.below_usage(cgroup, knob, &new)?
         {

@@ -281,6 +281,21 @@ fn hard_caps_never_go_below_usage() {
     let out = a.write("/g", Knob::CpuCfsQuota, q(0.9), "cut", t0).unwrap();
     assert!(matches!(out, Outcome::Written { .. }));
     assert_eq!(file(&t, Knob::CpuCfsQuota), "90000");
+    // A release puts the operator's own value back, below the (stale)
+    // usage or not: a killed agent's last usage held its quota up for ever.
+    let later = t0 + Duration::from_secs(3600);
+    let out = a
+        .write("/g", Knob::CpuCfsQuota, q(0.5), "cut", later)
+        .unwrap();
+    assert!(matches!(
+        out,
+        Outcome::Refused(Refusal::BelowCpuUsage { .. })
+    ));
+    let out = a
+        .put_back("/g", Knob::CpuCfsQuota, q(0.5), "release", later)
+        .unwrap();
+    assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
+    assert_eq!(file(&t, Knob::CpuCfsQuota), "50000");
 }
 
 #[test]
