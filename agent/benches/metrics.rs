@@ -31,6 +31,7 @@ fn rows(n: usize, tick: u64) -> Vec<Row> {
                     net_tx_bytes: 1500 * (i as u64 % 7),
                     ..Counters::default()
                 },
+                memory: Default::default(),
             },
             forecast: Some(CpuForecast {
                 cpu_demand_cores: 0.05 * (i % 20) as f64,

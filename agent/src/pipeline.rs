@@ -18,6 +18,7 @@ use crate::{
     collector::{Collector, Sample},
     counter_map::CounterMap,
     hint::{self, Ledger},
+    memory::{MemoryReader, Source},
     probes::{Options, Probes, Status},
     reservations::Reservations,
     shadow::{CpuForecast, Observation, Shadows},
@@ -96,6 +97,8 @@ pub struct Pipeline {
     shadows: Option<Shadows>,
     transmitter: Option<Transmitter>,
     collector: Collector<CounterMap>,
+    /// Reads each in-scope cgroup's memory at the end of its interval.
+    memory: MemoryReader,
     settings: Settings,
     /// The orchestrator's reservations, as received.
     reservations: Reservations,
@@ -143,6 +146,7 @@ impl Pipeline {
         let map = CounterMap::new(counters, pending)?;
         let mut collector = Collector::new(map, Index::new(v2_root.clone()), settings.rescan_every);
         collector.walk_in_background(settings.interval);
+        let memory = MemoryReader::new(Source::detect(&mounts));
         let key = agent_key(settings)?;
         let transmitter = settings
             .orchestrator
@@ -171,6 +175,7 @@ impl Pipeline {
         Ok(Self {
             settings: settings.clone(),
             collector,
+            memory,
             transmitter,
             shadows,
             hints,
@@ -205,10 +210,12 @@ impl Pipeline {
         self.last = now;
         let started = Instant::now();
         let mut samples = self.collector.tick(unix_now(), interval_ns)?;
-        self.collect_ms.push(started.elapsed().as_secs_f64() * 1e3);
         if let Some(filter) = &self.settings.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
+        // Read right after the counters: the level at the interval's end.
+        self.memory.fill(&mut samples);
+        self.collect_ms.push(started.elapsed().as_secs_f64() * 1e3);
         Ok(samples)
     }
 
@@ -345,7 +352,8 @@ impl Pipeline {
         self.collector.cgroups()
     }
 
-    /// How long each tick took to read and resolve the maps, in ms.
+    /// How long each tick took to read and resolve the maps and read the
+    /// memory levels, in ms.
     pub fn collect_ms(&self) -> &[f64] {
         &self.collect_ms
     }

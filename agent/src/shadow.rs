@@ -418,6 +418,7 @@ mod tests {
                 io_write_bytes: io_bytes,
                 ..Counters::default()
             },
+            memory: Default::default(),
         }
     }
 

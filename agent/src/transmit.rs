@@ -339,6 +339,7 @@ mod tests {
                     net_tx_bytes: if id == 2 { 1000 } else { 0 },
                     ..Counters::default()
                 },
+                memory: Default::default(),
             })
             .collect();
         let mut observations = Vec::new();

@@ -18,6 +18,7 @@ fn row(cgroup: &str, cpu_ms: u64, demand: f64, upper: f64) -> Row {
                 net_tx_bytes: 100,
                 ..Counters::default()
             },
+            memory: Default::default(),
         },
         forecast: Some(CpuForecast {
             cpu_demand_cores: demand,

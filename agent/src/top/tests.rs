@@ -34,6 +34,7 @@ fn row(cgroup: &str, cpu: f64, next: f64, rsv: Option<(f64, bool)>) -> Row {
                 net_tx_bytes: 1500,
                 ..Counters::default()
             },
+            memory: Default::default(),
         },
         forecast: Some(CpuForecast {
             cpu_demand_cores: cpu,
