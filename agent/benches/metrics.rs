@@ -42,6 +42,7 @@ fn rows(n: usize, tick: u64) -> Vec<Row> {
                 hint_id: None,
                 hint_trust: None,
             }),
+            memory_forecast: None,
             reservation: (i % 10 == 0).then_some(CpuReservation {
                 cpu_reserved_cores: 1.0,
                 cpu_reservation_managed: true,

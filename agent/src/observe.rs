@@ -48,7 +48,8 @@ pub struct ObserveArgs {
     /// Forecast each cgroup's CPU demand for the next interval (online,
     /// per cgroup; demand = ran + waited on a run queue) and add
     /// `cpu_demand_cores`, `cpu_forecast_cores`,
-    /// `cpu_upper_cores` and `cpu_volatility_cores` to the output.
+    /// `cpu_upper_cores` and `cpu_volatility_cores` to the output (and the
+    /// memory level's `memory_forecast_bytes`, `memory_upper_bytes`).
     #[arg(long)]
     pub forecast: bool,
     /// Quantile of the forecast's upper band (with --forecast) [default: 0.95].

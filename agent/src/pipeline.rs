@@ -21,7 +21,7 @@ use crate::{
     memory::{MemoryReader, Source},
     probes::{Options, Probes, Status},
     reservations::Reservations,
-    shadow::{CpuForecast, Observation, Shadows},
+    shadow::{CpuForecast, MemoryForecast, Observation, Shadows},
     transmit::{AgentKey, Transmitter},
 };
 use shadow_common::host::unix_now;
@@ -73,11 +73,17 @@ pub struct Row {
     /// The CPU forecast (when forecasting and the forecaster had a value).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<CpuForecast>,
+    /// The memory forecast (when forecasting and the level is known).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub memory_forecast: Option<MemoryForecast>,
     /// The orchestrator's CPU reservation (when reporting to one that has
     /// answered for this cgroup).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub reservation: Option<CpuReservation>,
 }
+
+/// One sample's CPU and memory forecasts.
+type Forecasts = (Option<CpuForecast>, Option<MemoryForecast>);
 
 /// What the orchestrator holds for a cgroup's CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -221,10 +227,10 @@ impl Pipeline {
 
     /// Feeds the interval to the shadows, with the live hints fused in and
     /// the usage recorded for judging them; keeps every observation, tagged
-    /// with its sample, for [`Pipeline::transmit`]. One CPU forecast per
-    /// sample, None when not forecasting.
-    fn forecast(&mut self, samples: &[Sample]) -> Vec<Option<CpuForecast>> {
-        let mut forecasts = vec![None; samples.len()];
+    /// with its sample, for [`Pipeline::transmit`]. One CPU and one memory
+    /// forecast per sample, None when not forecasting.
+    fn forecast(&mut self, samples: &[Sample]) -> Vec<Forecasts> {
+        let mut forecasts = vec![(None, None); samples.len()];
         self.tagged.clear();
         let Some(shadows) = &mut self.shadows else {
             return forecasts;
@@ -234,10 +240,11 @@ impl Pipeline {
         for (i, s) in samples.iter().enumerate() {
             self.observations.clear();
             shadows.observe_hinted(s, ledger.as_deref_mut(), &mut self.observations);
-            forecasts[i] = Shadows::cpu_forecast(&self.observations).map(|mut f| {
+            let cpu = Shadows::cpu_forecast(&self.observations).map(|mut f| {
                 f.hint_trust = ledger.as_ref().map(|l| l.trust(&s.cgroup));
                 f
             });
+            forecasts[i] = (cpu, Shadows::memory_forecast(&self.observations));
             self.tagged
                 .extend(self.observations.iter().map(|&o| (i, o)));
         }
@@ -285,11 +292,11 @@ impl Pipeline {
     }
 
     /// Joins samples, forecasts and the orchestrator's reservations.
-    fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Option<CpuForecast>>) -> Vec<Row> {
+    fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Forecasts>) -> Vec<Row> {
         samples
             .into_iter()
             .zip(forecasts)
-            .map(|(sample, forecast)| {
+            .map(|(sample, (forecast, memory_forecast))| {
                 let reservation = self
                     .reservations
                     .get(&sample.cgroup, Resource::Cpu)
@@ -300,6 +307,7 @@ impl Pipeline {
                 Row {
                     sample,
                     forecast,
+                    memory_forecast,
                     reservation,
                 }
             })

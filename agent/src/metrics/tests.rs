@@ -33,6 +33,7 @@ fn row(cgroup: &str, cpu_ms: u64, demand: f64, upper: f64) -> Row {
             hint_id: None,
             hint_trust: Some(0.8),
         }),
+        memory_forecast: None,
         reservation: Some(CpuReservation {
             cpu_reserved_cores: 1.5,
             cpu_reservation_managed: true,

@@ -48,6 +48,7 @@ fn row(cgroup: &str, cpu: f64, next: f64, rsv: Option<(f64, bool)>) -> Row {
             hint_id: None,
             hint_trust: None,
         }),
+        memory_forecast: None,
         reservation: rsv.map(|(cores, managed)| CpuReservation {
             cpu_reserved_cores: cores,
             cpu_reservation_managed: managed,
