@@ -30,6 +30,11 @@
 //!                                           of rest after each step; one JSON
 //!                                           line per step, with its start and
 //!                                           end (Unix seconds)
+//!   shadow-workload grow MIB STEP_MIB STEP_MS HOLD_MS
+//!                                           grow anonymous memory to MIB,
+//!                                           STEP_MIB more every STEP_MS,
+//!                                           hold it HOLD_MS, print the MiB
+//!                                           reached
 //!   shadow-workload reread FILE SECONDS     drop FILE from the page cache,
 //!                                           then read it again and again
 //!   shadow-workload serve                   a request/response service on
@@ -72,13 +77,14 @@ fn main() {
         "batch" => batch(num(1)),
         "memory" => memory(arg(1), num(2), num(3)),
         "reread" => reread(arg(1), num(2)),
+        "grow" => grow(num(1), num(2), num(3), num(4)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS | memory FILE MIB HOLD_MS | reread FILE SECONDS"
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS | memory FILE MIB HOLD_MS | reread FILE SECONDS | grow MIB STEP_MIB STEP_MS HOLD_MS"
     );
     std::process::exit(2)
 }
@@ -180,6 +186,28 @@ fn memory(file: &str, mib: u64, hold_ms: u64) {
         unsafe { libc::munmap(anon.cast(), len / 2) };
     });
     println!(r#"{{"done":true,"sum":{sum}}}"#);
+}
+
+/// Anonymous memory growing in steps (each touched at once, so it is
+/// charged at once), then held: the fast grower of the OOM safety test.
+fn grow(mib: u64, step_mib: u64, step_ms: u64, hold_ms: u64) {
+    let step = usize::try_from(step_mib.max(1) << 20).expect("size");
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut reached = 0;
+    while reached < mib {
+        let mut chunk = vec![0u8; step];
+        for off in (0..step).step_by(4096) {
+            chunk[off] = 1;
+        }
+        held.push(chunk);
+        reached += step_mib.max(1);
+        println!(r#"{{"mib":{reached},"at":{:.3}}}"#, unix_now());
+        std::io::stdout().flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(step_ms));
+    }
+    std::thread::sleep(Duration::from_millis(hold_ms));
+    let touched: u64 = held.iter().map(|c| u64::from(c[0])).sum();
+    println!(r#"{{"reached":{reached},"chunks":{touched}}}"#);
 }
 
 /// Reads FILE over and over for SECONDS, after dropping it from the page
