@@ -20,7 +20,7 @@
 //! it (`Counters::reclaim_stall_ns`).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fs::File,
     io::Read as _,
     path::{Path, PathBuf},
@@ -134,9 +134,18 @@ impl Source {
 }
 
 /// Reads memory levels each tick, reusing one buffer.
+///
+/// `memory.stat` costs about twice the usage file to produce, and most
+/// cgroups of a large host hold still from one tick to the next: the
+/// split into anon and file is read again only when the usage moved (a
+/// change of composition at exactly the same total is missed until the
+/// total moves).
 pub struct MemoryReader {
     source: Source,
     buf: String,
+    /// Last tick's figures per path, and this tick's being made.
+    last: HashMap<String, Memory>,
+    next: HashMap<String, Memory>,
     /// Paths already warned about, so a bad file is named once, not every
     /// tick (cleared when it grows large).
     warned: HashSet<String>,
@@ -148,6 +157,8 @@ impl MemoryReader {
         Self {
             source,
             buf: String::new(),
+            last: HashMap::new(),
+            next: HashMap::new(),
             warned: HashSet::new(),
         }
     }
@@ -159,9 +170,14 @@ impl MemoryReader {
 
     /// Fills in every sample's memory, read now (the end of its interval).
     pub fn fill(&mut self, samples: &mut [Sample]) {
+        self.next.clear();
         for s in samples {
-            s.memory = match self.read(&s.cgroup) {
-                Ok(m) => m,
+            let known = self.last.get(&s.cgroup).copied();
+            s.memory = match self.read_after(&s.cgroup, known) {
+                Ok(m) => {
+                    self.next.insert(s.cgroup.clone(), m);
+                    m
+                }
                 Err(e) => {
                     if !e.is_absent() && self.warned.insert(s.cgroup.clone()) {
                         if self.warned.len() > 1000 {
@@ -173,10 +189,18 @@ impl MemoryReader {
                 }
             };
         }
+        // Only this tick's cgroups are remembered: removed ones go.
+        std::mem::swap(&mut self.last, &mut self.next);
     }
 
     /// The memory of cgroup `path` (relative to the v2 root).
     pub fn read(&mut self, path: &str) -> Result<Memory, MemoryError> {
+        self.read_after(path, None)
+    }
+
+    /// [`MemoryReader::read`], reusing `known`'s anon and file split when
+    /// the usage is still `known`'s.
+    fn read_after(&mut self, path: &str, known: Option<Memory>) -> Result<Memory, MemoryError> {
         let rel = path.trim_start_matches('/');
         let (dir, usage_file, v2) = match &self.source {
             Source::V2(root) => (root.join(rel), "memory.current", true),
@@ -205,6 +229,9 @@ impl MemoryReader {
                 });
             }
         };
+        if let Some(k) = known.filter(|k| k.memory_bytes == Some(usage)) {
+            return Ok(k);
+        }
         let stat_path = dir.join("memory.stat");
         read_bounded(&stat_path, &mut self.buf)?;
         let bad_stat = |source| MemoryError::Parse {
@@ -316,6 +343,37 @@ mod tests {
         assert_eq!(
             (m.memory_anon_bytes, m.memory_file_bytes),
             (Some(8192), Some(4096))
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_split_is_read_again_only_when_the_usage_moved() {
+        let root = tree("cache");
+        fs::write(root.join("a/memory.current"), "8192\n").unwrap();
+        fs::write(root.join("a/memory.stat"), "anon 4096\nfile 4096\n").unwrap();
+        let mut r = MemoryReader::new(Source::V2(root.clone()));
+        let mut samples = vec![Sample {
+            ts: 1.0,
+            cgroup: "/a".into(),
+            cgroup_id: 1,
+            interval_ns: 1,
+            usage: agent_ebpf::Counters::default(),
+            memory: Memory::default(),
+        }];
+        r.fill(&mut samples);
+        assert_eq!(samples[0].memory.memory_anon_bytes, Some(4096));
+        // Same total: the split is not read again (a stat changed behind
+        // an unchanged total is seen when the total moves).
+        fs::write(root.join("a/memory.stat"), "anon 0\nfile 8192\n").unwrap();
+        r.fill(&mut samples);
+        assert_eq!(samples[0].memory.memory_anon_bytes, Some(4096));
+        fs::write(root.join("a/memory.current"), "12288\n").unwrap();
+        r.fill(&mut samples);
+        let m = samples[0].memory;
+        assert_eq!(
+            (m.memory_bytes, m.memory_anon_bytes, m.memory_file_bytes),
+            (Some(12288), Some(0), Some(8192))
         );
         fs::remove_dir_all(&root).unwrap();
     }
