@@ -16,7 +16,7 @@ use std::{
 };
 
 use shadow_tests::{
-    Agent, TestCgroup, finish,
+    Agent, TestCgroup,
     orchestrator::{Orchestrator, TempDir},
     workload,
 };
@@ -98,10 +98,23 @@ fn a_fast_grower_under_shadow_is_never_oom_killed_and_its_limit_follows_it() {
             }
         })
     };
-    let out = finish(cg.spawn(&mut workload(&GROW)));
+    let run = cg
+        .spawn(&mut workload(&GROW))
+        .wait_with_output()
+        .expect("wait");
     stop.store(true, Ordering::Relaxed);
     watcher.join().expect("watcher");
     let kills = oom_kills(&dir);
+    assert!(
+        run.status.success() && kills == 0,
+        "killed under Shadow ({:?}, oom_kill {kills}, highest limit {} MiB); log:\n{}",
+        run.status,
+        max.load(Ordering::Relaxed) >> 20,
+        o.stderr()
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    let out: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("output")).expect("json");
     let samples = agent.stop(Duration::from_millis(400));
     let peak = samples
         .iter()
@@ -115,7 +128,6 @@ fn a_fast_grower_under_shadow_is_never_oom_killed_and_its_limit_follows_it() {
         peak >> 20,
         highest >> 20
     );
-    assert_eq!(kills, 0, "OOM-killed under Shadow; log:\n{}", o.stderr());
     assert_eq!(out["reached"], 640, "{out}");
     assert!(highest >= 640 << 20, "the limit did not follow: {highest}");
     // Stopped, the orchestrator puts the operator's limit back.
