@@ -15,6 +15,10 @@ pub const PENDING_MAP: &str = "PENDING";
 /// `MAX_CGROUPS * size_of::<Counters>() * possible CPUs` plus per-entry overhead.
 pub const MAX_CGROUPS: u32 = 16_384;
 
+/// Capacity of the map of tasks inside reclaim: a task is in it only while
+/// it reclaims, so this bounds the tasks stalled at once that are timed.
+pub const MAX_RECLAIMING: u32 = 16_384;
+
 /// Capacity of the map of block requests in flight (requests are
 /// preallocated per hardware queue tag, so their addresses are a bounded set).
 pub const MAX_IN_FLIGHT: u32 = 16_384;
@@ -100,9 +104,13 @@ pub struct Counters {
     pub net_tx_packets: u64,
     /// Packets received (GSO segments counted one by one).
     pub net_rx_packets: u64,
+    /// Nanoseconds the cgroup's tasks spent in direct reclaim (global, or
+    /// their memory cgroup's limit or high boundary), charged when the
+    /// reclaim ends.
+    pub reclaim_stall_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Counters>() == 96);
+const _: () = assert!(core::mem::size_of::<Counters>() == 104);
 
 impl Counters {
     /// `f` applied field by field to `self` and `other`: the one place
@@ -121,6 +129,7 @@ impl Counters {
             net_rx_bytes: f(self.net_rx_bytes, other.net_rx_bytes),
             net_tx_packets: f(self.net_tx_packets, other.net_tx_packets),
             net_rx_packets: f(self.net_rx_packets, other.net_rx_packets),
+            reclaim_stall_ns: f(self.reclaim_stall_ns, other.reclaim_stall_ns),
         }
     }
 
@@ -159,6 +168,20 @@ const _: () = assert!(core::mem::size_of::<Pending>() == 32);
 // SAFETY: `Pending` is `repr(C)`, `Copy`, made only of u64 and has no padding.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Pending {}
+
+/// A task inside reclaim: when its outermost reclaim began and how deeply
+/// reclaims are nested (a memcg reclaim may, in principle, run inside a
+/// global one; only the outermost is timed, so nothing counts twice).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReclaimStart {
+    /// `bpf_ktime_get_ns()` at the outermost begin.
+    pub start_ns: u64,
+    /// Reclaims begun and not yet ended.
+    pub depth: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<ReclaimStart>() == 16);
 
 /// Block I/O in flight: who submitted it and when.
 #[repr(C)]

@@ -1,6 +1,8 @@
 //! The maps and the one way programs reach a cgroup's counters.
 
-use agent_ebpf::{Counters, IoStart, MAX_CGROUPS, MAX_IN_FLIGHT, Pending, TaskSeen};
+use agent_ebpf::{
+    Counters, IoStart, MAX_CGROUPS, MAX_IN_FLIGHT, MAX_RECLAIMING, Pending, ReclaimStart, TaskSeen,
+};
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE},
     macros::map,
@@ -24,6 +26,14 @@ pub static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 /// 40x an empty program here).
 #[map(name = "IO_START")]
 pub static IO_START: HashMap<u64, IoStart> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+/// Tasks inside reclaim: thread id → when it began. An entry lives only
+/// while its task reclaims and only that task touches it (a task runs on
+/// one CPU at a time), so a plain hash without atomics is enough; reclaim
+/// is slow and rare next to the scheduler's events, so the hash cost does
+/// not matter here.
+#[map(name = "RECLAIMING")]
+pub static RECLAIMING: HashMap<u32, ReclaimStart> = HashMap::with_max_entries(MAX_RECLAIMING, 0);
 
 /// A BTF-defined task local storage map (aya-ebpf 0.2 has no wrapper): one
 /// [`TaskSeen`] per task, found through the task itself (no hashing, no

@@ -31,6 +31,7 @@ fn rows(n: usize, tick: u64) -> Vec<Row> {
                     net_tx_bytes: 1500 * (i as u64 % 7),
                     ..Counters::default()
                 },
+                memory: Default::default(),
             },
             forecast: Some(CpuForecast {
                 cpu_demand_cores: 0.05 * (i % 20) as f64,
@@ -41,6 +42,7 @@ fn rows(n: usize, tick: u64) -> Vec<Row> {
                 hint_id: None,
                 hint_trust: None,
             }),
+            memory_forecast: None,
             reservation: (i % 10 == 0).then_some(CpuReservation {
                 cpu_reserved_cores: 1.0,
                 cpu_reservation_managed: true,

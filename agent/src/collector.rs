@@ -13,7 +13,10 @@ use std::{
 use agent_ebpf::Counters;
 use serde::Serialize;
 
-use crate::cgroups::{Index, scan};
+use crate::{
+    cgroups::{Index, scan},
+    memory::Memory,
+};
 
 /// Where per-cgroup counter totals come from.
 pub trait CounterSource {
@@ -45,6 +48,10 @@ pub struct Sample {
     /// The interval's deltas.
     #[serde(flatten)]
     pub usage: Counters,
+    /// Memory in use at the end of the interval (filled in by
+    /// [`crate::memory::MemoryReader`]; unknown until then).
+    #[serde(flatten)]
+    pub memory: Memory,
 }
 
 /// Ticks after which a removed cgroup's id that stopped showing up is
@@ -173,6 +180,7 @@ impl<S: CounterSource> Collector<S> {
                 cgroup_id: *id,
                 interval_ns,
                 usage: delta,
+                memory: Memory::default(),
             });
         }
         for id in gone {

@@ -15,6 +15,8 @@
 //! - [`counter_map`]: batched reads of the kernel's counter map.
 //! - [`collector`]: reads the per-CPU counter map each tick and turns
 //!   counters into per-interval deltas per cgroup.
+//! - [`memory`]: each cgroup's memory in use, read from cgroupfs at each
+//!   tick.
 //! - [`shadow`]: one forecaster per observed cgroup and resource.
 //! - [`hint`]: the hint socket: applications announce expected demand.
 //! - [`transmit`]: sends forecasts and usage to the orchestrator and passes
@@ -34,6 +36,7 @@ pub mod cgroups;
 pub mod collector;
 pub mod counter_map;
 pub mod hint;
+pub mod memory;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;

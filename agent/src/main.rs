@@ -120,8 +120,16 @@ fn check() -> anyhow::Result<()> {
                 format!("FAILED: {why}")
             }
         };
-        println!("{:<18} {:<26} {status}", r.program, r.measures);
+        println!("{:<20} {:<26} {status}", r.program, r.measures);
     }
+    // Memory levels are read from cgroupfs, not counted by a probe.
+    let memory = shadow_agent::memory::Source::detect(&mounts);
+    println!(
+        "{:<20} {:<26} {}",
+        "memory",
+        "memory in use",
+        memory.describe()
+    );
     anyhow::ensure!(failed == 0, "{failed} probe(s) failed");
     Ok(())
 }

@@ -48,7 +48,8 @@ pub struct ObserveArgs {
     /// Forecast each cgroup's CPU demand for the next interval (online,
     /// per cgroup; demand = ran + waited on a run queue) and add
     /// `cpu_demand_cores`, `cpu_forecast_cores`,
-    /// `cpu_upper_cores` and `cpu_volatility_cores` to the output.
+    /// `cpu_upper_cores` and `cpu_volatility_cores` to the output (and the
+    /// memory level's `memory_forecast_bytes`, `memory_upper_bytes`).
     #[arg(long)]
     pub forecast: bool,
     /// Quantile of the forecast's upper band (with --forecast) [default: 0.95].
@@ -274,8 +275,8 @@ fn write_table(
     };
     writeln!(
         out,
-        "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}{forecast_header}  CGROUP",
-        "CPU%", "RUNQ_MS", "FAULTS", "READ_KB", "WRITE_KB", "TX_KB", "RX_KB"
+        "{:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}{forecast_header}  CGROUP",
+        "CPU%", "RUNQ_MS", "FAULTS", "READ_KB", "WRITE_KB", "TX_KB", "RX_KB", "MEM_MB"
     )?;
     for r in rows.iter().take(top) {
         let u = &r.sample.usage;
@@ -304,7 +305,7 @@ fn write_table(
         };
         writeln!(
             out,
-            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}{forecast}{reservation}  {}",
+            "{:>7.1} {:>8.1} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8}{forecast}{reservation}  {}",
             per_s(u.cpu_ns) / 1e7,
             per_s(u.runq_delay_ns) / 1e6,
             per_s(u.page_faults),
@@ -312,6 +313,11 @@ fn write_table(
             per_s(u.io_write_bytes) / 1024.0,
             per_s(u.net_tx_bytes) / 1024.0,
             per_s(u.net_rx_bytes) / 1024.0,
+            // A level, not a rate: what the cgroup held at the interval's end.
+            r.sample.memory.memory_bytes.map_or_else(
+                || "-".to_owned(),
+                |b| format!("{:.1}", b as f64 / 1048576.0)
+            ),
             r.sample.cgroup
         )?;
     }

@@ -18,9 +18,10 @@ use crate::{
     collector::{Collector, Sample},
     counter_map::CounterMap,
     hint::{self, Ledger},
+    memory::{MemoryReader, Source},
     probes::{Options, Probes, Status},
     reservations::Reservations,
-    shadow::{CpuForecast, Observation, Shadows},
+    shadow::{CpuForecast, MemoryForecast, Observation, Shadows},
     transmit::{AgentKey, Transmitter},
 };
 use shadow_common::host::unix_now;
@@ -72,11 +73,17 @@ pub struct Row {
     /// The CPU forecast (when forecasting and the forecaster had a value).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<CpuForecast>,
+    /// The memory forecast (when forecasting and the level is known).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub memory_forecast: Option<MemoryForecast>,
     /// The orchestrator's CPU reservation (when reporting to one that has
     /// answered for this cgroup).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub reservation: Option<CpuReservation>,
 }
+
+/// One sample's CPU and memory forecasts.
+type Forecasts = (Option<CpuForecast>, Option<MemoryForecast>);
 
 /// What the orchestrator holds for a cgroup's CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -96,6 +103,8 @@ pub struct Pipeline {
     shadows: Option<Shadows>,
     transmitter: Option<Transmitter>,
     collector: Collector<CounterMap>,
+    /// Reads each in-scope cgroup's memory at the end of its interval.
+    memory: MemoryReader,
     settings: Settings,
     /// The orchestrator's reservations, as received.
     reservations: Reservations,
@@ -143,6 +152,7 @@ impl Pipeline {
         let map = CounterMap::new(counters, pending)?;
         let mut collector = Collector::new(map, Index::new(v2_root.clone()), settings.rescan_every);
         collector.walk_in_background(settings.interval);
+        let memory = MemoryReader::new(Source::detect(&mounts));
         let key = agent_key(settings)?;
         let transmitter = settings
             .orchestrator
@@ -171,6 +181,7 @@ impl Pipeline {
         Ok(Self {
             settings: settings.clone(),
             collector,
+            memory,
             transmitter,
             shadows,
             hints,
@@ -205,19 +216,21 @@ impl Pipeline {
         self.last = now;
         let started = Instant::now();
         let mut samples = self.collector.tick(unix_now(), interval_ns)?;
-        self.collect_ms.push(started.elapsed().as_secs_f64() * 1e3);
         if let Some(filter) = &self.settings.cgroup {
             samples.retain(|s| cgroups::is_within(&s.cgroup, filter));
         }
+        // Read right after the counters: the level at the interval's end.
+        self.memory.fill(&mut samples);
+        self.collect_ms.push(started.elapsed().as_secs_f64() * 1e3);
         Ok(samples)
     }
 
     /// Feeds the interval to the shadows, with the live hints fused in and
     /// the usage recorded for judging them; keeps every observation, tagged
-    /// with its sample, for [`Pipeline::transmit`]. One CPU forecast per
-    /// sample, None when not forecasting.
-    fn forecast(&mut self, samples: &[Sample]) -> Vec<Option<CpuForecast>> {
-        let mut forecasts = vec![None; samples.len()];
+    /// with its sample, for [`Pipeline::transmit`]. One CPU and one memory
+    /// forecast per sample, None when not forecasting.
+    fn forecast(&mut self, samples: &[Sample]) -> Vec<Forecasts> {
+        let mut forecasts = vec![(None, None); samples.len()];
         self.tagged.clear();
         let Some(shadows) = &mut self.shadows else {
             return forecasts;
@@ -227,10 +240,11 @@ impl Pipeline {
         for (i, s) in samples.iter().enumerate() {
             self.observations.clear();
             shadows.observe_hinted(s, ledger.as_deref_mut(), &mut self.observations);
-            forecasts[i] = Shadows::cpu_forecast(&self.observations).map(|mut f| {
+            let cpu = Shadows::cpu_forecast(&self.observations).map(|mut f| {
                 f.hint_trust = ledger.as_ref().map(|l| l.trust(&s.cgroup));
                 f
             });
+            forecasts[i] = (cpu, Shadows::memory_forecast(&self.observations));
             self.tagged
                 .extend(self.observations.iter().map(|&o| (i, o)));
         }
@@ -278,11 +292,11 @@ impl Pipeline {
     }
 
     /// Joins samples, forecasts and the orchestrator's reservations.
-    fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Option<CpuForecast>>) -> Vec<Row> {
+    fn rows(&self, samples: Vec<Sample>, forecasts: Vec<Forecasts>) -> Vec<Row> {
         samples
             .into_iter()
             .zip(forecasts)
-            .map(|(sample, forecast)| {
+            .map(|(sample, (forecast, memory_forecast))| {
                 let reservation = self
                     .reservations
                     .get(&sample.cgroup, Resource::Cpu)
@@ -293,6 +307,7 @@ impl Pipeline {
                 Row {
                     sample,
                     forecast,
+                    memory_forecast,
                     reservation,
                 }
             })
@@ -345,7 +360,8 @@ impl Pipeline {
         self.collector.cgroups()
     }
 
-    /// How long each tick took to read and resolve the maps, in ms.
+    /// How long each tick took to read and resolve the maps and read the
+    /// memory levels, in ms.
     pub fn collect_ms(&self) -> &[f64] {
         &self.collect_ms
     }

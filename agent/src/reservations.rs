@@ -94,6 +94,7 @@ mod tests {
             cgroup_id: 1,
             interval_ns: 1,
             usage: Counters::default(),
+            memory: Default::default(),
         }
     }
 

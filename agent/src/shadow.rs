@@ -17,9 +17,16 @@
 //!
 //! CPU is forecast for every cgroup. Block I/O and network get a forecaster
 //! only once the cgroup has used them: each forecaster holds about 4 KiB,
-//! and most cgroups never touch a disk or a socket. Memory is not measured
-//! by the kernel programs (page faults are events, not bytes held), so it
-//! is not forecast here.
+//! and most cgroups never touch a disk or a socket. Memory gets one once
+//! its level is known (the collector read the cgroup's memory files).
+//!
+//! Memory is a *level*, not a rate: the value fed is the bytes in use at
+//! the end of the interval (`memory_bytes`), and the forecast at horizon h
+//! is the level expected then, with its upper band. The same forecaster
+//! serves (its experts and calibrated band do not assume a rate); what
+//! differs is how the band is used: the orchestrator reserves the highest
+//! band within its look-ahead, which for a level is how high it can go
+//! before then (docs/forecasting.md).
 //!
 //! Hints (crate::hint) are fused here: a live hint is a prior under the
 //! forecast of its cgroup. At every horizon whose interval overlaps the
@@ -77,6 +84,17 @@ pub struct CpuForecast {
     pub hint_trust: Option<f64>,
 }
 
+/// One cgroup's memory forecast for the next interval (`observe
+/// --forecast`): a level, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MemoryForecast {
+    /// Expected bytes in use at the end of the next interval.
+    pub memory_forecast_bytes: f64,
+    /// Upper band of that level at the configured quantile (raised to a
+    /// memory hint's prior inside its window).
+    pub memory_upper_bytes: f64,
+}
+
 /// One resource of one cgroup after an interval.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation {
@@ -125,6 +143,7 @@ struct Hints<'a> {
 /// The series of one cgroup.
 struct Shadow {
     cpu: ResourceShadow,
+    memory: Option<Box<ResourceShadow>>,
     io: Option<Box<ResourceShadow>>,
     net: Option<Box<ResourceShadow>>,
 }
@@ -189,6 +208,8 @@ impl Shadows {
             .min(self.cpus.max(used));
         let io = (u.io_read_bytes + u.io_write_bytes) as f64 / secs;
         let net = (u.net_rx_bytes + u.net_tx_bytes) as f64 / secs;
+        // A level: None when the cgroup's memory files could not be read.
+        let memory = sample.memory.memory_bytes.map(|b| b as f64);
         let (config, reporting) = (self.config, self.reporting);
         let new = || ResourceShadow {
             forecaster: Forecaster::new(config),
@@ -211,6 +232,7 @@ impl Shadows {
             .entry(sample.cgroup_id)
             .or_insert_with(|| Shadow {
                 cpu: new(),
+                memory: None,
                 io: None,
                 net: None,
             });
@@ -224,6 +246,11 @@ impl Shadows {
             out.push(step(series, resource, sample.ts, value, hints.as_ref()));
         };
         push(&mut shadow.cpu, Resource::Cpu, cpu);
+        // Fed only when known: an unknown level is not a zero.
+        if let Some(level) = memory {
+            let series = shadow.memory.get_or_insert_with(|| Box::new(new()));
+            push(series, Resource::Memory, level);
+        }
         for (slot, resource, value, hinted) in [
             (&mut shadow.io, Resource::Io, io, io_hinted),
             (&mut shadow.net, Resource::Net, net, net_hinted),
@@ -238,7 +265,7 @@ impl Shadows {
         if let Some(b) = ledger {
             let usage = Amounts {
                 cpu,
-                memory: 0.0,
+                memory: memory.unwrap_or(0.0),
                 io,
                 net,
             };
@@ -258,6 +285,18 @@ impl Shadows {
             hint_active: r.hint.is_some(),
             hint_id: r.hint,
             hint_trust: None,
+        })
+    }
+
+    /// The memory forecast among `observations`, if the level was known.
+    pub fn memory_forecast(observations: &[Observation]) -> Option<MemoryForecast> {
+        let r = observations
+            .iter()
+            .find(|r| r.resource == Resource::Memory)?;
+        let f = r.forecast?;
+        Some(MemoryForecast {
+            memory_forecast_bytes: f.point[0],
+            memory_upper_bytes: f.upper[0],
         })
     }
 
@@ -418,6 +457,7 @@ mod tests {
                 io_write_bytes: io_bytes,
                 ..Counters::default()
             },
+            memory: Default::default(),
         }
     }
 
@@ -592,6 +632,99 @@ mod tests {
             window_bands.iter().all(|&w| w >= 1.5 * 0.5),
             "inside a window the band is the hint's: {window_bands:?}"
         );
+    }
+
+    /// A sample with a known memory level of `bytes`.
+    fn with_memory(mut s: Sample, bytes: u64) -> Sample {
+        s.memory.memory_bytes = Some(bytes);
+        s
+    }
+
+    #[test]
+    fn memory_is_forecast_as_a_level_once_known() {
+        const MIB: f64 = 1024.0 * 1024.0;
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
+        let mut out = Vec::new();
+        // Unknown level: no memory series (an unknown is not a zero).
+        shadows.observe(&sample(1, 0.0, 0.1, 0), &mut out);
+        assert!(out.iter().all(|o| o.resource != Resource::Memory));
+        // A working set of 512 MiB with a small wobble, then a jump to
+        // 1 GiB that stays: a level with a rare jump.
+        let mut last = None;
+        for t in 1..400u64 {
+            let level = if t < 300 { 512.0 } else { 1024.0 } * MIB + (t % 5) as f64 * 64e3;
+            out.clear();
+            shadows.observe(
+                &with_memory(sample(1, t as f64, 0.1, 0), level as u64),
+                &mut out,
+            );
+            let m = out.iter().find(|o| o.resource == Resource::Memory).unwrap();
+            assert_eq!(m.value, level.floor());
+            assert_eq!(
+                m.forecast.unwrap().horizon,
+                6,
+                "forecast over the look-ahead"
+            );
+            if t == 299 {
+                let f = Shadows::memory_forecast(&out).unwrap();
+                assert!((f.memory_forecast_bytes / MIB - 512.0).abs() < 8.0, "{f:?}");
+                assert!(f.memory_upper_bytes >= f.memory_forecast_bytes, "{f:?}");
+                assert!(f.memory_upper_bytes < 560.0 * MIB, "band too wide: {f:?}");
+            }
+            last = Shadows::memory_forecast(&out);
+            // The jump is followed within two ticks (a rare jump cannot
+            // be foreseen: the tick of the jump itself is a miss).
+            if t == 302 {
+                let f = last.unwrap();
+                assert!(
+                    (f.memory_forecast_bytes / MIB - 1024.0).abs() < 16.0,
+                    "{f:?}"
+                );
+            }
+        }
+        // A hundred intervals after the jump the level is the new one.
+        let f = last.unwrap();
+        assert!(
+            (f.memory_forecast_bytes / MIB - 1024.0).abs() < 16.0,
+            "{f:?}"
+        );
+        assert!(f.memory_upper_bytes >= 1000.0 * MIB, "{f:?}");
+    }
+
+    #[test]
+    fn a_memory_hint_raises_the_memory_band_and_is_judged_on_the_level() {
+        use crate::hint::ledger::INITIAL_TRUST;
+        const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+        let mut ledger = ledger();
+        let id = hint(
+            &mut ledger,
+            br#"{"memory":"2GiB","start_in":"10s","duration":"5s"}"#,
+            100.0,
+        );
+        let mut shadows = Shadows::new(Duration::from_secs(1), 0.95, 6, CPUS).unwrap();
+        let mut out = Vec::new();
+        for t in 90..=120 {
+            out.clear();
+            // Holds 1 GiB throughout: half of what was announced.
+            let s = with_memory(sample(1, f64::from(t), 0.1, 0), 1 << 30);
+            shadows.observe_hinted(&s, Some(&mut ledger), &mut out);
+            let m = *out.iter().find(|o| o.resource == Resource::Memory).unwrap();
+            let f = m.forecast.unwrap();
+            if (110..=114).contains(&t) {
+                assert_eq!(m.hint, Some(id), "t={t}");
+                assert_eq!(m.source, Source::Hint, "t={t}");
+                assert!(f.upper[0] >= 2.0 * GIB * INITIAL_TRUST, "t={t}: {f:?}");
+                assert!(m.send, "hinted forecasts are always sent");
+            } else if !(104..=116).contains(&t) {
+                assert_eq!(m.source, Source::Model, "t={t}");
+                assert!(f.upper[0] < 1.2 * GIB, "t={t}: {f:?}");
+            }
+            ledger.settle(f64::from(t), 1.0);
+        }
+        // Used half the hinted level: trusted less, but not as little as
+        // a hint of which nothing came.
+        let trust = ledger.trust("/c1");
+        assert!(trust < INITIAL_TRUST && trust > 0.5, "{trust}");
     }
 
     #[test]

@@ -339,6 +339,11 @@ mod tests {
                     net_tx_bytes: if id == 2 { 1000 } else { 0 },
                     ..Counters::default()
                 },
+                // /c1's memory level is known: it is forecast and sent too.
+                memory: crate::memory::Memory {
+                    memory_bytes: (id == 1).then_some(256 << 20),
+                    ..Default::default()
+                },
             })
             .collect();
         let mut observations = Vec::new();
@@ -355,12 +360,22 @@ mod tests {
         };
         let (usage, predictions) = batches(5, 1000, 1000, &samples, &tagged, options);
         assert_eq!(usage.components.len(), 3);
-        assert_eq!(usage.usage.len(), 4, "3 CPU + 1 network");
+        assert_eq!(usage.usage.len(), 5, "3 CPU + 1 memory + 1 network");
         assert_eq!(
             predictions.predictions.len(),
-            4,
+            5,
             "first forecasts are all sent"
         );
+        let memory = predictions
+            .predictions
+            .iter()
+            .find(|p| p.resource == shadow_wire::Resource::Memory)
+            .expect("a memory prediction");
+        assert_eq!(
+            predictions.components[memory.component as usize].path,
+            "/c1"
+        );
+        assert_eq!(memory.steps.len(), 6);
         assert_eq!(predictions.predictions[0].steps.len(), 6);
         let message = Message::Predictions(predictions);
         message.validate().unwrap();

@@ -9,9 +9,12 @@
 //!   over the knob's current period;
 //! - memory (`a` bytes): the soft knob (`memory.low` /
 //!   `memory.soft_limit_in_bytes`) at `a`, and, only where the operator set
-//!   a hard one (`memory.high` / `memory.limit_in_bytes`), that at `a` plus
-//!   [`MEMORY_HEADROOM`] (never above the ceiling unless `a` is), so a
-//!   forecast miss is reclaimed or throttled rather than killed;
+//!   a ceiling (`memory.high` / `memory.limit_in_bytes`), that ceiling
+//!   raised ahead of growth but never below the operator's own value nor
+//!   below usage and the reservation plus [`MEMORY_HEADROOM`]
+//!   ([`memory_ceiling`]): v1 `memory.limit_in_bytes` OOM-kills, so a
+//!   ceiling Shadow writes must never be tighter than what the operator
+//!   chose;
 //!
 //! A soft reservation never caps: a hard knob the operator left unlimited
 //! stays unlimited, so no cgroup is throttled or reclaimed for the first
@@ -35,8 +38,43 @@ use crate::{
     engine::Decision,
 };
 
-/// Hard memory caps sit this share above the reservation.
+/// Memory ceilings sit at least this share above the larger of usage and
+/// the reservation.
 pub const MEMORY_HEADROOM: f64 = 0.5;
+
+/// The memory ceiling (`memory.high`, v1 `memory.limit_in_bytes`) for a
+/// reservation of `reserved` bytes of a cgroup using `usage` bytes, whose
+/// ceiling was `original` before Shadow wrote it; `ceiling` is the
+/// configured most Shadow may reserve for it. None: not written.
+///
+/// The rule, so that no write can cause an OOM kill the operator's own
+/// setting would not have caused:
+/// - no ceiling where the operator set none (`original` unlimited);
+/// - never below `original`: Shadow only ever loosens a ceiling, ahead of
+///   predicted growth, and a release puts the original back;
+/// - never below `max(usage, reserved) x (1 + MEMORY_HEADROOM)`: the
+///   reservation is the forecast's upper band over the look-ahead (with
+///   its margin), so the ceiling is above usage plus the band, with
+///   headroom for a forecast miss;
+/// - raised no higher than the configured `ceiling` allows, except where
+///   usage itself needs more (the floor above wins over the ceiling).
+pub fn memory_ceiling(original: Bytes, reserved: f64, usage: f64, ceiling: f64) -> Option<Bytes> {
+    let Bytes::Limit(original) = original else {
+        return None;
+    };
+    let (reserved, usage) = (finite(reserved), finite(usage));
+    let floor = usage * (1.0 + MEMORY_HEADROOM);
+    let wanted = reserved.max(usage) * (1.0 + MEMORY_HEADROOM);
+    let within = wanted.min(finite(ceiling).max(floor));
+    // Saturating: a float beyond u64 is "as large as can be".
+    let target = (within.ceil() as u64).max(original);
+    Some(Bytes::Limit(target))
+}
+
+/// NaN and negatives as 0; infinity stays (and saturates when cast).
+fn finite(v: f64) -> f64 {
+    if v.is_nan() { 0.0 } else { v.max(0.0) }
+}
 
 /// What applying one decision did.
 #[derive(Debug, Default, PartialEq)]
@@ -71,7 +109,7 @@ pub fn apply(
     let reason = d.reason.to_string();
     for knob in act.layout().knobs_for(&d.path, d.resource)? {
         let outcome = match d.amount {
-            Some(a) => match setting(act, &d.path, knob, a, d.ceiling, capacity)? {
+            Some(a) => match setting(act, &d.path, knob, (a, d.usage), d.ceiling, capacity)? {
                 Some(target) => act.write(&d.path, knob, target, &reason, now)?,
                 None => continue,
             },
@@ -96,7 +134,7 @@ fn setting(
     act: &Actuator,
     cgroup: &str,
     knob: Knob,
-    a: f64,
+    (a, usage): (f64, f64),
     ceiling: f64,
     capacity: Option<f64>,
 ) -> Result<Option<Setting>, ActuatorError> {
@@ -125,11 +163,12 @@ fn setting(
         }
         Knob::MemoryLow | Knob::MemorySoftLimit => Some(bytes(a)),
         Knob::MemoryHigh | Knob::MemoryLimit => {
-            // As for the quota: no cap where the operator set none.
-            match before_shadow(act, cgroup, knob)? {
-                Setting::Bytes(Bytes::Max) => None,
-                _ => Some(bytes((a * (1.0 + MEMORY_HEADROOM)).min(ceiling.max(a)))),
-            }
+            // As for the quota: no cap where the operator set none; and
+            // never tighter than the operator's own.
+            let Setting::Bytes(original) = before_shadow(act, cgroup, knob)? else {
+                return Ok(None);
+            };
+            memory_ceiling(original, a, usage, ceiling).map(Setting::Bytes)
         }
         Knob::IoWeight | Knob::BlkioWeight => {
             let Some(capacity) = capacity.filter(|c| *c > 0.0) else {
@@ -215,6 +254,71 @@ mod tests {
         assert_eq!(quota(&act), Some(200_000));
         apply(&mut act, &decision(0.25), None, now).unwrap();
         assert_eq!(shares(&act), Setting::Weight(1024));
+    }
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    #[test]
+    fn a_memory_ceiling_is_never_tighter_than_the_operators_nor_below_usage_and_band() {
+        let gib = 1u64 << 30;
+        let original = Bytes::Limit(2 * gib);
+        let at = |reserved: f64, usage: f64, ceiling: f64| {
+            memory_ceiling(original, reserved, usage, ceiling)
+                .unwrap()
+                .as_u64()
+        };
+        // The old rule (1.5 x the reservation) wrote 768 MiB over a 2 GiB
+        // limit for a 512 MiB reservation: a cgroup using 1 GiB would have
+        // been OOM-killed. Now the operator's 2 GiB stays.
+        assert_eq!(at(512.0 * MIB, 1024.0 * MIB, 8.0 * 1024.0 * MIB), 2 * gib);
+        // Growth forecast beyond it: raised ahead, 1.5 x the band.
+        assert_eq!(
+            at(3072.0 * MIB, 1024.0 * MIB, 8.0 * 1024.0 * MIB),
+            4608 << 20
+        );
+        // The configured ceiling bounds the raise, never below the original...
+        assert_eq!(
+            at(3072.0 * MIB, 1024.0 * MIB, 2.5 * 1024.0 * MIB),
+            2560 << 20
+        );
+        assert_eq!(at(3072.0 * MIB, 1024.0 * MIB, 512.0 * MIB), 2 * gib);
+        // ...nor below usage plus headroom when usage outgrew it.
+        assert_eq!(at(3072.0 * MIB, 2048.0 * MIB, 512.0 * MIB), 3 * gib);
+        // A band below usage (a falling forecast): usage decides.
+        assert_eq!(at(0.0, 3072.0 * MIB, 16.0 * 1024.0 * MIB), 4608 << 20);
+        // Garbage in: never below the original, never a panic.
+        for (r, u, c) in [
+            (f64::NAN, f64::NAN, f64::NAN),
+            (-1.0, -1.0, -1.0),
+            (f64::INFINITY, 0.0, f64::INFINITY),
+        ] {
+            assert!(at(r, u, c) >= 2 * gib, "{r} {u} {c}");
+        }
+        // Where the operator set no ceiling, none is ever written.
+        assert_eq!(memory_ceiling(Bytes::Max, 1e9, 1e9, 1e12), None);
+    }
+
+    /// Randomised: whatever the inputs, the ceiling is at least the
+    /// original and at least usage x 1.5, and the reservation x 1.5 when the
+    /// configured ceiling allows it.
+    #[test]
+    fn the_memory_ceiling_rule_holds_for_any_inputs() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 64.0 * 1024.0 * MIB
+        };
+        for _ in 0..10_000 {
+            let (o, r, u, c) = (next() as u64, next(), next(), next());
+            let t = memory_ceiling(Bytes::Limit(o), r, u, c).unwrap().as_u64() as f64;
+            assert!(t >= o as f64, "{o} {r} {u} {c}: {t}");
+            assert!(t + 1.0 >= u * 1.5, "{o} {r} {u} {c}: {t}");
+            if c >= r.max(u) * 1.5 {
+                assert!(t + 1.0 >= r * 1.5, "{o} {r} {u} {c}: {t}");
+            }
+        }
     }
 
     #[test]

@@ -299,6 +299,13 @@ impl Agent {
         self.lines.lock().expect("lock").len()
     }
 
+    /// The JSON lines it printed so far from index `from` on (to follow
+    /// the samples as they arrive).
+    pub fn since(&self, from: usize) -> Vec<Value> {
+        let lines = self.lines.lock().expect("lock");
+        lines.get(from..).map(<[Value]>::to_vec).unwrap_or_default()
+    }
+
     /// Sends `signal` (SIGHUP, say) and returns at once.
     pub fn send(&self, signal: i32) {
         // SAFETY: signalling our own child.
@@ -372,6 +379,10 @@ pub const FIELDS: &[&str] = &[
     "net_rx_bytes",
     "net_tx_packets",
     "net_rx_packets",
+    "reclaim_stall_ns",
+    "memory_bytes",
+    "memory_anon_bytes",
+    "memory_file_bytes",
 ];
 
 /// `key value` pairs of a flat-keyed cgroup file such as `cpu.stat`.

@@ -27,6 +27,10 @@ fn check_reports_every_probe() {
         "block_rq_complete",
         "net_egress",
         "net_ingress",
+        "direct_reclaim_begin",
+        "direct_reclaim_end",
+        "memcg_reclaim_begin",
+        "memcg_reclaim_end",
     ] {
         let line = text
             .lines()
@@ -37,6 +41,15 @@ fn check_reports_every_probe() {
             "{line}"
         );
     }
+    // Memory levels come from cgroupfs; the report names the files.
+    let memory = text
+        .lines()
+        .find(|l| l.starts_with("memory "))
+        .expect("memory source reported");
+    assert!(
+        memory.contains("memory.current") || memory.contains("memory.usage_in_bytes"),
+        "{memory}"
+    );
 }
 
 /// Without privileges the agent says what to do, with no panic or raw errno.

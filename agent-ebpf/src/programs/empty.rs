@@ -23,6 +23,10 @@ empty_tracepoints!(
     empty_page_fault_kernel => "page_fault_kernel",
     empty_block_io_start => "block_io_start",
     empty_block_rq_complete => "block_rq_complete",
+    empty_direct_reclaim_begin => "mm_vmscan_direct_reclaim_begin",
+    empty_direct_reclaim_end => "mm_vmscan_direct_reclaim_end",
+    empty_memcg_reclaim_begin => "mm_vmscan_memcg_reclaim_begin",
+    empty_memcg_reclaim_end => "mm_vmscan_memcg_reclaim_end",
 );
 
 #[perf_event]

@@ -4,4 +4,5 @@ mod block;
 mod empty;
 mod fault;
 mod net;
+mod reclaim;
 mod sched;

@@ -209,6 +209,33 @@ impl Bytes {
     }
 }
 
+/// The values of `keys` in a `memory.stat` file (v1 or v2: one
+/// `name value` pair per line), in the order asked; None for a key the file
+/// does not have (v1 has no `anon`, v2 no `total_rss`). Lines with other
+/// keys are not looked at, so new kernel fields change nothing; a wanted
+/// key whose value is not a number is an error.
+pub fn memory_stat<const N: usize>(
+    text: &str,
+    keys: [&str; N],
+) -> Result<[Option<u64>; N], ParseError> {
+    const WHAT: &str = "\"<name> <bytes>\" lines";
+    let mut found = [None; N];
+    for line in text.lines() {
+        let mut parts = line.split_ascii_whitespace();
+        let (Some(name), value) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(i) = keys.iter().position(|k| *k == name) else {
+            continue;
+        };
+        let (Some(value), None) = (value, parts.next()) else {
+            return Err(error(WHAT, line));
+        };
+        found[i] = Some(number(value, WHAT)?);
+    }
+    Ok(found)
+}
+
 /// Parses `io.weight`: the first line, "default N" (a bare "N" is accepted
 /// too); per-device lines after it are left alone by Shadow.
 pub fn parse_io_weight(text: &str) -> Result<u64, ParseError> {
@@ -216,4 +243,36 @@ pub fn parse_io_weight(text: &str) -> Result<u64, ParseError> {
     let first = text.lines().next().unwrap_or("").trim();
     let n = first.strip_prefix("default ").unwrap_or(first);
     number(n.trim(), WHAT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_stat_gives_the_keys_asked_for() {
+        let v2 = "anon 1052672\nfile 8192\nkernel 4096\nanon_thp 0\n";
+        assert_eq!(
+            memory_stat(v2, ["anon", "file", "total_rss"]).unwrap(),
+            [Some(1_052_672), Some(8192), None]
+        );
+        let v1 = "cache 0\nrss 4096\ntotal_cache 12288\ntotal_rss 8192\n";
+        assert_eq!(
+            memory_stat(v1, ["total_rss", "total_cache"]).unwrap(),
+            [Some(8192), Some(12288)]
+        );
+        assert_eq!(memory_stat("", ["anon"]).unwrap(), [None]);
+    }
+
+    #[test]
+    fn memory_stat_refuses_a_wanted_value_that_is_not_bytes() {
+        for bad in ["anon -1\n", "anon\n", "anon 1 2\n", "anon 1e9\n"] {
+            assert!(memory_stat(bad, ["anon"]).is_err(), "{bad:?} accepted");
+        }
+        // Other lines are not looked at.
+        assert_eq!(
+            memory_stat("weird x y\nanon 5", ["anon"]).unwrap(),
+            [Some(5)]
+        );
+    }
 }

@@ -4,8 +4,9 @@
 //!
 //! Trust. A hint's prior is `amount × confidence × trust`. When a hint's
 //! window is over, the realised mean usage over the window is compared
-//! with the hinted amount, per forecast resource that was hinted (CPU,
-//! block I/O, network; the agent does not measure memory held):
+//! with the hinted amount, per resource that was hinted (CPU, memory,
+//! block I/O, network; for memory, a level, the mean level held over the
+//! window, 0 where the cgroup's memory could not be read):
 //! `accuracy = mean over resources of min(1, used / hinted)`, and
 //! `trust ← clamp(trust + RATE × (accuracy − trust), MIN_TRUST, 1)`.
 //! Inflated hints lower trust in proportion to how inflated they were; an
@@ -174,10 +175,7 @@ impl Ledger {
         };
         self.next_id += 1;
         let trust = self.trust(cgroup);
-        let reserve = Amounts {
-            memory: 0.0,
-            ..amounts.scaled(spec.confidence * trust)
-        };
+        let reserve = amounts.scaled(spec.confidence * trust);
         let accepted = Accepted {
             id: hint.id,
             cgroup: cgroup.to_owned(),
@@ -273,6 +271,7 @@ impl Ledger {
             if overlap > 0.0 {
                 let u = usage.scaled(overlap);
                 h.used.cpu += u.cpu;
+                h.used.memory += u.memory;
                 h.used.io += u.io;
                 h.used.net += u.net;
             }
@@ -359,6 +358,7 @@ pub fn clamp(amounts: Amounts, capacity: Amounts) -> (Amounts, Vec<String>) {
 pub fn accuracy(hinted: Amounts, used_mean: Amounts) -> Option<f64> {
     let pairs = [
         (hinted.cpu, used_mean.cpu),
+        (hinted.memory, used_mean.memory),
         (hinted.io, used_mean.io),
         (hinted.net, used_mean.net),
     ];

@@ -255,8 +255,8 @@ pub struct Accepted {
     /// The confidence the caller gave.
     pub confidence: f64,
     /// The floor the forecast's upper band gets in the window:
-    /// amounts × confidence × trust (at today's trust). Memory is 0: the
-    /// agent does not forecast memory yet, so no band carries it.
+    /// amounts × confidence × trust (at today's trust); memory is a level,
+    /// carried by the memory forecast's band.
     pub reserve: Amounts,
 }
 

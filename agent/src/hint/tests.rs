@@ -143,7 +143,7 @@ fn hints_are_clamped_bounded_and_rate_limited() {
     assert_eq!((a.start, a.end), (110.0, 115.0));
     assert_eq!(a.trust, INITIAL_TRUST);
     assert_eq!(a.reserve.cpu, 2.0 * INITIAL_TRUST);
-    assert_eq!(a.reserve.memory, 0.0, "memory is not forecast");
+    assert_eq!(a.reserve.memory, f64::from(1 << 30) * INITIAL_TRUST);
     for _ in 1..ledger.limits().max_live {
         ledger.submit("/a", &s, 100.0).unwrap();
     }
@@ -211,13 +211,20 @@ fn inflated_hints_lose_trust_and_accurate_ones_earn_it() {
     assert_eq!(
         ledger::accuracy(
             Amounts {
-                memory: 1.0,
+                memory: 2.0,
                 ..Amounts::default()
             },
-            Amounts::default()
+            Amounts {
+                memory: 1.0,
+                ..Amounts::default()
+            }
         ),
-        None,
-        "memory alone is not judged"
+        Some(0.5),
+        "memory is judged on the level held"
+    );
+    assert_eq!(
+        ledger::accuracy(Amounts::default(), Amounts::default()),
+        None
     );
 }
 

@@ -85,6 +85,9 @@ struct CgroupSeries {
     io_ops: Counter,
     tx: Counter,
     rx: Counter,
+    reclaim: CounterF,
+    /// Made when the cgroup's memory is first known.
+    memory: Option<Gauge>,
     forecast: Option<(GaugeF, GaugeF, CounterF, CounterF)>,
     reserved: Option<(GaugeF, Gauge)>,
     trust: Option<GaugeF>,
@@ -103,6 +106,8 @@ impl CgroupSeries {
             io_ops: f.io_ops.get_or_create_owned(&label),
             tx: f.net_bytes.get_or_create_owned(&with(&label, NET_TX)),
             rx: f.net_bytes.get_or_create_owned(&with(&label, NET_RX)),
+            reclaim: f.reclaim_seconds.get_or_create_owned(&label),
+            memory: None,
             forecast: None,
             reserved: None,
             trust: None,
@@ -122,6 +127,12 @@ impl CgroupSeries {
         self.io_ops.inc_by(u.io_ops);
         self.tx.inc_by(u.net_tx_bytes);
         self.rx.inc_by(u.net_rx_bytes);
+        self.reclaim.inc_by(u.reclaim_stall_ns as f64 / 1e9);
+        if let Some(bytes) = row.sample.memory.memory_bytes {
+            self.memory
+                .get_or_insert_with(|| f.memory_bytes.get_or_create_owned(&self.label))
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         if let Some(fc) = row.forecast {
             let (point, upper, shortfall, slack) = self.forecast.get_or_insert_with(|| {
                 (
@@ -160,7 +171,13 @@ impl CgroupSeries {
     /// Drops every series of a cgroup.
     fn forget(&self, f: &Families) {
         let one = &self.label;
-        for family in [&f.cpu_seconds, &f.runq_seconds, &f.shortfall, &f.slack] {
+        for family in [
+            &f.cpu_seconds,
+            &f.runq_seconds,
+            &f.shortfall,
+            &f.slack,
+            &f.reclaim_seconds,
+        ] {
             family.remove(one);
         }
         for family in [&f.forecast, &f.upper, &f.reserved, &f.trust] {
@@ -169,6 +186,7 @@ impl CgroupSeries {
         f.page_faults.remove(one);
         f.io_ops.remove(one);
         f.managed.remove(one);
+        f.memory_bytes.remove(one);
         for extra in [IO_READ, IO_WRITE] {
             f.io_bytes.remove(&with(one, extra));
         }

@@ -18,6 +18,8 @@ pub(super) struct Families {
     pub(super) io_bytes: Family<Labels, Counter>,
     pub(super) io_ops: Family<Labels, Counter>,
     pub(super) net_bytes: Family<Labels, Counter>,
+    pub(super) memory_bytes: Family<Labels, Gauge>,
+    pub(super) reclaim_seconds: Family<Labels, CounterF>,
     pub(super) forecast: Family<Labels, GaugeF>,
     pub(super) upper: Family<Labels, GaugeF>,
     pub(super) reserved: Family<Labels, GaugeF>,
@@ -74,6 +76,18 @@ pub(super) fn registry(f: &Families, tick: &Histogram) -> Registry {
         per("IP bytes, by `direction` (tx, rx)"),
         Unit::Bytes,
         f.net_bytes.clone(),
+    );
+    r.register_with_unit(
+        "cgroup_memory",
+        per("Memory in use at the end of the last interval (memory.current or v1 memory.usage_in_bytes)"),
+        Unit::Bytes,
+        f.memory_bytes.clone(),
+    );
+    r.register_with_unit(
+        "cgroup_reclaim_stall",
+        per("Time tasks spent stalled in direct or memcg reclaim"),
+        s.clone(),
+        f.reclaim_seconds.clone(),
     );
     r.register(
         "cgroup_cpu_forecast_cores",

@@ -16,7 +16,12 @@ fn row(cgroup: &str, cpu_ms: u64, demand: f64, upper: f64) -> Row {
                 cpu_ns: cpu_ms * 1_000_000,
                 io_read_bytes: 4096,
                 net_tx_bytes: 100,
+                reclaim_stall_ns: 250_000_000,
                 ..Counters::default()
+            },
+            memory: crate::memory::Memory {
+                memory_bytes: Some(cpu_ms << 20),
+                ..Default::default()
             },
         },
         forecast: Some(CpuForecast {
@@ -28,6 +33,7 @@ fn row(cgroup: &str, cpu_ms: u64, demand: f64, upper: f64) -> Row {
             hint_id: None,
             hint_trust: Some(0.8),
         }),
+        memory_forecast: None,
         reservation: Some(CpuReservation {
             cpu_reserved_cores: 1.5,
             cpu_reservation_managed: true,
@@ -94,6 +100,18 @@ fn counters_accumulate_and_follow_the_naming_conventions() {
             &format!("shadow_agent_cgroup_cpu_reservation_managed{a}")
         ),
         1.0
+    );
+    // Memory is a level: the last tick's; reclaim stall adds up.
+    assert_eq!(
+        value(&text, &format!("shadow_agent_cgroup_memory_bytes{a}")),
+        f64::from(250 << 20)
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("shadow_agent_cgroup_reclaim_stall_seconds_total{a}")
+        ),
+        0.5
     );
     // Judged against the band forecast the tick before: 1.5 vs 1.0.
     assert_eq!(

@@ -26,10 +26,11 @@ pub(crate) enum Column {
     Trust,
     Io,
     Net,
+    Mem,
 }
 
 impl Column {
-    pub(crate) const ALL: [Column; 9] = [
+    pub(crate) const ALL: [Column; 10] = [
         Column::Cgroup,
         Column::Cpu,
         Column::Runq,
@@ -39,6 +40,7 @@ impl Column {
         Column::Trust,
         Column::Io,
         Column::Net,
+        Column::Mem,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Column {
             Column::Trust => "TRUST",
             Column::Io => "IO",
             Column::Net => "NET",
+            Column::Mem => "MEM",
         }
     }
 
@@ -90,6 +93,8 @@ pub(crate) struct Entry {
     /// Block I/O and network traffic, bytes per second (both directions).
     pub(crate) io: f64,
     pub(crate) net: f64,
+    /// Memory in use at the end of the interval, bytes (None: unknown).
+    pub(crate) mem: Option<f64>,
     /// Oldest first, at most [`HISTORY`] points.
     pub(crate) history: VecDeque<Point>,
 }
@@ -112,6 +117,7 @@ impl Entry {
             trust: row.forecast.and_then(|f| f.hint_trust),
             io: per_s(u.io_read_bytes + u.io_write_bytes),
             net: per_s(u.net_tx_bytes + u.net_rx_bytes),
+            mem: s.memory.memory_bytes.map(|b| b as f64),
             history: VecDeque::new(),
         }
     }
@@ -128,6 +134,7 @@ impl Entry {
             Column::Trust => self.trust,
             Column::Io => Some(self.io),
             Column::Net => Some(self.net),
+            Column::Mem => self.mem,
         }
     }
 }

@@ -34,6 +34,10 @@ fn row(cgroup: &str, cpu: f64, next: f64, rsv: Option<(f64, bool)>) -> Row {
                 net_tx_bytes: 1500,
                 ..Counters::default()
             },
+            memory: crate::memory::Memory {
+                memory_bytes: Some(3 << 29),
+                ..Default::default()
+            },
         },
         forecast: Some(CpuForecast {
             cpu_demand_cores: cpu,
@@ -44,6 +48,7 @@ fn row(cgroup: &str, cpu: f64, next: f64, rsv: Option<(f64, bool)>) -> Row {
             hint_id: None,
             hint_trust: None,
         }),
+        memory_forecast: None,
         reservation: rsv.map(|(cores, managed)| CpuReservation {
             cpu_reserved_cores: cores,
             cpu_reservation_managed: managed,
@@ -191,24 +196,26 @@ fn an_80x24_screen_has_every_column_title_chart_and_keys() {
     }
     assert!(lines[0].starts_with("shadow-agent top | 4/42 cgroups | /, 1s, hints off"));
     for label in [
-        "CGROUP", "▼CPU%", "RUNQ", "NEXT%", "UPPER%", "RSV%", "TRUST", "IO", "NET",
+        "CGROUP", "▼CPU%", "RUNQ", "NEXT%", "UPPER%", "RSV%", "TRUST", "IO", "NET", "MEM",
     ] {
         assert!(lines[1].contains(label), "{label} missing: {}", lines[1]);
     }
     assert!(
-        lines[1].ends_with("NET"),
+        lines[1].ends_with("MEM"),
         "header not right-aligned: {}",
         lines[1]
     );
     // vm-a: 98% CPU, 98 ms/s run queue, forecast 95 (upper 142.5),
-    // reserved 120 and managed, 3 MiB/s read, 1.5 KiB/s sent.
+    // reserved 120 and managed, 3 MiB/s read, 1.5 KiB/s sent, 1.5 GiB in
+    // use.
     let vm_a = &lines[2];
-    assert!(vm_a.starts_with("/machine.slice/vm-a "), "{vm_a}");
+    // With ten numeric columns the path column is 15 wide: cut on the left.
+    assert!(vm_a.starts_with("…ine.slice/vm-a "), "{vm_a}");
     let cells: Vec<&str> = vm_a.split_whitespace().collect();
     assert_eq!(
         cells,
         [
-            "/machine.slice/vm-a",
+            "…ine.slice/vm-a",
             "98.0",
             "98.0",
             "95.0",
@@ -216,7 +223,8 @@ fn an_80x24_screen_has_every_column_title_chart_and_keys() {
             "120.0*",
             "-",
             "3.0M",
-            "1.5K"
+            "1.5K",
+            "1.5G"
         ]
     );
     assert!(
@@ -245,10 +253,10 @@ fn narrow_terminals_drop_columns_and_cut_paths_from_the_left() {
     let s = state_with(&[row(long, 0.5, 0.5, None)]);
     let lines = screen(&s, 80, 24);
     let (columns, name) = view::layout(80);
-    assert_eq!(columns.len(), 9);
-    assert_eq!(name, 22);
-    let shown: String = lines[2].chars().take(22).collect();
-    let tail: String = long.chars().skip(long.chars().count() - 21).collect();
+    assert_eq!(columns.len(), 10);
+    assert_eq!(name, 15);
+    let shown: String = lines[2].chars().take(15).collect();
+    let tail: String = long.chars().skip(long.chars().count() - 14).collect();
     assert_eq!(shown, format!("…{tail}"));
     let lines = screen(&s, 50, 24);
     assert!(

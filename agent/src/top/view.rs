@@ -18,9 +18,10 @@ const FOOTER: &str = "q quit | Up/Down/PgUp/PgDn/Home/End select | Left/Right/Ta
 /// instead (in [`DROP_ORDER`]).
 const MIN_CGROUP: u16 = 12;
 /// Columns given up first when the terminal is narrow.
-const DROP_ORDER: [Column; 7] = [
+const DROP_ORDER: [Column; 8] = [
     Column::Trust,
     Column::Rsv,
+    Column::Mem,
     Column::Runq,
     Column::Net,
     Column::Io,
@@ -198,6 +199,7 @@ fn cell(e: &Entry, column: Column) -> String {
             .map_or_else(|| "-".to_owned(), |t| format!("{t:.2}")),
         Column::Io => rate(e.io),
         Column::Net => rate(e.net),
+        Column::Mem => e.mem.map_or_else(|| "-".to_owned(), rate),
     }
 }
 

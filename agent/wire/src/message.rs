@@ -182,7 +182,8 @@ pub struct Usage {
     /// Which resource; the value is in its unit.
     pub resource: Resource,
     /// Mean usage over the interval (for CPU, demand: ran + waited to run,
-    /// which a quota does not cap).
+    /// which a quota does not cap; for memory, a level, the bytes in use at
+    /// the interval's end).
     pub value: f32,
 }
 

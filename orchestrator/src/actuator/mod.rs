@@ -252,7 +252,9 @@ impl Actuator {
     /// original is the operator's own setting, which the cgroup ran under
     /// before Shadow, and the usage known is the last one a now dead agent
     /// sent, which would otherwise hold a released quota up for as long as
-    /// the agent stays away. The rate limit and the cooldown still apply.
+    /// the agent stays away. A memory limit still never goes below the
+    /// usage the kernel reports at that moment (the release waits for it).
+    /// The rate limit and the cooldown still apply.
     pub fn put_back(
         &mut self,
         cgroup: &str,
@@ -301,8 +303,11 @@ impl Actuator {
         if let Err(refusal) = history.check(&self.guardrails, direction, now) {
             return Ok(Outcome::Refused(refusal));
         }
+        // A memory limit is checked against the kernel's usage now, even on
+        // a release; only the CPU check, on an agent's last report, is
+        // skipped by a release.
         if direction == Direction::Lower
-            && above_usage
+            && (above_usage || matches!(new, Setting::Bytes(_)))
             && knob.is_hard()
             && let Some(refusal) = self.below_usage(cgroup, knob, &new)?
         {

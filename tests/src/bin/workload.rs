@@ -23,6 +23,20 @@
 //!                                           JSON line with the chunks done
 //!                                           so far and the process's CPU
 //!                                           seconds; runs until killed
+//!   shadow-workload memory FILE MIB HOLD_MS allocate MIB of anonymous memory,
+//!                                           map FILE and read it all, free
+//!                                           half the anonymous memory, unmap
+//!                                           the file, free the rest; HOLD_MS
+//!                                           of rest after each step; one JSON
+//!                                           line per step, with its start and
+//!                                           end (Unix seconds)
+//!   shadow-workload grow MIB STEP_MIB STEP_MS HOLD_MS
+//!                                           grow anonymous memory to MIB,
+//!                                           STEP_MIB more every STEP_MS,
+//!                                           hold it HOLD_MS, print the MiB
+//!                                           reached
+//!   shadow-workload reread FILE SECONDS     drop FILE from the page cache,
+//!                                           then read it again and again
 //!   shadow-workload serve                   a request/response service on
 //!                                           127.0.0.1:0 (port printed): each
 //!                                           request line is a number of µs of
@@ -61,13 +75,16 @@ fn main() {
         "hint-relay" => hint_relay(arg(1)),
         "serve" => serve(),
         "batch" => batch(num(1)),
+        "memory" => memory(arg(1), num(2), num(3)),
+        "reread" => reread(arg(1), num(2)),
+        "grow" => grow(num(1), num(2), num(3), num(4)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS"
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS | memory FILE MIB HOLD_MS | reread FILE SECONDS | grow MIB STEP_MIB STEP_MS HOLD_MS"
     );
     std::process::exit(2)
 }
@@ -92,6 +109,129 @@ fn bursts(period_ms: u64, burst_ms: u64, threads: u64, count: u64) {
             let _ = w.join();
         }
     }
+}
+
+/// Now, Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Steps of memory use with rests between, each announced with its start
+/// and end, so a test compares readings taken while the level holds.
+fn memory(file: &str, mib: u64, hold_ms: u64) {
+    const PAGE: usize = 4096;
+    let len = usize::try_from(mib << 20).expect("size");
+    let step = |name: &str, f: &mut dyn FnMut()| {
+        let start = unix_now();
+        f();
+        println!(
+            r#"{{"step":"{name}","start":{start:.6},"end":{:.6}}}"#,
+            unix_now()
+        );
+        std::io::stdout().flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(hold_ms));
+    };
+    let map = |len: usize, fd: i32, flags: i32| {
+        // SAFETY: a fresh mapping of `len` bytes; the kernel picks where.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "mmap failed");
+        p.cast::<u8>()
+    };
+    let anon = map(len, -1, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+    step("anon", &mut || {
+        for off in (0..len).step_by(PAGE) {
+            // SAFETY: within the mapping just made.
+            unsafe { anon.add(off).write_volatile(1) };
+        }
+    });
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .expect("open file");
+    let flen = usize::try_from(f.metadata().expect("stat").len()).expect("size");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // Out of the page cache first, so that reading it charges this cgroup.
+    // SAFETY: advice on an open descriptor; no memory is handed over.
+    unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let mapped = map(flen, fd, libc::MAP_SHARED);
+    let mut sum = 0u64;
+    step("file", &mut || {
+        for off in (0..flen).step_by(PAGE) {
+            // SAFETY: within the file mapping just made.
+            sum += u64::from(unsafe { mapped.add(off).read_volatile() });
+        }
+    });
+    step("free-half", &mut || {
+        // SAFETY: the second half of the anonymous mapping, not used again.
+        unsafe { libc::munmap(anon.add(len / 2).cast(), len - len / 2) };
+    });
+    step("unmap-file", &mut || {
+        // SAFETY: the whole file mapping, not used again.
+        unsafe { libc::munmap(mapped.cast(), flen) };
+    });
+    step("free-rest", &mut || {
+        // SAFETY: the first half, not used again.
+        unsafe { libc::munmap(anon.cast(), len / 2) };
+    });
+    println!(r#"{{"done":true,"sum":{sum}}}"#);
+}
+
+/// Anonymous memory growing in steps (each touched at once, so it is
+/// charged at once), then held: the fast grower of the OOM safety test.
+fn grow(mib: u64, step_mib: u64, step_ms: u64, hold_ms: u64) {
+    let step = usize::try_from(step_mib.max(1) << 20).expect("size");
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut reached = 0;
+    while reached < mib {
+        let mut chunk = vec![0u8; step];
+        for off in (0..step).step_by(4096) {
+            chunk[off] = 1;
+        }
+        held.push(chunk);
+        reached += step_mib.max(1);
+        println!(r#"{{"mib":{reached},"at":{:.3}}}"#, unix_now());
+        std::io::stdout().flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(step_ms));
+    }
+    std::thread::sleep(Duration::from_millis(hold_ms));
+    let touched: u64 = held.iter().map(|c| u64::from(c[0])).sum();
+    println!(r#"{{"reached":{reached},"chunks":{touched}}}"#);
+}
+
+/// Reads FILE over and over for SECONDS, after dropping it from the page
+/// cache so that its pages are charged to this process's cgroup.
+fn reread(file: &str, seconds: u64) {
+    let mut f = std::fs::File::open(file).expect("open file");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: advice on an open descriptor; no memory is handed over.
+    unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut bytes, mut passes) = (0u64, 0u64);
+    while Instant::now() < until {
+        std::io::Seek::rewind(&mut f).expect("rewind");
+        loop {
+            let n = f.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+        }
+        passes += 1;
+    }
+    println!(r#"{{"bytes":{bytes},"passes":{passes}}}"#);
 }
 
 /// The service of the end-to-end benchmark: each request line asks for a

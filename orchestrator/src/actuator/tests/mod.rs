@@ -296,6 +296,17 @@ fn hard_caps_never_go_below_usage() {
         .unwrap();
     assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
     assert_eq!(file(&t, Knob::CpuCfsQuota), "50000");
+    // Not so a memory limit: the kernel's usage is read now, and a release
+    // waits until the cgroup fits under the original.
+    for knob in [Knob::MemoryLimit, Knob::MemoryHigh] {
+        let out = a
+            .put_back("/g", knob, bytes(10 << 20), "release", later)
+            .unwrap();
+        assert!(
+            matches!(out, Outcome::Refused(Refusal::BelowMemoryUsage { .. })),
+            "{knob}: {out:?}"
+        );
+    }
 }
 
 #[test]
