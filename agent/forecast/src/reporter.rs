@@ -91,10 +91,14 @@ impl Reporter {
                 return Some(Reason::Breach);
             }
         }
-        let h = f.horizon.min(sent.horizon).min(MAX_HORIZON);
+        // Against what the orchestrator holds for the same ticks: the sent
+        // forecast's horizons shifted by the ticks since it was made (its
+        // band for the next tick is now its second horizon's, which is
+        // wider), not its band at the same horizon index.
+        let h = f.horizon.min(MAX_HORIZON);
         let moved = (0..h).any(|i| {
-            let base = sent.upper[i].max(f.scale);
-            (f.upper[i] - sent.upper[i]).abs() > self.cfg.change * base
+            let held = self.held_upper(f.t, i + 1).unwrap_or(0.0);
+            (f.upper[i] - held).abs() > self.cfg.change * held.max(f.scale)
         });
         if moved {
             return Some(Reason::Moved);
@@ -148,5 +152,36 @@ mod tests {
         assert_eq!(r.offer(1.0, &fc(31.0, 2.5)), Some(Reason::Moved));
         assert_eq!(r.offer(3.0, &fc(32.0, 2.5)), Some(Reason::Breach));
         assert_eq!(r.held_upper(32.0, 1), Some(2.5));
+    }
+
+    /// The orchestrator holds the sent forecast shifted by the ticks since:
+    /// a new forecast whose bands match the sent one horizon by horizon
+    /// but not tick by tick (a band that widens with the horizon) is news.
+    #[test]
+    fn moved_is_judged_against_the_band_held_for_the_same_tick() {
+        let widening = |t: f64| Forecast {
+            upper: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            horizon: MAX_HORIZON,
+            ..fc(t, 0.0)
+        };
+        let mut r = Reporter::new(ReporterConfig::for_interval(1.0));
+        assert_eq!(r.offer(0.5, &widening(0.0)), Some(Reason::First));
+        // One tick on, the orchestrator holds 2.0 for the next tick.
+        assert_eq!(r.offer(0.5, &widening(1.0)), Some(Reason::Moved));
+        // A forecast that matches what is held tick by tick is not news.
+        let shifted = Forecast {
+            upper: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            horizon: MAX_HORIZON,
+            ..fc(2.0, 0.0)
+        };
+        let held: Vec<f64> = (1..=MAX_HORIZON)
+            .map(|h| r.held_upper(2.0, h).unwrap())
+            .collect();
+        assert_eq!(held, [2.0, 3.0, 4.0, 5.0, 6.0, 6.0]);
+        let same = Forecast {
+            upper: [2.0, 3.0, 4.0, 5.0, 6.0, 6.0],
+            ..shifted
+        };
+        assert_eq!(r.offer(0.5, &same), None);
     }
 }
