@@ -13,7 +13,8 @@
 //!
 //! Control is asymmetric ([`Hold`]): a higher want is taken at once; a
 //! lower one only after it has stayed lower for `hold` ticks, and then to
-//! the highest want of those ticks.
+//! the highest want of those ticks, unless the forecast of the cycle
+//! before foresaw the lower band ([`FORESEEN`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -48,6 +49,14 @@ pub fn hold_for(resource: Resource, hold: u16) -> u16 {
         Resource::Cpu | Resource::Io | Resource::Net => hold,
     }
 }
+
+/// A lower band counts as foreseen when the last cycle's forecast expected
+/// it within this factor: the hold guards against a band that dips for a
+/// tick and comes back, which its forecast did not see coming; a drop the
+/// forecast saw coming one interval ahead (a burst whose end a learnt
+/// period knows) is taken at once instead of holding the burst's level
+/// `hold` ticks longer.
+pub const FORESEEN: f32 = 1.1;
 
 /// Steps without usage after which an agent counts as gone.
 pub const USAGE_GRACE_STEPS: u64 = 3;
@@ -88,6 +97,8 @@ pub struct Held {
     origin: u64,
     /// Quantile of the bands.
     pub quantile: f32,
+    /// The resource is a level (memory), not a rate.
+    level: bool,
     /// Typical one-step error.
     pub volatility: f32,
 }
@@ -109,6 +120,7 @@ impl Held {
             origin,
             quantile: p.quantile,
             volatility: p.volatility,
+            level: p.resource == Resource::Memory,
         };
         for (i, s) in p.steps.iter().take(HELD_STEPS).enumerate() {
             held.aheads[i] = s.ahead;
@@ -168,17 +180,90 @@ impl Live<'_> {
             .map_or((0.0, 0.0), |i| (self.held.points[i], self.held.uppers[i]))
     }
 
-    /// Highest upper band over the next `lead` intervals: what must be
-    /// waiting so demand does not outrun the knob before the next decision.
-    pub fn upper_within(&self, lead: u16) -> f32 {
-        let (Some(first), Some(last)) = (self.index(1), self.index(lead.max(1))) else {
+    /// What must be waiting so demand does not outrun the knob over the
+    /// next `lead` intervals (the band the reservation is made from), with
+    /// the timing the forecast claims trusted (`timed`) or not.
+    ///
+    /// A level (memory), a band a hint raised, or a forecast whose timing
+    /// has not earned trust: the highest upper band of those intervals. A
+    /// level's band is how high it can go, and a hint says when demand
+    /// comes, so both are trusted as they are.
+    ///
+    /// A rate whose timing is trusted: the next interval's upper band, and
+    /// for the later ones their point plus that band's width above its
+    /// point. The point says what the forecaster knows of when demand
+    /// comes (a learnt period moves it to the burst's ticks); the next
+    /// interval's width says how far demand strays from it. A later
+    /// horizon's own band is calibrated over every interval, so for a
+    /// service with bursts at times no model knows it sits at the burst
+    /// level through every gap (a tenth of the two-ahead intervals start a
+    /// burst): reserving on it holds the burst level all the time, which a
+    /// static quota does as well. Where the timing is unknown this follows
+    /// demand one interval ahead, as a reactive allocator does; where it is
+    /// known, it raises before the burst (docs/orchestrator.md).
+    ///
+    /// `next` is what the forecast expects the reach to be one interval
+    /// on. A level's is its reach now: memory given back early is
+    /// reclaimed and faulted in again, so a level is lowered only after
+    /// its (longer) hold, whatever its forecast expects.
+    pub fn reach(&self, lead: u16, timed: bool) -> Reach {
+        let timed_now = self.reach_from(1, lead, true);
+        let now = if timed {
+            timed_now
+        } else {
+            self.reach_from(1, lead, false)
+        };
+        let next = if self.held.level {
+            now
+        } else {
+            self.reach_from(2, lead, timed)
+        };
+        Reach {
+            now,
+            next,
+            timed: timed_now,
+        }
+    }
+
+    /// The reach over `lead` intervals from the one ending `from` steps
+    /// from now (see [`Live::reach`]).
+    fn reach_from(&self, from: u16, lead: u16, timed: bool) -> f32 {
+        let lead = lead.max(1);
+        let (Some(next), Some(start), Some(last)) = (
+            self.index(1),
+            self.index(from),
+            self.index(from.saturating_add(lead - 1)),
+        ) else {
             return 0.0;
         };
-        self.held.uppers[first..=last]
+        let held = self.held;
+        if !timed || held.level || held.source == Source::Hint {
+            return held.uppers[start..=last]
+                .iter()
+                .copied()
+                .fold(0.0, f32::max);
+        }
+        let width = held.uppers[next] - held.points[next];
+        let first = if from <= 1 { held.uppers[next] } else { 0.0 };
+        held.points[start..=last]
             .iter()
-            .copied()
-            .fold(0.0, f32::max)
+            .fold(first, |m, &p| m.max(p + width))
     }
+}
+
+/// What must be waiting ([`Live::reach`]): over the next `lead` intervals
+/// (`now`), and what the same forecast expects that to be one interval
+/// later (`next`), so that the next cycle can tell a drop it foresaw from
+/// a dip it did not.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Reach {
+    /// Over the next `lead` intervals.
+    pub now: f32,
+    /// Over the `lead` intervals from the one after the next.
+    pub next: f32,
+    /// `now` with the forecast's timing trusted, for the track to judge
+    /// that timing by (equal to `now` when it is trusted).
+    pub timed: f32,
 }
 
 /// One component's state for one resource.
@@ -202,6 +287,14 @@ pub struct Track {
     pub held_down: bool,
     /// The band (before the margin) the reservation in force came from.
     pub band: f32,
+    /// What the forecast of the last cycle expected the band to be at this
+    /// one (None: no forecast then).
+    expected: Option<f32>,
+    /// The want the forecast's timing gave at the last cycle, and the
+    /// recent share of intervals whose usage exceeded it
+    /// ([`Track::trusts_timing`]).
+    timed_want: Option<f32>,
+    timed_misses: f32,
     /// What the component wants, raised at once and lowered late.
     pub hold: Hold,
     used: f32,
@@ -260,6 +353,10 @@ impl Track {
     /// Learns from one interval's realised usage.
     pub fn observe(&mut self, value: f32, now: Instant) {
         self.usage = Some((value, now));
+        if let Some(t) = self.timed_want {
+            let miss = f32::from(u8::from(value > t));
+            self.timed_misses += ALPHA * (miss - self.timed_misses);
+        }
         let Some(reserved) = self.reserved else {
             return;
         };
@@ -288,25 +385,55 @@ impl Track {
     /// band raised by its margin, and never below what it uses now. None
     /// if its agent is overdue (the reservation is then released).
     pub fn wanted(&self, now: Instant, lead: u16) -> Option<f32> {
-        self.wanted_from(self.live(now), lead)
+        self.wanted_at(self.live(now).map(|l| self.reach(l, lead)))
     }
 
-    /// [`Track::wanted`] with the forecast already seen at the moment.
-    pub fn wanted_from(&self, live: Option<Live<'_>>, lead: u16) -> Option<f32> {
-        let band = live?.upper_within(lead) * (1.0 + self.margin);
+    /// Whether the reservation trusts the timing the forecast claims (see
+    /// [`Live::reach`]): while reserving on it (the want it gives, margin
+    /// included) misses no more than the share `1 - quantile` of recent
+    /// intervals (about the last 50) that the band is meant to miss. A
+    /// series whose demand keeps straying above the next interval's width
+    /// at later ticks (noisy, drifting, bursts its forecaster cannot place
+    /// often) loses the trust and is reserved on its later bands, which
+    /// are calibrated for it; it earns it back by missing less.
+    pub fn trusts_timing(&self) -> bool {
+        let p = self
+            .forecast
+            .map_or(0.05, |f| (1.0 - f.quantile).clamp(0.001, 0.5));
+        self.timed_misses <= p
+    }
+
+    /// The reach of `live` this track reserves from.
+    pub fn reach(&self, live: Live<'_>, lead: u16) -> Reach {
+        live.reach(lead, self.trusts_timing())
+    }
+
+    /// [`Track::wanted`] with the reach of the forecast held at the moment
+    /// (None: no live forecast) already worked out.
+    pub fn wanted_at(&self, reach: Option<Reach>) -> Option<f32> {
+        let band = reach?.now * (1.0 + self.margin);
         let current = self.usage.map_or(0.0, |u| u.0);
         Some(band.max(current))
     }
 
-    /// Takes this cycle's band (before the margin) and want (None: no live
-    /// forecast): remembers the band, for the margin to tell a bias from a
-    /// surprise, and returns the want held ([`Hold`]: up at once, down
-    /// after `hold` lower ones). The engine and the fleet replay both
-    /// decide through here.
-    pub fn settle_want(&mut self, band: f32, want: Option<f32>, hold: u16) -> Option<f32> {
-        self.band = band;
+    /// Takes this cycle's reach (before the margin) and want (None: no
+    /// live forecast): remembers the band, for the margin to tell a bias
+    /// from a surprise, and returns the want held ([`Hold`]: up at once,
+    /// down after `hold` lower ones, or at once to a band the last cycle's
+    /// forecast foresaw: [`FORESEEN`]). The engine and the fleet replay
+    /// both decide through here.
+    pub fn settle_want(&mut self, reach: Reach, want: Option<f32>, hold: u16) -> Option<f32> {
+        let foreseen = self.expected.is_some_and(|e| e <= reach.now * FORESEEN);
+        self.band = reach.now;
+        self.timed_want = want.map(|_| reach.timed * (1.0 + self.margin));
+        // Only a drop the forecast predicts (its next band lower than this
+        // one) is remembered: a forecast that expects things to stay as
+        // they are foresees nothing about a dip.
+        self.expected = want
+            .filter(|_| reach.next * FORESEEN < reach.now)
+            .map(|_| reach.next);
         match want {
-            Some(w) => Some(self.hold.update(w, hold)),
+            Some(w) => Some(self.hold.update(w, if foreseen { 0 } else { hold })),
             None => {
                 self.hold.reset();
                 None
@@ -318,11 +445,9 @@ impl Track {
     /// forecast held at `now` (the engine works them out itself, seeing
     /// each forecast once per cycle for its sums too).
     pub fn want(&mut self, now: Instant, lead: u16, hold: u16) -> Option<f32> {
-        let (band, want) = match self.live(now) {
-            Some(live) => (live.upper_within(lead), self.wanted_from(Some(live), lead)),
-            None => (0.0, None),
-        };
-        self.settle_want(band, want, hold)
+        let reach = self.live(now).map(|l| self.reach(l, lead));
+        let want = self.wanted_at(reach);
+        self.settle_want(reach.unwrap_or_default(), want, hold)
     }
 
     /// The held forecast at `now`, if its agent is still reporting: it

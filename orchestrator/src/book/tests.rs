@@ -20,7 +20,7 @@ fn batch(upper: f32, next_report_ms: u32) -> PredictionBatch {
             steps: (1..=6)
                 .map(|a| Step {
                     ahead: a,
-                    point: 1.0,
+                    point: 1.0 + f32::from(a) * 0.1,
                     upper: upper + f32::from(a) * 0.1,
                 })
                 .collect(),
@@ -60,6 +60,96 @@ fn holds_forecast_and_looks_ahead() {
     assert!(at(t0 + Duration::from_secs(8)).is_none());
 }
 
+/// An on/off service one interval before a burst its forecaster has
+/// learnt: quiet points for two intervals, the burst's from the third; the
+/// later horizons' bands wide (calibrated over every interval).
+fn before_a_burst(resource: Resource, source: Source, lead: u16) -> Reach {
+    let mut b = batch(0.0, 5000);
+    let p = &mut b.predictions[0];
+    (p.resource, p.source) = (resource, source);
+    let steps = [(0.2, 0.5), (0.2, 1.8), (1.2, 2.4), (1.2, 2.6)];
+    p.steps = steps
+        .iter()
+        .zip(1..)
+        .map(|(&(point, upper), ahead)| Step {
+            ahead,
+            point,
+            upper,
+        })
+        .collect();
+    let now = Instant::now();
+    let mut book = Book::default();
+    book.predictions(&LOCAL, &b, now);
+    let track = &mut book.components.get_mut(&key()).unwrap().tracks[slot(resource)];
+    track.observe(0.2, now);
+    let reach = track.reach(track.live(now).unwrap(), lead);
+    assert_eq!(
+        track.wanted(now, lead),
+        Some(reach.now),
+        "margin 0, usage below"
+    );
+    reach
+}
+
+#[test]
+fn a_rate_reaches_ahead_on_points_and_the_next_band_width() {
+    // Lead 2: the next band (0.5), and the second point plus its width
+    // (0.2 + 0.3), not the second band (1.8).
+    let r = before_a_burst(Resource::Cpu, Source::Model, 2);
+    assert!((r.now - 0.5).abs() < 1e-6, "{r:?}");
+    // One interval on, the same forecast expects the burst's point.
+    assert!((r.next - 1.5).abs() < 1e-6, "{r:?}");
+    // Lead 3 sees the burst's point (1.2 + 0.3), raised ahead of it.
+    let r = before_a_burst(Resource::Cpu, Source::Model, 3);
+    assert!((r.now - 1.5).abs() < 1e-6, "{r:?}");
+}
+
+#[test]
+fn timing_that_keeps_missing_loses_the_trust_and_reserves_on_the_bands() {
+    let now = Instant::now();
+    let mut b = batch(0.0, 5000);
+    b.predictions[0].steps = [(0.2, 0.5), (0.2, 1.8)]
+        .iter()
+        .zip(1..)
+        .map(|(&(point, upper), ahead)| Step {
+            ahead,
+            point,
+            upper,
+        })
+        .collect();
+    let mut book = Book::default();
+    book.predictions(&LOCAL, &b, now);
+    let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];
+    let want = |t: &mut Track| t.want(now, 2, 3).unwrap();
+    track.observe(0.2, now);
+    assert!(track.trusts_timing());
+    assert!((want(track) - 0.5).abs() < 1e-6, "timed: the next band");
+    // Demand lands above the timed want (0.5) every fifth interval: more
+    // than the 5 % a 0.95 band misses.
+    for k in 0..200 {
+        want(track);
+        track.observe(if k % 5 == 0 { 0.9 } else { 0.2 }, now);
+    }
+    assert!(!track.trusts_timing());
+    assert!((want(track) - 1.8).abs() < 1e-6, "the later band");
+    // Missing no more: trusted again within about 50 intervals.
+    for _ in 0..150 {
+        want(track);
+        track.observe(0.2, now);
+    }
+    assert!(track.trusts_timing());
+}
+
+#[test]
+fn a_level_or_a_hinted_band_reaches_ahead_on_the_bands() {
+    // Memory is a level: how high it can go within the look-ahead.
+    let r = before_a_burst(Resource::Memory, Source::Model, 2);
+    assert!((r.now - 1.8).abs() < 1e-6 && r.next == r.now, "{r:?}");
+    // A hint says when demand comes: its raised band is trusted.
+    let r = before_a_burst(Resource::Cpu, Source::Hint, 2);
+    assert!((r.now - 1.8).abs() < 1e-6, "{r:?}");
+}
+
 #[test]
 fn an_agent_that_stops_reporting_usage_releases_within_the_grace() {
     let t0 = Instant::now();
@@ -91,6 +181,29 @@ fn a_hold_raises_at_once_and_lowers_after_enough_lower_ticks() {
     assert_eq!(h.update(0.1, 0), 0.1, "hold 0: down at once");
     h.reset();
     assert_eq!(h.update(0.2, 3), 0.2, "after a release: from scratch");
+}
+
+#[test]
+fn a_drop_the_last_forecast_foresaw_is_taken_at_once_a_dip_is_held() {
+    let reach = |now, next| Reach {
+        now,
+        next,
+        timed: now,
+    };
+    let mut t = Track::default();
+    // In a burst whose end the forecast knows: next cycle's band is low.
+    assert_eq!(t.settle_want(reach(2.0, 0.5), Some(2.0), 3), Some(2.0));
+    assert_eq!(t.settle_want(reach(0.5, 0.5), Some(0.5), 3), Some(0.5));
+    // In a burst it expects to go on: a lower band is a dip, held.
+    assert_eq!(t.settle_want(reach(2.0, 2.0), Some(2.0), 3), Some(2.0));
+    assert_eq!(t.settle_want(reach(0.5, 0.5), Some(0.5), 3), Some(2.0));
+    // A forecast that expects the level to stay foresees no drop: the
+    // hold runs its course.
+    assert_eq!(t.settle_want(reach(0.5, 0.5), Some(0.5), 3), Some(2.0));
+    assert_eq!(t.settle_want(reach(0.5, 0.5), Some(0.5), 3), Some(0.5));
+    // Within the tolerance of what was foreseen counts as foreseen.
+    assert_eq!(t.settle_want(reach(2.0, 1.05), Some(2.0), 3), Some(2.0));
+    assert_eq!(t.settle_want(reach(1.0, 1.0), Some(1.0), 3), Some(1.0));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use shadow_wire::{PredictionBatch, Resource, UsageBatch};
 use crate::{
     aggregate::{Aggregator, Sums, SystemForecast},
     allocate::{Want, allocate},
-    book::{Book, Key, Optin, Record, Sender, hold_for, slot},
+    book::{Book, Key, Optin, Reach, Record, Sender, hold_for, slot},
     capacity::Capacity,
     config::Config,
 };
@@ -177,10 +177,10 @@ impl Engine {
                     sums.add(i, t, lives[i]);
                 }
             }
+            let reaches: [Option<Reach>; 4] =
+                std::array::from_fn(|i| lives[i].map(|l| entry.tracks[i].reach(l, lead)));
             let wanted: [Option<f32>; 4] =
-                std::array::from_fn(|i| entry.tracks[i].wanted_from(lives[i], lead));
-            let bands: [f32; 4] =
-                std::array::from_fn(|i| lives[i].map_or(0.0, |l| l.upper_within(lead)));
+                std::array::from_fn(|i| entry.tracks[i].wanted_at(reaches[i]));
             if entry.optin == Optin::Unknown {
                 entry.optin = optin(&self.config, key);
             }
@@ -191,7 +191,7 @@ impl Engine {
             for resource in MANAGEABLE {
                 let track = &mut entry.tracks[slot(resource)];
                 let wanted = track.settle_want(
-                    bands[slot(resource)],
+                    reaches[slot(resource)].unwrap_or_default(),
                     wanted[slot(resource)],
                     hold_for(resource, hold),
                 );

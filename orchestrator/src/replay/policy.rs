@@ -11,7 +11,7 @@
 //!    learns from whether usage exceeded the reservation in force) and,
 //!    if one was sent, holds the new forecast;
 //! 3. the reservation is [`Track::want`], the engine's own decision: the
-//!    highest upper band over the look-ahead, times (1 + margin), never
+//!    reach over the look-ahead ([`Live::reach`]), times (1 + margin), never
 //!    below current usage, held (up at once, down after the shipped
 //!    `hold` lower steps); a managed reservation moves only when
 //!    [`crate::engine::worth_rewriting`] says the move is worth a write;
