@@ -33,6 +33,17 @@ use crate::{
     server::{Event, ListenError, Outbox, Server, TcpAuth},
 };
 
+/// The cycle brought forward by new forecasts ([`Daemon::serve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Early {
+    /// None since the last regular cycle: new forecasts bring one forward.
+    Ready,
+    /// New forecasts arrived: run it now.
+    Due,
+    /// Run (or none yet allowed) until the next regular cycle.
+    Spent,
+}
+
 /// Components nobody reported on for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// Longest wait for a message before the loop looks at its signals again.
@@ -264,17 +275,34 @@ impl Daemon {
         Ok(())
     }
 
+    /// Cycles every tick, plus one brought forward when new forecasts
+    /// arrive: an agent reports at the end of its interval, and a band
+    /// that jumped (a burst nobody foresaw has started) is acted on then,
+    /// not up to a tick later. At most one such cycle between two regular
+    /// ones, so many agents reporting at different moments cost at most
+    /// twice the cycles.
     fn serve(&mut self, control: &mut dyn Control) -> Result<(), DaemonError> {
         let mut deadline = Instant::now() + self.tick;
         let mut done = 0u64;
+        let mut early = Early::Ready;
         while !control.stop_requested() && self.ticks.is_none_or(|n| done < n) {
             if let Some(config) = control.reload() {
                 self.reconfigure(config);
             }
             let now = Instant::now();
+            if early == Early::Due {
+                early = Early::Spent;
+                let cycle = self.tick(now);
+                control.cycle(&cycle);
+                continue;
+            }
             if now < deadline {
                 match self.events.recv_timeout((deadline - now).min(POLL)) {
-                    Ok(event) => self.handle(event),
+                    Ok(event) => {
+                        if self.handle(event) && early == Early::Ready {
+                            early = Early::Due;
+                        }
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
                         return Err(DaemonError::ListenersStopped);
@@ -284,6 +312,7 @@ impl Daemon {
             }
             deadline += self.tick;
             done += 1;
+            early = Early::Ready;
             let cycle = self.tick(now);
             control.cycle(&cycle);
         }
@@ -378,7 +407,8 @@ impl Daemon {
         tracing::info!(rules, tick = ?self.tick, "configuration reloaded");
     }
 
-    fn handle(&mut self, event: Event) {
+    /// Takes in one event; true if it brought new forecasts.
+    fn handle(&mut self, event: Event) -> bool {
         let now = Instant::now();
         match event {
             Event::Connected {
@@ -399,7 +429,7 @@ impl Daemon {
             }
             Event::Message { conn, message, .. } => {
                 let Some(peer) = self.peers.get(&conn) else {
-                    return;
+                    return false;
                 };
                 match &message {
                     Message::Predictions(b) => {
@@ -409,6 +439,7 @@ impl Daemon {
                             conn,
                         };
                         self.engine.predictions(&sender, b, now);
+                        return !b.predictions.is_empty();
                     }
                     Message::Usage(b) => {
                         self.metrics.usage.inc_by(b.usage.len() as u64);
@@ -424,9 +455,12 @@ impl Daemon {
                         host: peer.host,
                         conn,
                     });
+                    // Released at the next cycle: bring it forward too.
+                    return true;
                 }
             }
         }
+        false
     }
 
     /// Each host's agents get the reservation state of that host's cgroups.

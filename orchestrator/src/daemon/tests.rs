@@ -144,6 +144,38 @@ fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
 }
 
 #[test]
+fn new_forecasts_bring_a_cycle_forward() {
+    let tree = FakeTree::new("daemon-early");
+    tree.v2_cgroup("/g", &["cpu"]);
+    let weight_file = tree
+        .layout()
+        .file("/g", crate::actuator::Knob::CpuWeight)
+        .unwrap();
+    let options = Options {
+        layout: tree.layout(),
+        mode: Mode::Write,
+        ticks: None,
+    };
+    // A tick far longer than the test: only a cycle the agent's forecast
+    // brought forward can write the knob.
+    let mut config = config(&tree);
+    config.tick = Some(shadow_common::config::DurationAtLeast(Duration::from_secs(
+        600,
+    )));
+    let daemon = Daemon::start(config, options).unwrap();
+    let reporter = agent(daemon.socket().to_owned(), 3);
+    let mut script = Script {
+        cycles: 1,
+        weight_file: weight_file.clone(),
+        weights: Vec::new(),
+    };
+    daemon.run(&mut script).unwrap();
+    reporter.join().unwrap();
+    assert_eq!(script.weights, ["150"]);
+    assert_eq!(fs::read_to_string(&weight_file).unwrap().trim(), "100");
+}
+
+#[test]
 fn a_tcp_listener_without_keys_refuses_to_start_unless_declared_insecure() {
     let tree = FakeTree::new("daemon-tcp");
     let options = || Options {
