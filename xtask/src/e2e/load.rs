@@ -22,8 +22,10 @@ pub enum Scenario {
     /// can learn.
     Periodic,
     /// The built-in service, bursts at irregular seeded times (no period
-    /// to learn), each announced ahead through the hint socket in the
-    /// Shadow runs.
+    /// to learn), each announced ahead: through the hint socket in the
+    /// Shadow runs, directly to the reactive rules in theirs (from a tick
+    /// before the burst to its end, at least its cores times their
+    /// headroom).
     Hinted,
     /// The hinted schedule without the hints: nothing to predict.
     Irregular,

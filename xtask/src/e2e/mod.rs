@@ -53,7 +53,8 @@ use run::{Load, Setup};
 pub struct E2eArgs {
     /// e2e: scenarios (comma-separated): periodic (bursts every --period),
     /// hinted (irregular seeded gaps with the same mean, each burst
-    /// announced --hint-ahead to Shadow), irregular (the hinted schedule,
+    /// announced --hint-ahead to Shadow and to the reactive rules),
+    /// irregular (the hinted schedule,
     /// no hints), pgbench (PostgreSQL, a trace-shaped open loop).
     #[arg(
         long,

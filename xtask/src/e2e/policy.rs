@@ -217,9 +217,62 @@ impl DemandRule {
     }
 }
 
+/// What the hinted scenario announces, given to the reactive rules too
+/// (every baseline gets the signals Shadow has): each burst `cpu` cores
+/// from `start_s` for `burst_s`, told `ahead_s` before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Announced {
+    /// Burst starts, s from the run's start.
+    pub starts: Vec<f64>,
+    pub burst_s: f64,
+    pub cpu: f64,
+    pub ahead_s: f64,
+}
+
+impl Announced {
+    /// The cores announced for the moment `now_s` of the run, for a rule
+    /// that acts every `tick_s`: from one tick before an announced burst
+    /// (the least a rule acting once a tick needs to have it in place when
+    /// it starts; never before the announcement) to its end; None outside.
+    pub fn at(&self, now_s: f64, tick_s: f64) -> Option<f64> {
+        let lead = tick_s.min(self.ahead_s);
+        self.starts
+            .iter()
+            .any(|&b| now_s >= b - lead && now_s < b + self.burst_s)
+            .then_some(self.cpu)
+    }
+}
+
+/// A reactive rule's quota with what was announced: at least the
+/// announced cores with the rule's headroom while a window is open.
+pub fn with_announced(quota: f64, announced: Option<f64>, headroom: f64) -> f64 {
+    announced.map_or(quota, |cpu| quota.max(cpu * headroom))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_announced_burst_is_reserved_from_a_tick_before_to_its_end() {
+        let a = Announced {
+            starts: vec![10.0, 25.0],
+            burst_s: 3.0,
+            cpu: 1.2,
+            ahead_s: 3.0,
+        };
+        assert_eq!(a.at(9.0, 0.5), None);
+        assert_eq!(a.at(9.5, 0.5), Some(1.2));
+        assert_eq!(a.at(12.9, 0.5), Some(1.2));
+        assert_eq!(a.at(13.0, 0.5), None);
+        assert_eq!(a.at(24.6, 0.5), Some(1.2));
+        // Never before the announcement.
+        let late = Announced { ahead_s: 0.2, ..a };
+        assert_eq!(late.at(9.7, 0.5), None);
+        assert_eq!(with_announced(0.3, Some(1.2), 1.25), 1.5);
+        assert_eq!(with_announced(1.9, Some(1.2), 1.25), 1.9);
+        assert_eq!(with_announced(0.3, None, 1.25), 0.3);
+    }
 
     #[test]
     fn the_sweep_has_every_family_with_its_levels() {

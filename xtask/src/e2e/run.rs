@@ -22,7 +22,7 @@ use super::{
     load::{self, Outcome, Pattern, Request, Sample, Scenario},
     neighbour::Neighbour,
     pgbench::{self, Cluster, Plan},
-    policy::{DemandRule, Policy, usage_rule, weight_share},
+    policy::{Announced, DemandRule, Policy, usage_rule, weight_share, with_announced},
 };
 use crate::build::binary;
 
@@ -126,7 +126,8 @@ pub struct Run {
     /// The host's 1-minute load average at the window's end.
     pub load_1m: String,
     pub leads: Vec<scenario::Lead>,
-    /// Hints sent ahead of the bursts (hinted scenario, Shadow only).
+    /// Hints sent through the hint socket ahead of the bursts (hinted
+    /// scenario, Shadow; the reactive rules read the same announcements).
     pub hints: Vec<Hinted>,
     /// Cgroups the orchestrator wrote other than the sandbox.
     pub written_elsewhere: Vec<String>,
@@ -300,14 +301,32 @@ fn drive(
     let window_end = start + Duration::from_secs_f64(setup.duration_s());
     let stop = AtomicBool::new(false);
     let usage = Mutex::new(Vec::new());
-    let hinting = match (hint_socket, &setup.load) {
-        (Some(socket), Load::Service { pattern, .. }) if setup.scenario == Scenario::Hinted => {
-            Some((socket, pattern))
+    // The hinted scenario's announcements: through the hint socket to
+    // Shadow, and to the reactive rules directly.
+    let hinting = match &setup.load {
+        Load::Service { pattern, .. } if setup.scenario == Scenario::Hinted => {
+            Some((hint_socket, pattern))
         }
         _ => None,
     };
     let outcome = std::thread::scope(|scope| -> anyhow::Result<_> {
-        let controller = scope.spawn(|| control(setup, policy, sandbox, knobs, &stop, &usage));
+        let announced = hinting.map(|(_, pattern)| Announced {
+            starts: pattern.burst_starts(),
+            burst_s: pattern.burst_s,
+            cpu: pattern.burst_rate * pattern.burst_cost_us / 1e6,
+            ahead_s: setup.hint_ahead.as_secs_f64(),
+        });
+        let controller = scope.spawn(|| {
+            control(
+                setup,
+                policy,
+                sandbox,
+                knobs,
+                &stop,
+                &usage,
+                (start, announced),
+            )
+        });
         let follower = scope.spawn(|| neighbour.follow(sandbox, setup.cpus, &stop));
         // The figures cover the scheduled window; a backlog drained after
         // it adds latency, not reserved or used time.
@@ -322,18 +341,20 @@ fn drive(
             Counters::read(sandbox, neighbour)
         });
         let stop_hints = &stop;
-        let hints = hinting.map(|(socket, pattern)| {
-            scope.spawn(move || {
-                hinter::run(
-                    pattern,
-                    setup.hint_ahead,
-                    socket,
-                    &sandbox.cg.path,
-                    start,
-                    stop_hints,
-                )
-            })
-        });
+        let hints = hinting
+            .and_then(|(socket, pattern)| Some((socket?, pattern)))
+            .map(|(socket, pattern)| {
+                scope.spawn(move || {
+                    hinter::run(
+                        pattern,
+                        setup.hint_ahead,
+                        socket,
+                        &sandbox.cg.path,
+                        start,
+                        stop_hints,
+                    )
+                })
+            });
         let outcome = workload.load(setup, start, start_unix);
         stop.store(true, Ordering::Relaxed);
         let joined = |what: &str| anyhow::anyhow!("{what} panicked");
@@ -421,6 +442,7 @@ fn control(
     knobs: &Knobs,
     stop: &AtomicBool,
     usage: &Mutex<Vec<Point>>,
+    (start, announced): (Instant, Option<Announced>),
 ) -> anyhow::Result<()> {
     let mut waits = matches!(policy, Policy::ReactiveDemand { .. }).then(|| Waits::new(sandbox));
     let mut rule = match policy {
@@ -442,11 +464,18 @@ fn control(
         let demand = waits
             .as_mut()
             .map(|w| demand_cores(used_ns, w.waited_ns(), secs, setup.cpus));
+        let told = announced
+            .as_ref()
+            .and_then(|a| a.at((now.0 - start).as_secs_f64(), setup.tick.as_secs_f64()));
         let wanted = match (policy, rule.as_mut(), demand) {
-            (Policy::ReactiveUsage { headroom }, _, _) => Some(usage_rule(used, headroom)),
-            (Policy::ReactiveDemand { .. }, Some(rule), Some(d)) => {
-                Some(rule.step(d, throttled, quota))
+            (Policy::ReactiveUsage { headroom }, _, _) => {
+                Some(with_announced(usage_rule(used, headroom), told, headroom))
             }
+            (Policy::ReactiveDemand { headroom }, Some(rule), Some(d)) => Some(with_announced(
+                rule.step(d, throttled, quota),
+                told,
+                headroom,
+            )),
             _ => None,
         };
         if let Some(w) = wanted {
