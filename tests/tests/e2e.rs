@@ -4,6 +4,13 @@
 
 use shadow_tests::scenario::{self, Demo};
 
+/// The first burst by which the agent's forecaster has learnt the 10 s
+/// period: its detector re-selects every 32 ticks (16 s at 500 ms) from
+/// the autocorrelation of what it has seen, which takes about four
+/// periods of bursts (it found it 47 s in on the `bench e2e` run's demand,
+/// docs/benchmarks.md).
+const LEARNT_FROM: usize = 6;
+
 #[test]
 fn reservation_is_raised_before_a_burst_and_everything_is_restored() {
     let demo = Demo {
@@ -18,9 +25,12 @@ fn reservation_is_raised_before_a_burst_and_everything_is_restored() {
             l.burst, l.idle, l.before, l.raised_ahead_s
         );
     }
+    let learnt: Vec<_> = leads.iter().filter(|l| l.burst >= LEARNT_FROM).collect();
+    let ahead = learnt.iter().filter(|l| l.raised_ahead_s.is_some()).count();
     assert!(
-        leads.iter().any(|l| l.raised_ahead_s.is_some()),
-        "no burst had its quota raised before it started; log:\n{}",
+        !learnt.is_empty() && 2 * ahead >= learnt.len(),
+        "{ahead} of the {} bursts after the period is learnt had their quota raised before they started (at least half must); log:\n{}",
+        learnt.len(),
         out.log
     );
     assert!(!out.written.is_empty(), "nothing was written:\n{}", out.log);
