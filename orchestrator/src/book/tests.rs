@@ -60,15 +60,9 @@ fn holds_forecast_and_looks_ahead() {
     assert!(at(t0 + Duration::from_secs(8)).is_none());
 }
 
-/// An on/off service one interval before a burst its forecaster has
-/// learnt: quiet points for two intervals, the burst's from the third; the
-/// later horizons' bands wide (calibrated over every interval).
-fn before_a_burst(resource: Resource, source: Source, lead: u16) -> Reach {
-    let mut b = batch(0.0, 5000);
-    let p = &mut b.predictions[0];
-    (p.resource, p.source) = (resource, source);
-    let steps = [(0.2, 0.5), (0.2, 1.8), (1.2, 2.4), (1.2, 2.6)];
-    p.steps = steps
+/// Steps 1, 2, ... ahead with these `(point, upper)`.
+fn steps(bands: &[(f32, f32)]) -> Vec<Step> {
+    bands
         .iter()
         .zip(1..)
         .map(|(&(point, upper), ahead)| Step {
@@ -76,7 +70,17 @@ fn before_a_burst(resource: Resource, source: Source, lead: u16) -> Reach {
             point,
             upper,
         })
-        .collect();
+        .collect()
+}
+
+/// An on/off service one interval before a burst its forecaster has
+/// learnt: quiet points for two intervals, the burst's from the third; the
+/// later horizons' bands wide (calibrated over every interval).
+fn before_a_burst(resource: Resource, source: Source, lead: u16) -> Reach {
+    let mut b = batch(0.0, 5000);
+    let p = &mut b.predictions[0];
+    (p.resource, p.source) = (resource, source);
+    p.steps = steps(&[(0.2, 0.5), (0.2, 1.8), (1.2, 2.4), (1.2, 2.6)]);
     let now = Instant::now();
     let mut book = Book::default();
     book.predictions(&LOCAL, &b, now);
@@ -108,15 +112,7 @@ fn a_rate_reaches_ahead_on_points_and_the_next_band_width() {
 fn timing_that_keeps_missing_loses_the_trust_and_reserves_on_the_bands() {
     let now = Instant::now();
     let mut b = batch(0.0, 5000);
-    b.predictions[0].steps = [(0.2, 0.5), (0.2, 1.8)]
-        .iter()
-        .zip(1..)
-        .map(|(&(point, upper), ahead)| Step {
-            ahead,
-            point,
-            upper,
-        })
-        .collect();
+    b.predictions[0].steps = steps(&[(0.2, 0.5), (0.2, 1.8)]);
     let mut book = Book::default();
     book.predictions(&LOCAL, &b, now);
     let track = &mut book.components.get_mut(&key()).unwrap().tracks[0];

@@ -111,9 +111,10 @@ fn agent(socket: PathBuf, reports: u32) -> thread::JoinHandle<()> {
     })
 }
 
-#[test]
-fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
-    let tree = FakeTree::new("daemon");
+/// A fake tree named `name` with the v2 cgroup `/g` (cpu), its weight
+/// file, and options that write to it.
+fn managed_g(name: &str) -> (FakeTree, PathBuf, Options) {
+    let tree = FakeTree::new(name);
     tree.v2_cgroup("/g", &["cpu"]);
     let weight_file = tree
         .layout()
@@ -124,6 +125,12 @@ fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
         mode: Mode::Write,
         ticks: None,
     };
+    (tree, weight_file, options)
+}
+
+#[test]
+fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
+    let (tree, weight_file, options) = managed_g("daemon");
     let daemon = Daemon::start(config(&tree), options).unwrap();
     let reporter = agent(daemon.socket().to_owned(), 20);
     let mut script = Script {
@@ -145,17 +152,7 @@ fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
 
 #[test]
 fn new_forecasts_bring_a_cycle_forward() {
-    let tree = FakeTree::new("daemon-early");
-    tree.v2_cgroup("/g", &["cpu"]);
-    let weight_file = tree
-        .layout()
-        .file("/g", crate::actuator::Knob::CpuWeight)
-        .unwrap();
-    let options = Options {
-        layout: tree.layout(),
-        mode: Mode::Write,
-        ticks: None,
-    };
+    let (tree, weight_file, options) = managed_g("daemon-early");
     // A tick far longer than the test: only a cycle the agent's forecast
     // brought forward can write the knob.
     let mut config = config(&tree);
