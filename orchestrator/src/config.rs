@@ -46,7 +46,8 @@ pub struct Config {
     /// over horizons 1..=lead, so it is raised before the demand arrives.
     pub lead: Option<Lead>,
     /// Ticks a lower want must last before a reservation comes down (it
-    /// goes up at once).
+    /// goes up at once, and a rate comes down at once to a band the last
+    /// cycle's forecast predicted: `book::FORESEEN`).
     pub hold: Option<HoldTicks>,
     /// Least time between a write to a knob and a lowering of it, e.g. "1s".
     pub min_interval: Option<DurationAtLeast<0>>,

@@ -44,7 +44,7 @@ pub fn run(
     start: Instant,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Hinted>> {
-    let cpu = p.burst_rate * p.burst_cost_us / 1e6;
+    let cpu = p.burst_cores();
     let mut out = Vec::new();
     for burst_s in p.burst_starts() {
         let burst_at = start + Duration::from_secs_f64(burst_s);

@@ -93,6 +93,12 @@ pub struct Sample {
 }
 
 impl Pattern {
+    /// Mean CPU demand of a burst, cores (what the hinted scenario
+    /// announces).
+    pub fn burst_cores(&self) -> f64 {
+        self.burst_rate * self.burst_cost_us / 1e6
+    }
+
     /// Length of the run, s.
     pub fn duration_s(&self) -> f64 {
         self.burst_starts().last().copied().unwrap_or(0.0) + self.period_s / 2.0

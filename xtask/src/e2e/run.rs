@@ -313,7 +313,7 @@ fn drive(
         let announced = hinting.map(|(_, pattern)| Announced {
             starts: pattern.burst_starts(),
             burst_s: pattern.burst_s,
-            cpu: pattern.burst_rate * pattern.burst_cost_us / 1e6,
+            cpu: pattern.burst_cores(),
             ahead_s: setup.hint_ahead.as_secs_f64(),
         });
         let controller = scope.spawn(|| {
