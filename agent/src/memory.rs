@@ -294,6 +294,18 @@ mod tests {
 
     use super::*;
 
+    /// A sample of `/a` carrying `memory`.
+    fn sample_of_a(memory: Memory) -> Sample {
+        Sample {
+            ts: 1.0,
+            cgroup: "/a".into(),
+            cgroup_id: 1,
+            interval_ns: 1,
+            usage: agent_ebpf::Counters::default(),
+            memory,
+        }
+    }
+
     fn tree(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("shadow-memory-{name}-{}", std::process::id()));
         fs::create_dir_all(dir.join("a")).unwrap();
@@ -353,14 +365,7 @@ mod tests {
         fs::write(root.join("a/memory.current"), "8192\n").unwrap();
         fs::write(root.join("a/memory.stat"), "anon 4096\nfile 4096\n").unwrap();
         let mut r = MemoryReader::new(Source::V2(root.clone()));
-        let mut samples = vec![Sample {
-            ts: 1.0,
-            cgroup: "/a".into(),
-            cgroup_id: 1,
-            interval_ns: 1,
-            usage: agent_ebpf::Counters::default(),
-            memory: Memory::default(),
-        }];
+        let mut samples = vec![sample_of_a(Memory::default())];
         r.fill(&mut samples);
         assert_eq!(samples[0].memory.memory_anon_bytes, Some(4096));
         // Same total: the split is not read again (a stat changed behind
@@ -402,17 +407,10 @@ mod tests {
         fs::write(root.join("a/memory.stat"), "x 1\n".repeat(20_000)).unwrap();
         assert!(matches!(r.read("/a"), Err(MemoryError::TooLarge { .. })));
         // A sample whose files are bad gets no figures, and no panic.
-        let mut samples = vec![Sample {
-            ts: 1.0,
-            cgroup: "/a".into(),
-            cgroup_id: 1,
-            interval_ns: 1,
-            usage: agent_ebpf::Counters::default(),
-            memory: Memory {
-                memory_bytes: Some(7),
-                ..Memory::default()
-            },
-        }];
+        let mut samples = vec![sample_of_a(Memory {
+            memory_bytes: Some(7),
+            ..Memory::default()
+        })];
         r.fill(&mut samples);
         assert_eq!(samples[0].memory, Memory::default());
         fs::remove_dir_all(&root).unwrap();

@@ -10,16 +10,18 @@ use super::*;
 use crate::actuator::fake::FakeTree;
 
 /// Stops after `cycles` cycles, recording the cgroup's CPU weight after
-/// each.
+/// each, or once `give_up` has passed (a guard, so that a test waiting for
+/// a cycle that never comes fails instead of hanging).
 struct Script {
     cycles: usize,
     weight_file: PathBuf,
     weights: Vec<String>,
+    give_up: Instant,
 }
 
 impl Control for Script {
     fn stop_requested(&mut self) -> bool {
-        self.weights.len() >= self.cycles
+        self.weights.len() >= self.cycles || Instant::now() > self.give_up
     }
     fn reload(&mut self) -> Option<Config> {
         None
@@ -137,6 +139,7 @@ fn an_agents_forecast_raises_a_managed_knob_and_the_original_comes_back() {
         cycles: 15,
         weight_file: weight_file.clone(),
         weights: Vec::new(),
+        give_up: Instant::now() + Duration::from_secs(60),
     };
     daemon.run(&mut script).unwrap();
     reporter.join().unwrap();
@@ -165,6 +168,7 @@ fn new_forecasts_bring_a_cycle_forward() {
         cycles: 1,
         weight_file: weight_file.clone(),
         weights: Vec::new(),
+        give_up: Instant::now() + Duration::from_secs(60),
     };
     daemon.run(&mut script).unwrap();
     reporter.join().unwrap();
