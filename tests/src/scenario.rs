@@ -115,6 +115,8 @@ pub struct Shadow {
 pub struct ShadowRecord {
     /// Per agent interval.
     pub points: Vec<Point>,
+    /// The agent's lines for the cgroup, whole (memory, I/O, ...).
+    pub lines: Vec<Value>,
     /// Every cgroup the orchestrator logged a write to.
     pub written: Vec<String>,
     /// The orchestrator's log.
@@ -184,9 +186,12 @@ impl Shadow {
         if !status.success() {
             bail!("the orchestrator exited with {status}:\n{log}");
         }
+        let lines: Vec<Value> = lines
+            .into_iter()
+            .filter(|l| l["cgroup"] == self.cgroup.as_str())
+            .collect();
         let points = lines
             .iter()
-            .filter(|l| l["cgroup"] == self.cgroup.as_str())
             .map(|l| Point {
                 t: l["ts"].as_f64().unwrap_or(f64::NAN),
                 used: l["cpu_ns"].as_f64().unwrap_or(f64::NAN)
@@ -207,6 +212,7 @@ impl Shadow {
             .collect();
         Ok(ShadowRecord {
             points,
+            lines,
             written,
             log,
         })

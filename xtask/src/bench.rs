@@ -14,6 +14,9 @@
 //!   reactive baselines across their settings, with a neighbour that pays
 //!   for every reserved core (`crate::e2e`); not part of `all` (it takes
 //!   hours; `--quick` minutes).
+//! - `memory`: memory end to end, Shadow against static and reactive
+//!   ceilings across their settings, beside a neighbour whose page cache
+//!   pays for every reserved byte (`crate::memory`); not part of `all`.
 //!
 //! All need root. Figures are ratios or medians: timings on these shared
 //! 2-core machines are noisy (DESIGN.md, "Measuring").
@@ -39,11 +42,12 @@ use crate::{
 /// Which benchmark to run.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// probes, pipe, collector, all (those three) or e2e.
-    #[arg(default_value = "all", value_parser = ["probes", "pipe", "collector", "all", "e2e"])]
+    /// probes, pipe, collector, all (those three), e2e or memory.
+    #[arg(default_value = "all", value_parser = ["probes", "pipe", "collector", "all", "e2e", "memory"])]
     which: String,
     /// Repetitions (runs for `probes`, A/B pairs for `pipe`, rounds of
-    /// every policy for `e2e`) [default: 5; e2e --quick: 1].
+    /// every policy for `e2e` and `memory`) [default: 5; e2e --quick and
+    /// memory: 1].
     #[arg(long)]
     runs: Option<usize>,
     /// Cgroups created for `collector`.
@@ -55,6 +59,8 @@ pub struct BenchArgs {
     metrics: bool,
     #[command(flatten)]
     e2e: crate::e2e::E2eArgs,
+    #[command(flatten)]
+    memory: crate::memory::MemoryArgs,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -65,6 +71,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     if args.which == "e2e" {
         return crate::e2e::run(&args.e2e, args.runs);
+    }
+    if args.which == "memory" {
+        return crate::memory::run(&args.memory, &args.e2e, args.runs);
     }
     let runs = args.runs.unwrap_or(5);
     build::all()?;

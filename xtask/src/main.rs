@@ -4,7 +4,7 @@
 //!
 //! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
 //! object and the binaries), `cmd` (running commands with clear failures),
-//! `bench` (overhead benchmarks), `chaos` (fault injection), `e2e` (the end-to-end benchmark), `stack`
+//! `bench` (overhead benchmarks), `chaos` (fault injection), `e2e` (the end-to-end benchmark), `memory` (its memory counterpart), `stack`
 //! (orchestrator and agent started together), `demo` (the guided
 //! demonstration), `stop` (Ctrl-C handling), `dist` (the release tarball).
 
@@ -15,6 +15,7 @@ mod cmd;
 mod demo;
 mod dist;
 mod e2e;
+mod memory;
 mod setup;
 mod stack;
 mod stop;

@@ -37,12 +37,27 @@
 //!                                           reached
 //!   shadow-workload reread FILE SECONDS     drop FILE from the page cache,
 //!                                           then read it again and again
+//!   shadow-workload memserve FILE RATE PAGES LOAD_MIBPS PHASES WORKERS
+//!                                           the memory benchmark's service:
+//!                                           RATE requests/s on a fixed
+//!                                           schedule, each reading PAGES
+//!                                           random pages of a working set
+//!                                           of FILE that follows PHASES
+//!                                           (SECONDS:MIB,...), growth read
+//!                                           in at LOAD_MIBPS; WORKERS
+//!                                           threads; latency summary at end
+//!   shadow-workload cache-read FILE         random 64 KiB reads of FILE for
+//!                                           ever, counted as the batch job
+//!                                           counts its chunks
 //!   shadow-workload serve                   a request/response service on
 //!                                           127.0.0.1:0 (port printed): each
 //!                                           request line is a number of µs of
 //!                                           CPU to burn, answered with "ok";
 //!                                           a thread per connection; runs
 //!                                           until killed
+
+#[path = "workload/memserve.rs"]
+mod memserve;
 
 use std::{
     fs::OpenOptions,
@@ -78,13 +93,22 @@ fn main() {
         "memory" => memory(arg(1), num(2), num(3)),
         "reread" => reread(arg(1), num(2)),
         "grow" => grow(num(1), num(2), num(3), num(4)),
+        "memserve" => memserve::serve(
+            arg(1),
+            arg(2).parse().unwrap_or_else(|_| usage()),
+            num(3),
+            arg(4).parse().unwrap_or_else(|_| usage()),
+            arg(5),
+            num(6) as usize,
+        ),
+        "cache-read" => memserve::cache_read(arg(1)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS | memory FILE MIB HOLD_MS | reread FILE SECONDS | grow MIB STEP_MIB STEP_MS HOLD_MS"
+        "usage: shadow-workload burn SECONDS [CPU] | touch PAGES | dio-write DEV BYTES | dio-read DEV BYTES | tcp-recv | tcp-send PORT BYTES | bursts PERIOD_MS BURST_MS THREADS COUNT | serve | batch THREADS | memory FILE MIB HOLD_MS | reread FILE SECONDS | grow MIB STEP_MIB STEP_MS HOLD_MS | memserve FILE RATE PAGES LOAD_MIBPS PHASES WORKERS | cache-read FILE"
     );
     std::process::exit(2)
 }

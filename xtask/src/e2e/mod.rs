@@ -30,12 +30,12 @@
 mod hinter;
 mod knobs;
 mod load;
-mod neighbour;
+pub mod neighbour;
 mod pgbench;
 mod policy;
 mod report;
 mod run;
-mod stats;
+pub mod stats;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -70,11 +70,11 @@ pub struct E2eArgs {
     /// Shadow's default and quantile 0.99; 4 bursts of 2 s every 6 s;
     /// 60 s of pgbench; 1 round unless --runs.
     #[arg(long)]
-    quick: bool,
+    pub quick: bool,
     /// e2e: seed of the policies' order in each round [default: from the
     /// clock; printed].
     #[arg(long)]
-    order_seed: Option<u64>,
+    pub order_seed: Option<u64>,
     /// e2e: how long before each burst the hinted scenario announces it
     /// (e.g. 3s, 1500ms).
     #[arg(long, default_value = "3s", value_parser = shadow_common::duration::parse)]
@@ -115,7 +115,7 @@ pub struct E2eArgs {
     /// e2e: control period of the reactive rules, Shadow's tick and agent
     /// interval, ms.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=10_000))]
-    tick_ms: u64,
+    pub tick_ms: u64,
     /// e2e: the sandbox's quota as created (what an operator set, and what
     /// Shadow restores) = mean demand x (1 + margin), for every policy but
     /// static and burst.
@@ -160,7 +160,7 @@ pub struct E2eArgs {
     pg_clients: usize,
     /// e2e: folder for every output [default: target/e2e].
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// e2e: also write the summaries to docs/e2e/ and the charts to docs/
     /// (done anyway by a full run: 5+ rounds, not --quick, every family).
     #[arg(long)]
@@ -169,7 +169,7 @@ pub struct E2eArgs {
 
 /// The policies' order in `round` of scenario `scenario`: a permutation of
 /// `0..n` drawn from `seed` (Fisher-Yates).
-fn order(n: usize, seed: u64, round: usize, scenario: usize) -> Vec<usize> {
+pub fn order(n: usize, seed: u64, round: usize, scenario: usize) -> Vec<usize> {
     let mut rng = SplitMix(
         seed ^ (round as u64).wrapping_mul(0xA24B_AED4_963E_E407)
             ^ (scenario as u64).wrapping_mul(0x9FB2_1C65_1E98_DF25),
@@ -183,7 +183,7 @@ fn order(n: usize, seed: u64, round: usize, scenario: usize) -> Vec<usize> {
 }
 
 /// The host's 1-minute load average, as /proc/loadavg says it.
-fn load_1m() -> String {
+pub fn load_1m() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))

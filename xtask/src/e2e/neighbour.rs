@@ -36,9 +36,10 @@ const LEAST: f64 = 0.01;
 /// How often the neighbour's quota follows the service's.
 pub const FOLLOW: Duration = Duration::from_millis(50);
 
-/// One progress line of the batch job.
+/// One progress line of the batch job (and of the memory benchmark's
+/// neighbour, which reports in the same form).
 #[derive(Clone, Copy, Debug)]
-struct Progress {
+pub struct Progress {
     /// Unix seconds.
     t: f64,
     /// Chunks done since it started.
@@ -115,10 +116,11 @@ impl Neighbour {
     /// Chunks done and the job's own CPU seconds by Unix second `t`,
     /// between the reports around it.
     pub fn progress_at(&self, t: f64) -> Option<(f64, f64)> {
-        let p = self.progress.lock().expect("lock");
-        let units: Vec<(f64, f64)> = p.iter().map(|p| (p.t, p.units as f64)).collect();
-        let cpu: Vec<(f64, f64)> = p.iter().map(|p| (p.t, p.cpu_s)).collect();
-        Some((between(&units, t)?, between(&cpu, t)?))
+        let cpu: Vec<(f64, f64)> = {
+            let p = self.progress.lock().expect("lock");
+            p.iter().map(|p| (p.t, p.cpu_s)).collect()
+        };
+        Some((units_at(&self.progress, t)?, between(&cpu, t)?))
     }
 
     /// Ends the job; the sandbox goes when the neighbour is dropped.
@@ -147,9 +149,10 @@ fn batch(threads: usize) -> Command {
     cmd
 }
 
-type Collected = (Arc<Mutex<Vec<Progress>>>, std::thread::JoinHandle<()>);
+pub type Collected = (Arc<Mutex<Vec<Progress>>>, std::thread::JoinHandle<()>);
 
-fn collect(child: &mut Child) -> anyhow::Result<Collected> {
+/// Reads `child`'s progress lines as they come.
+pub fn collect(child: &mut Child) -> anyhow::Result<Collected> {
     let out = child.stdout.take().context("stdout")?;
     let progress = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&progress);
@@ -191,6 +194,13 @@ pub fn calibrate() -> anyhow::Result<f64> {
         "the batch job's calibration gave {rate} chunks per CPU-second"
     );
     Ok(rate)
+}
+
+/// Units done by Unix second `t`, between the reports around it.
+pub fn units_at(progress: &Mutex<Vec<Progress>>, t: f64) -> Option<f64> {
+    let p = progress.lock().expect("lock");
+    let units: Vec<(f64, f64)> = p.iter().map(|p| (p.t, p.units as f64)).collect();
+    between(&units, t)
 }
 
 /// `y` at `t` on the line through the points (in time order) around it;
