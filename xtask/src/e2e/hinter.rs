@@ -1,6 +1,7 @@
-//! The hinted scenario's announcer: it knows the schedule (as a service
+//! The hinted scenarios' announcer: it knows the schedule (as a service
 //! knows its batch jobs or a scheduled campaign) and tells the agent of
-//! each burst `--hint-ahead` before it starts, through the real hint
+//! each burst (`bench e2e`) or each growth of the working set (`bench
+//! memory`) `--hint-ahead` before it starts, through the real hint
 //! socket. It runs as root and names the sandbox, which the socket allows
 //! root to do (docs/hints.md).
 
@@ -11,44 +12,53 @@ use std::{
 };
 
 use anyhow::Context as _;
-use shadow_agent::hint::{Reply, Request, client::Client};
+use shadow_agent::hint::{Reply, Request, client::Client, protocol::Amount};
 
-use super::load::Pattern;
+use super::policy::Window;
+
+/// What the windows announce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Cores (`bench e2e`).
+    Cpu,
+    /// Bytes of memory in use (`bench memory`).
+    Memory,
+}
 
 /// One announcement and what the agent said.
 #[derive(Clone, Debug)]
 pub struct Hinted {
-    /// The burst's start, s from the run's start.
-    pub burst_s: f64,
+    /// The window's start, s from the run's start.
+    pub start_s: f64,
     /// When the hint was sent, s from the run's start.
     pub sent_s: f64,
-    /// Cores announced.
-    pub cpu: f64,
+    /// What was announced (cores or bytes).
+    pub amount: f64,
     /// The reply's status (`accepted`, `refused`).
     pub status: String,
-    /// The floor the band got (cpu × confidence × trust), if accepted.
-    pub reserve_cpu: Option<f64>,
+    /// The floor the band got (amount × confidence × trust), if accepted.
+    pub reserve: Option<f64>,
     /// The cgroup's trust at that moment, if accepted.
     pub trust: Option<f64>,
     /// The agent's reply line.
     pub reply: String,
 }
 
-/// Announces every burst of `p` that has not started yet, each `ahead` of
-/// it (the burst's mean demand, for its length), until `stop`.
+/// Announces every window that has not started yet, each `ahead` of it,
+/// until `stop`.
 pub fn run(
-    p: &Pattern,
+    windows: &[Window],
+    kind: Kind,
     ahead: Duration,
     socket: &Path,
     cgroup: &str,
     start: Instant,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Hinted>> {
-    let cpu = p.burst_cores();
     let mut out = Vec::new();
-    for burst_s in p.burst_starts() {
-        let burst_at = start + Duration::from_secs_f64(burst_s);
-        let at = burst_at.checked_sub(ahead).unwrap_or(start);
+    for w in windows {
+        let begins = start + Duration::from_secs_f64(w.start_s);
+        let at = begins.checked_sub(ahead).unwrap_or(start);
         while Instant::now() < at {
             if stop.load(Ordering::Relaxed) {
                 return Ok(out);
@@ -59,39 +69,49 @@ pub fn run(
             );
         }
         let sent = Instant::now();
-        let request = Request {
-            cpu: Some(cpu),
+        let mut request = Request {
             start_in: Some(format!(
                 "{}ms",
-                burst_at.saturating_duration_since(sent).as_millis()
+                begins.saturating_duration_since(sent).as_millis()
             )),
-            duration: Some(format!("{}ms", (p.burst_s * 1e3).round() as u64)),
-            reason: Some("bench e2e: burst ahead".into()),
+            duration: Some(format!("{}ms", (w.duration_s * 1e3).round() as u64)),
+            reason: Some("bench: announced ahead".into()),
             cgroup: Some(cgroup.to_owned()),
             ..Request::default()
         };
+        match kind {
+            Kind::Cpu => request.cpu = Some(w.amount),
+            Kind::Memory => request.memory = Some(Amount::Number(w.amount)),
+        }
         // A connection per hint: gaps can exceed the socket's idle timeout.
-        let mut client = Client::connect(socket).context("the hinted scenario's announcer")?;
+        let mut client = Client::connect(socket).context("the announcer")?;
         let reply = client
             .send(&request)
-            .with_context(|| format!("hinting the burst at {burst_s:.1} s"))?;
-        let (status, reserve_cpu, trust) = match &reply {
-            Reply::Accepted(a) => ("accepted", Some(a.reserve.cpu), Some(a.trust)),
+            .with_context(|| format!("hinting the window at {:.1} s", w.start_s))?;
+        let (status, reserve, trust) = match &reply {
+            Reply::Accepted(a) => {
+                let reserve = match kind {
+                    Kind::Cpu => a.reserve.cpu,
+                    Kind::Memory => a.reserve.memory,
+                };
+                ("accepted", Some(reserve), Some(a.trust))
+            }
             Reply::Refused(_) => ("refused", None, None),
             Reply::Cancelled { .. } => ("cancelled", None, None),
         };
         if status != "accepted" {
             eprintln!(
-                "e2e:   the hint for the burst at {burst_s:.1} s was not accepted: {}",
+                "bench:   the hint for the window at {:.1} s was not accepted: {}",
+                w.start_s,
                 client.last_line()
             );
         }
         out.push(Hinted {
-            burst_s,
+            start_s: w.start_s,
             sent_s: (sent - start).as_secs_f64(),
-            cpu,
+            amount: w.amount,
             status: status.to_owned(),
-            reserve_cpu,
+            reserve,
             trust,
             reply: client.last_line().to_owned(),
         });

@@ -15,6 +15,8 @@ use std::{
 
 use anyhow::Context as _;
 
+use super::policy::Window;
+
 /// What the sandbox runs and when its load comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -97,6 +99,18 @@ impl Pattern {
     /// announces).
     pub fn burst_cores(&self) -> f64 {
         self.burst_rate * self.burst_cost_us / 1e6
+    }
+
+    /// Every burst as an announced window of its cores.
+    pub fn windows(&self) -> Vec<Window> {
+        self.burst_starts()
+            .into_iter()
+            .map(|start_s| Window {
+                start_s,
+                duration_s: self.burst_s,
+                amount: self.burst_cores(),
+            })
+            .collect()
     }
 
     /// Length of the run, s.

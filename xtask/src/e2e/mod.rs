@@ -27,12 +27,12 @@
 //! idle; the demand signal), `neighbour` (the batch job), `run` (one run),
 //! `stats` (medians, summary, goals), `report` (table, JSON, charts).
 
-mod hinter;
+pub mod hinter;
 mod knobs;
 mod load;
 pub mod neighbour;
 mod pgbench;
-mod policy;
+pub mod policy;
 mod report;
 mod run;
 pub mod stats;

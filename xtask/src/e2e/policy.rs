@@ -217,36 +217,43 @@ impl DemandRule {
     }
 }
 
-/// What the hinted scenario announces, given to the reactive rules too
-/// (every baseline gets the signals Shadow has): each burst `cpu` cores
-/// from `start_s` for `burst_s`, told `ahead_s` before it.
+/// One announced window of demand: `amount` (cores, or bytes of memory)
+/// from `start_s` (s from the run's start) for `duration_s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub amount: f64,
+}
+
+/// What a hinted scenario announces, given to the reactive rules too
+/// (every baseline gets the signals Shadow has): its windows, each told
+/// `ahead_s` before it starts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Announced {
-    /// Burst starts, s from the run's start.
-    pub starts: Vec<f64>,
-    pub burst_s: f64,
-    pub cpu: f64,
+    pub windows: Vec<Window>,
     pub ahead_s: f64,
 }
 
 impl Announced {
-    /// The cores announced for the moment `now_s` of the run, for a rule
-    /// that acts every `tick_s`: from one tick before an announced burst
+    /// The amount announced for the moment `now_s` of the run, for a rule
+    /// that acts every `tick_s`: from one tick before an announced window
     /// (the least a rule acting once a tick needs to have it in place when
     /// it starts; never before the announcement) to its end; None outside.
     pub fn at(&self, now_s: f64, tick_s: f64) -> Option<f64> {
         let lead = tick_s.min(self.ahead_s);
-        self.starts
+        self.windows
             .iter()
-            .any(|&b| now_s >= b - lead && now_s < b + self.burst_s)
-            .then_some(self.cpu)
+            .filter(|w| now_s >= w.start_s - lead && now_s < w.start_s + w.duration_s)
+            .map(|w| w.amount)
+            .reduce(f64::max)
     }
 }
 
-/// A reactive rule's quota with what was announced: at least the
-/// announced cores with the rule's headroom while a window is open.
-pub fn with_announced(quota: f64, announced: Option<f64>, headroom: f64) -> f64 {
-    announced.map_or(quota, |cpu| quota.max(cpu * headroom))
+/// A reactive rule's setting with what was announced: at least the
+/// announced amount with the rule's headroom while a window is open.
+pub fn with_announced(setting: f64, announced: Option<f64>, headroom: f64) -> f64 {
+    announced.map_or(setting, |amount| setting.max(amount * headroom))
 }
 
 #[cfg(test)]
@@ -255,10 +262,13 @@ mod tests {
 
     #[test]
     fn an_announced_burst_is_reserved_from_a_tick_before_to_its_end() {
+        let window = |start_s| Window {
+            start_s,
+            duration_s: 3.0,
+            amount: 1.2,
+        };
         let a = Announced {
-            starts: vec![10.0, 25.0],
-            burst_s: 3.0,
-            cpu: 1.2,
+            windows: vec![window(10.0), window(25.0)],
             ahead_s: 3.0,
         };
         assert_eq!(a.at(9.0, 0.5), None);
@@ -267,7 +277,10 @@ mod tests {
         assert_eq!(a.at(13.0, 0.5), None);
         assert_eq!(a.at(24.6, 0.5), Some(1.2));
         // Never before the announcement.
-        let late = Announced { ahead_s: 0.2, ..a };
+        let late = Announced {
+            ahead_s: 0.2,
+            ..a.clone()
+        };
         assert_eq!(late.at(9.7, 0.5), None);
         assert_eq!(with_announced(0.3, Some(1.2), 1.25), 1.5);
         assert_eq!(with_announced(1.9, Some(1.2), 1.25), 1.9);

@@ -253,8 +253,8 @@ fn run_json(r: &Run, f: &Figures) -> Value {
         "neighbour_own_cpu_s": finite(r.neighbour_own_cpu_s),
         "figures": f.json(),
         "hints": r.hints.iter().map(|h| json!({
-            "burst_s": h.burst_s, "sent_s": h.sent_s, "cpu": h.cpu, "status": h.status,
-            "reserve_cpu": h.reserve_cpu, "trust": h.trust, "reply": h.reply,
+            "burst_s": h.start_s, "sent_s": h.sent_s, "cpu": h.amount, "status": h.status,
+            "reserve_cpu": h.reserve, "trust": h.trust, "reply": h.reply,
         })).collect::<Vec<_>>(),
         "leads": r.leads.iter().map(|l| json!({
             "burst": l.burst, "idle_cores": finite(l.idle), "before_cores": finite(l.before),

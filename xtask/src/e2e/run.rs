@@ -311,9 +311,7 @@ fn drive(
     };
     let outcome = std::thread::scope(|scope| -> anyhow::Result<_> {
         let announced = hinting.map(|(_, pattern)| Announced {
-            starts: pattern.burst_starts(),
-            burst_s: pattern.burst_s,
-            cpu: pattern.burst_cores(),
+            windows: pattern.windows(),
             ahead_s: setup.hint_ahead.as_secs_f64(),
         });
         let controller = scope.spawn(|| {
@@ -346,7 +344,8 @@ fn drive(
             .map(|(socket, pattern)| {
                 scope.spawn(move || {
                     hinter::run(
-                        pattern,
+                        &pattern.windows(),
+                        hinter::Kind::Cpu,
                         setup.hint_ahead,
                         socket,
                         &sandbox.cg.path,

@@ -15,8 +15,11 @@
 //!   latency from each request's scheduled time, OOM kills, reserved and
 //!   used GiB-seconds (the kernel's ceiling and usage, integrated), what
 //!   the neighbour read;
-//! - rounds (1 by default: a round is about 25 minutes), the policies'
-//!   order shuffled per round from a printed seed; medians.
+//! - scenarios: phases (growth unannounced) and hinted (each growth
+//!   announced ahead, to Shadow through the hint socket and to the
+//!   reactive rule directly, so the baseline has the signal Shadow has);
+//! - rounds (1 by default: a round of a scenario is about 25 minutes),
+//!   the policies' order shuffled per round from a printed seed; medians.
 //!
 //! Layout: `cgroup` (the memory files on v1 or v2), `policy` (families,
 //! sweep, the reactive rule), `run` (one run), `report` (table, goals,
@@ -40,6 +43,21 @@ use run::{Service, Setup};
 /// `--out` and `--runs`, shared with e2e).
 #[derive(Debug, clap::Args)]
 pub struct MemoryArgs {
+    /// memory: scenarios (comma-separated): phases (the working set grows
+    /// and shrinks unannounced), hinted (the same, each growth announced
+    /// --mem-hint-ahead before it: to Shadow through the hint socket, to
+    /// the reactive rule directly).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "phases,hinted"
+    )]
+    mem_scenario: Vec<Scenario>,
+    /// memory: how long before each growth the hinted scenario announces
+    /// it (e.g. 3s).
+    #[arg(long, default_value = "3s", value_parser = shadow_common::duration::parse)]
+    mem_hint_ahead: Duration,
     /// memory: only these policy families (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     mem_family: Vec<Family>,
@@ -69,6 +87,22 @@ pub struct MemoryArgs {
     mem_margin: f64,
 }
 
+/// The memory benchmark's scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Phases,
+    Hinted,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Phases => "phases",
+            Self::Hinted => "hinted",
+        }
+    }
+}
+
 /// The default phases: a cycle of rest, load and serve, shrink.
 const CYCLE: &str = "10:128,12:512,8:256";
 
@@ -96,7 +130,7 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
     let neighbour_file = dir.join("neighbour");
     ensure_file(&dataset, largest as u64)?;
     ensure_file(&neighbour_file, budget as u64)?;
-    let setup = Setup {
+    let mut setup = Setup {
         hierarchy,
         tick: Duration::from_millis(shared.tick_ms),
         budget,
@@ -111,6 +145,7 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
             phases,
             workers: args.mem_workers,
         },
+        hint_ahead: None,
     };
     let families = if args.mem_family.is_empty() {
         Family::ALL.to_vec()
@@ -118,40 +153,46 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
         args.mem_family.clone()
     };
     let plan = policy::sweep(mean, largest, shared.quick, &families);
+    let mut scenarios = args.mem_scenario.clone();
+    scenarios.dedup();
     let seed = shared.order_seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
     eprintln!(
-        "memory: mean working set {:.0} MiB, largest {:.0} MiB, budget {:.0} MiB, created ceiling {:.0} MiB; {} policies x {runs} rounds of {seconds:.0} s (about {:.0} min); order seed {seed}",
+        "memory: mean working set {:.0} MiB, largest {:.0} MiB, budget {:.0} MiB, created ceiling {:.0} MiB; {} scenarios x {} policies x {runs} rounds of {seconds:.0} s (about {:.0} min); order seed {seed}",
         mean / MIB,
         largest / MIB,
         budget / MIB,
         setup.initial / MIB,
+        scenarios.len(),
         plan.len(),
-        plan.len() as f64 * (seconds + 12.0) * runs as f64 / 60.0
+        (scenarios.len() * plan.len()) as f64 * (seconds + 12.0) * runs as f64 / 60.0
     );
-    let mut done = Vec::new();
-    for round in 1..=runs {
-        for i in e2e::order(plan.len(), seed, round, 7) {
-            let p = plan[i];
-            eprintln!(
-                "memory: round {round}/{runs}: {} (load {})",
-                p.label(),
-                e2e::load_1m()
-            );
-            let r = run::run(&setup, p, round, i)
-                .with_context(|| format!("round {round}, {}", p.label()))?;
-            eprintln!("memory:   {}", report::line(&r));
-            done.push(r);
+    let out = shared.out.clone().unwrap_or_else(|| dir.clone());
+    for (k, scenario) in scenarios.into_iter().enumerate() {
+        setup.hint_ahead = (scenario == Scenario::Hinted).then_some(args.mem_hint_ahead);
+        let mut done = Vec::new();
+        for round in 1..=runs {
+            for i in e2e::order(plan.len(), seed, round, 7 + k) {
+                let p = plan[i];
+                eprintln!(
+                    "memory: round {round}/{runs}: {}: {} (load {})",
+                    scenario.name(),
+                    p.label(),
+                    e2e::load_1m()
+                );
+                let r = run::run(&setup, p, round, i).with_context(|| {
+                    format!("round {round}, {}, {}", scenario.name(), p.label())
+                })?;
+                eprintln!("memory:   {}", report::line(&r));
+                done.push(r);
+            }
         }
+        report::write(&setup, scenario, &plan, &done, &out, seed, runs)?;
     }
-    let out = shared
-        .out
-        .clone()
-        .unwrap_or_else(|| cmd::root().join("target/memory"));
-    report::write(&setup, &plan, &done, &out, seed, runs)
+    Ok(())
 }
 
 /// Time-weighted mean and largest working set of `phases`, bytes, and

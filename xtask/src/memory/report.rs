@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::{
+    Scenario,
     policy::{DEFAULT_HEADROOM, Family, Policy},
     run::{Run, Setup},
 };
@@ -98,7 +99,15 @@ fn goals(rows: &[(Policy, usize, Figures)], runs: &[Run]) -> Vec<(String, bool, 
     });
     let mut out = Vec::new();
     if let (Some(s), Some(r)) = (shadow, reactive) {
+        // Both at zero is no ratio: said as such.
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        let times = |r: f64| {
+            if r.is_nan() {
+                "both 0".to_owned()
+            } else {
+                format!("{r:.2}x")
+            }
+        };
         let (stall, p99, reserved) = (
             ratio(s.stall(), r.stall()),
             ratio(s.p99(), r.p99()),
@@ -107,12 +116,17 @@ fn goals(rows: &[(Policy, usize, Figures)], runs: &[Run]) -> Vec<(String, bool, 
         out.push((
             format!("vs reactive {DEFAULT_HEADROOM}: reclaim stall <= 0.2x"),
             s.stall() <= 0.2 * r.stall(),
-            format!("{stall:.2}x ({:.3} s vs {:.3} s)", s.stall(), r.stall()),
+            format!(
+                "{} ({:.3} s vs {:.3} s)",
+                times(stall),
+                s.stall(),
+                r.stall()
+            ),
         ));
         out.push((
             format!("vs reactive {DEFAULT_HEADROOM}: p99 <= 0.2x"),
             s.p99() <= 0.2 * r.p99(),
-            format!("{p99:.2}x ({:.2} ms vs {:.2} ms)", s.p99(), r.p99()),
+            format!("{} ({:.2} ms vs {:.2} ms)", times(p99), s.p99(), r.p99()),
         ));
         out.push((
             format!("vs reactive {DEFAULT_HEADROOM}: reserved <= 1.25x"),
@@ -151,9 +165,10 @@ fn goals(rows: &[(Policy, usize, Figures)], runs: &[Run]) -> Vec<(String, bool, 
     out
 }
 
-/// The table, the goals, and `results.json` in `out`.
+/// The table, the goals, and `results-<scenario>.json` in `out`.
 pub fn write(
     setup: &Setup,
+    scenario: Scenario,
     plan: &[Policy],
     runs: &[Run],
     out: &Path,
@@ -176,7 +191,7 @@ pub fn write(
         );
     }
     let goals = goals(&rows, runs);
-    let mut text = table.clone();
+    let mut text = format!("memory: {}\n\n{table}", scenario.name());
     for (g, met, fig) in &goals {
         text += &format!("- {g}: {} ({fig})\n", if *met { "met" } else { "NOT met" });
     }
@@ -184,6 +199,8 @@ pub fn write(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "scenario": scenario.name(),
+        "hint_ahead_s": setup.hint_ahead.map(|d| d.as_secs_f64()),
         "rounds": rounds,
         "order_seed": seed,
         "hierarchy": setup.hierarchy.describe(),
@@ -206,7 +223,7 @@ pub fn write(
         "goals": goals.iter().map(|(g, met, fig)| json!({"goal": g, "met": met, "figures": fig})).collect::<Vec<_>>(),
         "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
     });
-    let path = out.join("results.json");
+    let path = out.join(format!("results-{}.json", scenario.name()));
     std::fs::write(&path, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("memory: wrote {}", path.display());
@@ -232,6 +249,10 @@ fn run_json(r: &Run) -> Value {
         "used_gib_s": r.used_gib_s,
         "neighbour_gib": r.neighbour_gib,
         "refused_writes": r.refused_writes,
+        "hints": r.hints.iter().map(|h| json!({
+            "start_s": h.start_s, "sent_s": h.sent_s, "bytes": h.amount, "status": h.status,
+            "reserve_bytes": h.reserve, "trust": h.trust,
+        })).collect::<Vec<_>>(),
         "series_s_ceiling_usage_mib": r.series.iter().map(|s| {
             json!([((s.0 - r.start) * 10.0).round() / 10.0, (s.1 / mib).round(), (s.2 / mib).round()])
         }).collect::<Vec<_>>(),

@@ -21,7 +21,14 @@ use super::{
     cgroup::{Hierarchy, MemCgroup},
     policy::{MIB, Policy, ReactiveRule},
 };
-use crate::{build::binary, e2e::neighbour};
+use crate::{
+    build::binary,
+    e2e::{
+        hinter::{self, Hinted, Kind},
+        neighbour,
+        policy::{Announced, Window, with_announced},
+    },
+};
 
 /// The service's load.
 #[derive(Clone, Debug)]
@@ -49,6 +56,10 @@ pub struct Setup {
     pub dataset: PathBuf,
     pub neighbour_file: PathBuf,
     pub service: Service,
+    /// Hinted: each growth of the working set announced this long before
+    /// it (to Shadow through the hint socket, to the reactive rule
+    /// directly).
+    pub hint_ahead: Option<Duration>,
 }
 
 impl Setup {
@@ -82,6 +93,8 @@ pub struct Run {
     pub refused_writes: u64,
     /// Every 100 ms: (Unix s, ceiling bytes, usage bytes).
     pub series: Vec<(f64, f64, f64)>,
+    /// Hints sent to Shadow (hinted scenario).
+    pub hints: Vec<Hinted>,
 }
 
 /// Shadow's configuration: the shipped defaults, the service opted in for
@@ -105,6 +118,13 @@ enum Observer {
 }
 
 impl Observer {
+    fn hint_socket(&self) -> Option<PathBuf> {
+        match self {
+            Self::Shadow(s) => Some(s.hint_socket.clone()),
+            Self::Agent(_) => None,
+        }
+    }
+
     fn stop(self, cgroup: &str) -> anyhow::Result<Vec<Value>> {
         let lines = match self {
             Self::Shadow(s) => s.stop()?.lines,
@@ -171,10 +191,15 @@ fn with_neighbour(
         _ => Observer::Agent(Agent::start_with(&path, &tick, &[])),
     };
     let before = service.counters()?;
-    let measured = measure(setup, policy, service, beside);
+    let measured = measure(setup, policy, service, beside, observer.hint_socket());
     let lines = observer.stop(&path)?;
     let _ = collector;
-    let (summary, series, refused) = measured?;
+    let Measured {
+        summary,
+        series,
+        refused,
+        hints,
+    } = measured?;
     let after = service.counters()?;
     let start = summary["start"].as_f64().context("the service's start")?;
     let end = start + summary_seconds(setup);
@@ -226,6 +251,7 @@ fn with_neighbour(
         refused_writes: refused,
         summary,
         series: window,
+        hints,
     })
 }
 
@@ -239,16 +265,70 @@ fn summary_seconds(setup: &Setup) -> f64 {
         .sum()
 }
 
-type Measured = (Value, Vec<(f64, f64, f64)>, u64);
+/// What [`measure`] saw.
+struct Measured {
+    summary: Value,
+    series: Vec<(f64, f64, f64)>,
+    refused: u64,
+    hints: Vec<Hinted>,
+}
+
+/// Every growth of the working set in `phases` as an announced window of
+/// the bytes it grows to.
+pub fn growth_windows(phases: &str) -> Vec<Window> {
+    let (mut at, mut last) = (0.0, 0.0);
+    let mut out = Vec::new();
+    for p in phases.split(',') {
+        let Some((s, m)) = p.split_once(':') else {
+            continue;
+        };
+        let (Ok(s), Ok(m)) = (s.parse::<f64>(), m.parse::<f64>()) else {
+            continue;
+        };
+        if m > last {
+            out.push(Window {
+                start_s: at,
+                duration_s: s,
+                amount: m * MIB,
+            });
+        }
+        (at, last) = (at + s, m);
+    }
+    out
+}
+
+/// The service's schedule start as an instant of this process, from its
+/// first line (its clock and ours are the same clock).
+fn started(lines: &Mutex<Vec<Value>>) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let start = lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .find_map(|l| l["start"].as_f64());
+        if let Some(unix) = start {
+            let ago = (shadow_tests::scenario::unix_now() - unix).max(0.0);
+            return Ok(Instant::now() - Duration::from_secs_f64(ago));
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the service did not start in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Starts the service and, until it ends: the policy's rule every tick,
 /// the neighbour's ceiling following the service's every 50 ms, the
-/// ceiling and usage sampled every 100 ms.
+/// ceiling and usage sampled every 100 ms, and in the hinted scenario the
+/// growths announced.
 fn measure(
     setup: &Setup,
     policy: Policy,
     service: &MemCgroup,
     beside: &MemCgroup,
+    hint_socket: Option<PathBuf>,
 ) -> anyhow::Result<Measured> {
     let s = &setup.service;
     let mut child = service
@@ -280,6 +360,12 @@ fn measure(
         }
         ended.store(true, Ordering::Relaxed);
     });
+    let start = started(&lines)?;
+    let windows = growth_windows(&s.phases);
+    let announced = setup.hint_ahead.map(|ahead| Announced {
+        windows: windows.clone(),
+        ahead_s: ahead.as_secs_f64(),
+    });
     let refused = AtomicU64::new(0);
     let series = Mutex::new(Vec::new());
     let rule = match policy {
@@ -291,8 +377,17 @@ fn measure(
         )),
         _ => None,
     };
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    let hints = std::thread::scope(|scope| -> anyhow::Result<Vec<Hinted>> {
         scope.spawn(|| follow(setup, service, beside, &done, &refused, &series));
+        let hinting = setup
+            .hint_ahead
+            .zip(hint_socket.as_deref())
+            .map(|(ahead, socket)| {
+                let (windows, done, path) = (&windows, &done, &service.cg.path);
+                scope.spawn(move || {
+                    hinter::run(windows, Kind::Memory, ahead, socket, path, start, done)
+                })
+            });
         let mut hits = service.hits()?;
         let mut next = Instant::now();
         while !done.load(Ordering::Relaxed) {
@@ -301,13 +396,26 @@ fn measure(
             let Some(rule) = rule else { continue };
             let (usage, now_hits, ceiling) =
                 (service.usage()?, service.hits()?, service.ceiling()?);
-            let want = rule.step(usage, now_hits > hits, ceiling);
+            let told = announced
+                .as_ref()
+                .and_then(|a| a.at(start.elapsed().as_secs_f64(), setup.tick.as_secs_f64()));
+            let want = with_announced(
+                rule.step(usage, now_hits > hits, ceiling),
+                told,
+                rule.headroom,
+            )
+            .min(setup.most());
             hits = now_hits;
             if (want - ceiling).abs() >= MIB && service.set_ceiling(want).is_err() {
                 refused.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(())
+        match hinting {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the announcer panicked"))?,
+            None => Ok(Vec::new()),
+        }
     })?;
     let status = child.wait().context("waiting for the service")?;
     let _ = output.join();
@@ -316,8 +424,12 @@ fn measure(
         .into_iter()
         .find(|l| l["done"] == true)
         .with_context(|| format!("the service ended ({status}) without its summary"))?;
-    let series = series.into_inner().expect("lock");
-    Ok((summary, series, refused.into_inner()))
+    Ok(Measured {
+        summary,
+        series: series.into_inner().expect("lock"),
+        refused: refused.into_inner(),
+        hints,
+    })
 }
 
 /// Until `done`: the neighbour's ceiling is the budget less the service's
@@ -352,5 +464,19 @@ fn follow(
         }
         k += 1;
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_growth_is_announced_as_the_level_it_grows_to() {
+        let w = growth_windows("10:128,12:512,8:256,10:128,12:512");
+        let starts: Vec<f64> = w.iter().map(|w| w.start_s).collect();
+        assert_eq!(starts, [0.0, 10.0, 40.0]);
+        assert_eq!(w[1].amount, 512.0 * MIB);
+        assert_eq!(w[1].duration_s, 12.0);
     }
 }
