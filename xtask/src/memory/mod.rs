@@ -113,7 +113,9 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
         let cycles = if shared.quick { 1 } else { 3 };
         format!("{},5:128", vec![CYCLE; cycles].join(","))
     });
-    let (mean, largest, seconds) = working_set(&phases)?;
+    let parsed = parse_phases(&phases)?;
+    let (mean, largest) = working_set(&parsed);
+    let seconds: f64 = parsed.iter().map(|p| p.seconds).sum();
     let budget = args.mem_budget_mib as f64 * MIB;
     ensure!(
         largest * 1.1 < budget,
@@ -146,6 +148,7 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
             workers: args.mem_workers,
         },
         hint_ahead: None,
+        phases: parsed,
     };
     let families = if args.mem_family.is_empty() {
         Family::ALL.to_vec()
@@ -195,23 +198,40 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
     Ok(())
 }
 
-/// Time-weighted mean and largest working set of `phases`, bytes, and
-/// their length, s.
-fn working_set(phases: &str) -> anyhow::Result<(f64, f64, f64)> {
-    let (mut weighted, mut largest, mut seconds) = (0.0, 0.0f64, 0.0);
-    for p in phases.split(',') {
-        let (s, m) = p
-            .split_once(':')
-            .with_context(|| format!("phase {p:?} is not SECONDS:MIB"))?;
-        let s: f64 = s.parse().with_context(|| format!("phase {p:?}: seconds"))?;
-        let m: f64 = m.parse().with_context(|| format!("phase {p:?}: MiB"))?;
-        ensure!(s > 0.0 && m > 0.0, "phase {p:?}: both must be positive");
-        weighted += s * m * MIB;
-        largest = largest.max(m * MIB);
-        seconds += s;
-    }
-    ensure!(seconds > 0.0, "no phases");
-    Ok((weighted / seconds, largest, seconds))
+/// One phase of the service's working set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Phase {
+    pub seconds: f64,
+    pub bytes: f64,
+}
+
+/// `SECONDS:MIB,...`, each positive.
+fn parse_phases(text: &str) -> anyhow::Result<Vec<Phase>> {
+    let phases = text
+        .split(',')
+        .map(|p| {
+            let (s, m) = p
+                .split_once(':')
+                .with_context(|| format!("phase {p:?} is not SECONDS:MIB"))?;
+            let s: f64 = s.parse().with_context(|| format!("phase {p:?}: seconds"))?;
+            let m: f64 = m.parse().with_context(|| format!("phase {p:?}: MiB"))?;
+            ensure!(s > 0.0 && m > 0.0, "phase {p:?}: both must be positive");
+            Ok(Phase {
+                seconds: s,
+                bytes: m * MIB,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    ensure!(!phases.is_empty(), "no phases");
+    Ok(phases)
+}
+
+/// Time-weighted mean and largest working set, bytes.
+fn working_set(phases: &[Phase]) -> (f64, f64) {
+    let seconds: f64 = phases.iter().map(|p| p.seconds).sum();
+    let weighted: f64 = phases.iter().map(|p| p.seconds * p.bytes).sum();
+    let largest = phases.iter().map(|p| p.bytes).fold(0.0, f64::max);
+    (weighted / seconds, largest)
 }
 
 /// A file of `bytes` of non-zero data at `path` (kept between runs).
@@ -235,9 +255,10 @@ mod tests {
 
     #[test]
     fn the_working_set_is_weighted_by_time() {
-        let (mean, largest, s) = working_set("10:100,30:300").unwrap();
-        assert_eq!((mean / MIB, largest / MIB, s), (250.0, 300.0, 40.0));
-        assert!(working_set("10").is_err());
-        assert!(working_set("10:0").is_err());
+        let (mean, largest) = working_set(&parse_phases("10:100,30:300").unwrap());
+        assert_eq!((mean / MIB, largest / MIB), (250.0, 300.0));
+        assert!(parse_phases("10").is_err());
+        assert!(parse_phases("10:0").is_err());
+        assert!(parse_phases("").is_err());
     }
 }

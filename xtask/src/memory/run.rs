@@ -18,6 +18,7 @@ use serde_json::Value;
 use shadow_tests::{Agent, scenario::Shadow};
 
 use super::{
+    Phase,
     cgroup::{Hierarchy, MemCgroup},
     policy::{MIB, Policy, ReactiveRule},
 };
@@ -41,6 +42,10 @@ pub struct Service {
     pub workers: usize,
 }
 
+/// Bytes per unit the neighbour counts (`shadow-workload cache-read`
+/// reads 64 KiB blocks).
+const NEIGHBOUR_BLOCK: f64 = 65536.0;
+
 /// Settings shared by every run.
 pub struct Setup {
     pub hierarchy: Hierarchy,
@@ -56,6 +61,8 @@ pub struct Setup {
     pub dataset: PathBuf,
     pub neighbour_file: PathBuf,
     pub service: Service,
+    /// The phases `service.phases` names.
+    pub phases: Vec<Phase>,
     /// Hinted: each growth of the working set announced this long before
     /// it (to Shadow through the hint socket, to the reactive rule
     /// directly).
@@ -193,7 +200,9 @@ fn with_neighbour(
     let before = service.counters()?;
     let measured = measure(setup, policy, service, beside, observer.hint_socket());
     let lines = observer.stop(&path)?;
-    let _ = collector;
+    // Its reader thread ends when the neighbour is killed and its output
+    // closes.
+    drop(collector);
     let Measured {
         summary,
         series,
@@ -202,7 +211,7 @@ fn with_neighbour(
     } = measured?;
     let after = service.counters()?;
     let start = summary["start"].as_f64().context("the service's start")?;
-    let end = start + summary_seconds(setup);
+    let end = start + setup.phases.iter().map(|p| p.seconds).sum::<f64>();
     if let Policy::Shadow { .. } = policy {
         let back = service.ceiling()?;
         ensure!(
@@ -234,7 +243,7 @@ fn with_neighbour(
     };
     let read = |t: f64| neighbour::units_at(&progress, t);
     let neighbour_gib = match (read(start), read(end)) {
-        (Some(a), Some(b)) => (b - a) * 65536.0 / (1u64 << 30) as f64,
+        (Some(a), Some(b)) => (b - a) * NEIGHBOUR_BLOCK / (1u64 << 30) as f64,
         _ => bail!("the neighbour reported nothing in the window"),
     };
     Ok(Run {
@@ -243,8 +252,8 @@ fn with_neighbour(
         start,
         end,
         stall_s: stall_ns / 1e9,
-        major_faults: after.major_faults - before.major_faults,
-        oom_kills: after.oom_kills - before.oom_kills,
+        major_faults: after.major_faults.saturating_sub(before.major_faults),
+        oom_kills: after.oom_kills.saturating_sub(before.oom_kills),
         reserved_gib_s: integral(|s| s.1),
         used_gib_s: integral(|s| s.2),
         neighbour_gib,
@@ -253,16 +262,6 @@ fn with_neighbour(
         series: window,
         hints,
     })
-}
-
-/// The schedule's length, s.
-fn summary_seconds(setup: &Setup) -> f64 {
-    setup
-        .service
-        .phases
-        .split(',')
-        .filter_map(|p| p.split_once(':')?.0.parse::<f64>().ok())
-        .sum()
 }
 
 /// What [`measure`] saw.
@@ -275,24 +274,18 @@ struct Measured {
 
 /// Every growth of the working set in `phases` as an announced window of
 /// the bytes it grows to.
-pub fn growth_windows(phases: &str) -> Vec<Window> {
+pub fn growth_windows(phases: &[Phase]) -> Vec<Window> {
     let (mut at, mut last) = (0.0, 0.0);
     let mut out = Vec::new();
-    for p in phases.split(',') {
-        let Some((s, m)) = p.split_once(':') else {
-            continue;
-        };
-        let (Ok(s), Ok(m)) = (s.parse::<f64>(), m.parse::<f64>()) else {
-            continue;
-        };
-        if m > last {
+    for p in phases {
+        if p.bytes > last {
             out.push(Window {
                 start_s: at,
-                duration_s: s,
-                amount: m * MIB,
+                duration_s: p.seconds,
+                amount: p.bytes,
             });
         }
-        (at, last) = (at + s, m);
+        (at, last) = (at + p.seconds, p.bytes);
     }
     out
 }
@@ -361,7 +354,7 @@ fn measure(
         ended.store(true, Ordering::Relaxed);
     });
     let start = started(&lines)?;
-    let windows = growth_windows(&s.phases);
+    let windows = growth_windows(&setup.phases);
     let announced = setup.hint_ahead.map(|ahead| Announced {
         windows: windows.clone(),
         ahead_s: ahead.as_secs_f64(),
@@ -473,7 +466,17 @@ mod tests {
 
     #[test]
     fn each_growth_is_announced_as_the_level_it_grows_to() {
-        let w = growth_windows("10:128,12:512,8:256,10:128,12:512");
+        let phase = |seconds, mib| Phase {
+            seconds,
+            bytes: mib * MIB,
+        };
+        let w = growth_windows(&[
+            phase(10.0, 128.0),
+            phase(12.0, 512.0),
+            phase(8.0, 256.0),
+            phase(10.0, 128.0),
+            phase(12.0, 512.0),
+        ]);
         let starts: Vec<f64> = w.iter().map(|w| w.start_s).collect();
         assert_eq!(starts, [0.0, 10.0, 40.0]);
         assert_eq!(w[1].amount, 512.0 * MIB);
