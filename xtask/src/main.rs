@@ -80,7 +80,9 @@ enum Command {
     /// sched pipe slowdown, the collector's cost with 10,000 cgroups) and
     /// `e2e`, Shadow against the static, burst and reactive baselines swept
     /// across their settings, with a neighbour paying for every reserved
-    /// core, in four scenarios (hours; `--quick` for a development run).
+    /// core, in four scenarios (hours; `--quick` for a development run),
+    /// and `memory`, the same for memory ceilings beside a neighbour whose
+    /// page cache pays for every reserved byte.
     /// Example: `cargo xtask bench e2e --quick --scenario periodic`
     Bench(Box<bench::BenchArgs>),
     /// Fault injection against the real binaries (needs root; a few

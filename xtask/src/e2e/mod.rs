@@ -68,11 +68,12 @@ pub struct E2eArgs {
     family: Vec<Family>,
     /// e2e: a development run: 3 static levels, 2 headrooms, 1 burst level,
     /// Shadow's default and quantile 0.99; 4 bursts of 2 s every 6 s;
-    /// 60 s of pgbench; 1 round unless --runs.
+    /// 60 s of pgbench; 1 round unless --runs. memory: one cycle of the
+    /// phases, 3 static levels, 2 headrooms, Shadow's default and 0.99.
     #[arg(long)]
     pub quick: bool,
-    /// e2e: seed of the policies' order in each round [default: from the
-    /// clock; printed].
+    /// e2e and memory: seed of the policies' order in each round [default:
+    /// from the clock; printed].
     #[arg(long)]
     pub order_seed: Option<u64>,
     /// e2e: how long before each burst the hinted scenario announces it
@@ -112,8 +113,8 @@ pub struct E2eArgs {
     /// e2e: seed of arrivals, costs and irregular burst times.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// e2e: control period of the reactive rules, Shadow's tick and agent
-    /// interval, ms.
+    /// e2e and memory: control period of the reactive rules, Shadow's tick
+    /// and agent interval, ms.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=10_000))]
     pub tick_ms: u64,
     /// e2e: the sandbox's quota as created (what an operator set, and what
@@ -158,7 +159,8 @@ pub struct E2eArgs {
     /// e2e: pgbench: most connections per segment.
     #[arg(long, default_value_t = 8)]
     pg_clients: usize,
-    /// e2e: folder for every output [default: target/e2e].
+    /// e2e and memory: folder for every output [default: target/e2e,
+    /// target/memory].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// e2e: also write the summaries to docs/e2e/ and the charts to docs/
