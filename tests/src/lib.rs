@@ -25,6 +25,7 @@ use shadow_common::mounts::Mounts;
 pub mod chaos;
 pub mod hint;
 pub mod orchestrator;
+pub mod phases;
 pub mod sandbox;
 pub mod scenario;
 pub mod tmux;

@@ -13,7 +13,7 @@ use super::{
     load::Scenario,
     policy::{Family, Policy},
     run::{Load, Run, Setup},
-    stats::{self, Row, median, quantile},
+    stats::{self, Row, finite, median, quantile},
 };
 
 /// The figures of one run (NaN where there is nothing to measure).
@@ -97,10 +97,6 @@ impl Figures {
             self.lead_s
         )
     }
-}
-
-fn finite(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
 }
 
 /// A table cell: `-` where there is nothing to measure.

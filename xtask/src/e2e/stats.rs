@@ -115,7 +115,8 @@ pub fn summarize(policies: &[Policy], runs: &[(Policy, Point)]) -> Vec<Row> {
         .collect()
 }
 
-fn finite(v: f64) -> Value {
+/// A figure for JSON: null where there is none (NaN, infinite).
+pub fn finite(v: f64) -> Value {
     if v.is_finite() { json!(v) } else { Value::Null }
 }
 
@@ -140,7 +141,11 @@ pub fn summary_json(rows: &[Row]) -> Value {
 /// True if `a` dominates `b` on (p99, reserved): no worse on both, better
 /// on one. NaN never dominates nor is dominated.
 pub fn dominates(a: &Point, b: &Point) -> bool {
-    let (ap, ar, bp, br) = (a.p99_ms, a.reserved_core_s, b.p99_ms, b.reserved_core_s);
+    dominates_on((a.p99_ms, a.reserved_core_s), (b.p99_ms, b.reserved_core_s))
+}
+
+/// [`dominates`] on bare (p99, reserved) pairs, whatever their units.
+pub fn dominates_on((ap, ar): (f64, f64), (bp, br): (f64, f64)) -> bool {
     if ![ap, ar, bp, br].iter().all(|v| v.is_finite()) {
         return false;
     }

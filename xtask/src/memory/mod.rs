@@ -33,6 +33,7 @@ mod run;
 use std::{fs, io::Write as _, path::Path, time::Duration};
 
 use anyhow::{Context as _, ensure};
+use shadow_tests::phases::{self, Phase};
 
 use crate::{cmd, demo, e2e};
 use cgroup::Hierarchy;
@@ -113,7 +114,7 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
         let cycles = if shared.quick { 1 } else { 3 };
         format!("{},5:128", vec![CYCLE; cycles].join(","))
     });
-    let parsed = parse_phases(&phases)?;
+    let parsed = phases::parse(&phases)?;
     let (mean, largest) = working_set(&parsed);
     let seconds: f64 = parsed.iter().map(|p| p.seconds).sum();
     let budget = args.mem_budget_mib as f64 * MIB;
@@ -198,39 +199,11 @@ pub fn run(args: &MemoryArgs, shared: &e2e::E2eArgs, runs: Option<usize>) -> any
     Ok(())
 }
 
-/// One phase of the service's working set.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Phase {
-    pub seconds: f64,
-    pub bytes: f64,
-}
-
-/// `SECONDS:MIB,...`, each positive.
-fn parse_phases(text: &str) -> anyhow::Result<Vec<Phase>> {
-    let phases = text
-        .split(',')
-        .map(|p| {
-            let (s, m) = p
-                .split_once(':')
-                .with_context(|| format!("phase {p:?} is not SECONDS:MIB"))?;
-            let s: f64 = s.parse().with_context(|| format!("phase {p:?}: seconds"))?;
-            let m: f64 = m.parse().with_context(|| format!("phase {p:?}: MiB"))?;
-            ensure!(s > 0.0 && m > 0.0, "phase {p:?}: both must be positive");
-            Ok(Phase {
-                seconds: s,
-                bytes: m * MIB,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    ensure!(!phases.is_empty(), "no phases");
-    Ok(phases)
-}
-
 /// Time-weighted mean and largest working set, bytes.
 fn working_set(phases: &[Phase]) -> (f64, f64) {
     let seconds: f64 = phases.iter().map(|p| p.seconds).sum();
-    let weighted: f64 = phases.iter().map(|p| p.seconds * p.bytes).sum();
-    let largest = phases.iter().map(|p| p.bytes).fold(0.0, f64::max);
+    let weighted: f64 = phases.iter().map(|p| p.seconds * p.mib * MIB).sum();
+    let largest = phases.iter().map(|p| p.mib * MIB).fold(0.0, f64::max);
     (weighted / seconds, largest)
 }
 
@@ -255,10 +228,7 @@ mod tests {
 
     #[test]
     fn the_working_set_is_weighted_by_time() {
-        let (mean, largest) = working_set(&parse_phases("10:100,30:300").unwrap());
+        let (mean, largest) = working_set(&phases::parse("10:100,30:300").unwrap());
         assert_eq!((mean / MIB, largest / MIB), (250.0, 300.0));
-        assert!(parse_phases("10").is_err());
-        assert!(parse_phases("10:0").is_err());
-        assert!(parse_phases("").is_err());
     }
 }

@@ -12,7 +12,7 @@ use super::{
     policy::{DEFAULT_HEADROOM, Family, Policy},
     run::{Run, Setup},
 };
-use crate::e2e::stats::median;
+use crate::e2e::stats::{dominates_on, finite, median};
 
 /// The figures compared, in [`Figures::values`] order.
 const KEYS: [&str; 7] = [
@@ -85,9 +85,7 @@ fn medians(plan: &[Policy], runs: &[Run]) -> Vec<(Policy, usize, Figures)> {
 
 /// `a` dominates `b`: no worse on p99 and reserved, better on one.
 fn dominates(a: &Figures, b: &Figures) -> bool {
-    a.p99() <= b.p99()
-        && a.reserved() <= b.reserved()
-        && (a.p99() < b.p99() || a.reserved() < b.reserved())
+    dominates_on((a.p99(), a.reserved()), (b.p99(), b.reserved()))
 }
 
 /// Issue 14's goals on the medians, one line each: (goal, met, figures).
@@ -228,10 +226,6 @@ pub fn write(
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("memory: wrote {}", path.display());
     Ok(())
-}
-
-fn finite(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
 }
 
 fn run_json(r: &Run) -> Value {

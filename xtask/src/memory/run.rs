@@ -15,10 +15,9 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
-use shadow_tests::{Agent, scenario::Shadow};
+use shadow_tests::{Agent, phases::Phase, scenario::Shadow};
 
 use super::{
-    Phase,
     cgroup::{Hierarchy, MemCgroup},
     policy::{MIB, Policy, ReactiveRule},
 };
@@ -133,14 +132,14 @@ impl Observer {
     }
 
     fn stop(self, cgroup: &str) -> anyhow::Result<Vec<Value>> {
-        let lines = match self {
+        Ok(match self {
             Self::Shadow(s) => s.stop()?.lines,
-            Self::Agent(a) => a.stop(Duration::from_millis(600)),
-        };
-        Ok(lines
-            .into_iter()
-            .filter(|l| l["cgroup"] == cgroup)
-            .collect())
+            Self::Agent(a) => a
+                .stop(Duration::from_millis(600))
+                .into_iter()
+                .filter(|l| l["cgroup"] == cgroup)
+                .collect(),
+        })
     }
 }
 
@@ -278,14 +277,15 @@ pub fn growth_windows(phases: &[Phase]) -> Vec<Window> {
     let (mut at, mut last) = (0.0, 0.0);
     let mut out = Vec::new();
     for p in phases {
-        if p.bytes > last {
+        let bytes = p.mib * MIB;
+        if bytes > last {
             out.push(Window {
                 start_s: at,
                 duration_s: p.seconds,
-                amount: p.bytes,
+                amount: bytes,
             });
         }
-        (at, last) = (at + p.seconds, p.bytes);
+        (at, last) = (at + p.seconds, bytes);
     }
     out
 }
@@ -466,10 +466,7 @@ mod tests {
 
     #[test]
     fn each_growth_is_announced_as_the_level_it_grows_to() {
-        let phase = |seconds, mib| Phase {
-            seconds,
-            bytes: mib * MIB,
-        };
+        let phase = |seconds, mib| Phase { seconds, mib };
         let w = growth_windows(&[
             phase(10.0, 128.0),
             phase(12.0, 512.0),

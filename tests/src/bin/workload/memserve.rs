@@ -23,25 +23,6 @@ use super::{process_cpu, unix_now};
 
 const PAGE: u64 = 4096;
 
-/// One phase: how long, and the working set in MiB.
-struct Phase {
-    seconds: f64,
-    mib: u64,
-}
-
-/// `SECONDS:MIB,SECONDS:MIB,...`
-fn phases(text: &str) -> Vec<Phase> {
-    text.split(',')
-        .map(|p| {
-            let (s, m) = p.split_once(':').expect("a phase is SECONDS:MIB");
-            Phase {
-                seconds: s.parse().expect("phase seconds"),
-                mib: m.parse().expect("phase MiB"),
-            }
-        })
-        .collect()
-}
-
 /// A small, fast generator (splitmix64): request `i`'s pages are the same
 /// in every run.
 fn mix(mut z: u64) -> u64 {
@@ -61,10 +42,11 @@ fn mix(mut z: u64) -> u64 {
 /// queued behind it as in a real server. Prints a JSON line per phase and
 /// a summary at the end.
 pub fn serve(file: &str, rate: f64, pages: u64, load_mibps: f64, schedule: &str, workers: usize) {
-    let phases = phases(schedule);
+    let phases = shadow_tests::phases::parse(schedule).expect("the phases");
     let f = File::open(file).expect("open the dataset");
     let len = f.metadata().expect("stat").len();
-    let most = phases.iter().map(|p| p.mib << 20).max().unwrap_or(0);
+    let bytes = |mib: f64| (mib * f64::from(1 << 20)) as u64;
+    let most = phases.iter().map(|p| bytes(p.mib)).max().unwrap_or(0);
     assert!(most <= len, "the dataset is smaller than the largest phase");
     // Out of the page cache first, so that reading it charges this cgroup.
     // SAFETY: advice on an open descriptor; no memory is handed over.
@@ -120,7 +102,7 @@ pub fn serve(file: &str, rate: f64, pages: u64, load_mibps: f64, schedule: &str,
     let mut at = 0.0;
     for (k, p) in phases.iter().enumerate() {
         let now = ws.load(Ordering::Relaxed);
-        let want = p.mib << 20;
+        let want = bytes(p.mib);
         println!(r#"{{"phase":{k},"mib":{},"at":{:.6}}}"#, p.mib, unix_now());
         let _ = std::io::stdout().flush();
         if want > now {
@@ -244,18 +226,5 @@ pub fn cache_read(file: &str) {
             let _ = reader.join();
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phases_are_read_in_order() {
-        let p = phases("20:128,7.5:640");
-        assert_eq!(p.len(), 2);
-        assert_eq!((p[0].seconds, p[0].mib), (20.0, 128));
-        assert_eq!((p[1].seconds, p[1].mib), (7.5, 640));
     }
 }
