@@ -43,6 +43,10 @@ pub fn require_root() {
 /// A cgroup created for one test, at the same relative path in the v2
 /// hierarchy and in the v1 controllers asked for; removed on drop, even when
 /// the test fails.
+///
+/// A controller asked for that is not bound to v1 (a pure v2 host) is the
+/// v2 one: it is enabled in the parent's `cgroup.subtree_control` when the
+/// parent is a test cgroup (the root's is the host's, and left as found).
 pub struct TestCgroup {
     /// Path relative to the v2 root, as the agent reports it.
     pub path: String,
@@ -75,16 +79,23 @@ impl TestCgroup {
         };
         let mounts = Mounts::from_system()?;
         let v2 = mounts.v2_root()?.to_path_buf();
-        let mut roots = vec![v2];
+        let mut roots = vec![v2.clone()];
+        let mut on_v2 = Vec::new();
         for c in v1 {
-            let root = mounts
-                .v1
-                .get(*c)
-                .with_context(|| format!("the v1 {c} controller is not mounted"))?;
-            roots.push(root.clone());
+            match mounts.v1.get(*c) {
+                Some(root) => roots.push(root.clone()),
+                None => on_v2.push(v2_controller(c)),
+            }
+        }
+        let relative = cg.path.trim_start_matches('/').to_owned();
+        if let Some(parent) = Path::new(&relative)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            enable_v2(&v2.join(parent), &on_v2)?;
         }
         for root in roots {
-            let dir = root.join(cg.path.trim_start_matches('/'));
+            let dir = root.join(&relative);
             fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
             cg.dirs.push(dir);
         }
@@ -127,6 +138,29 @@ impl TestCgroup {
         }
         cmd.spawn()
     }
+}
+
+/// The v2 name of a controller the tests name as v1 does.
+fn v2_controller(v1: &str) -> &str {
+    match v1 {
+        "cpuacct" => "cpu",
+        "blkio" => "io",
+        other => other,
+    }
+}
+
+/// Enables `controllers` for the children of the v2 cgroup `dir`.
+fn enable_v2(dir: &Path, controllers: &[&str]) -> anyhow::Result<()> {
+    let file = dir.join("cgroup.subtree_control");
+    let enabled =
+        fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    for c in controllers {
+        if !enabled.split_whitespace().any(|e| e == *c) {
+            fs::write(&file, format!("+{c}"))
+                .with_context(|| format!("enabling {c} in {}", file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for TestCgroup {
@@ -209,6 +243,28 @@ pub fn agent_bin() -> PathBuf {
             "SHADOW_AGENT_BIN is not set: run the integration tests with `cargo xtask test`",
         ),
     )
+}
+
+/// What `shadow-agent check` says of `program` on this kernel: "attached",
+/// or "off: <why>".
+pub fn probe_status(program: &str) -> String {
+    let out = Command::new(agent_bin())
+        .arg("check")
+        .output()
+        .expect("run shadow-agent check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(program))
+        .unwrap_or_else(|| panic!("{program} not in `shadow-agent check`:\n{text}"));
+    // "<program> <what it measures> <status>": the status starts at the
+    // first "attached" or "off:" word.
+    let at = line
+        .find(" attached")
+        .or_else(|| line.find(" off:"))
+        .or_else(|| line.find(" failed"))
+        .unwrap_or_else(|| panic!("no status in {line:?}"));
+    line[at..].trim().to_owned()
 }
 
 /// `shadow-agent observe` running as a subprocess, its JSON lines collected.

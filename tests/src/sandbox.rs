@@ -121,7 +121,8 @@ impl Sandbox {
         })
     }
 
-    fn weight_file(&self) -> PathBuf {
+    /// The weight file (v1 `cpu.shares`, v2 `cpu.weight`).
+    pub fn weight_file(&self) -> PathBuf {
         self.cpu_dir.join(match self.hierarchy {
             CpuHierarchy::V1 => "cpu.shares",
             CpuHierarchy::V2 => "cpu.weight",
@@ -195,7 +196,7 @@ impl Sandbox {
         QuotaWatcher {
             stop,
             samples,
-            handle,
+            handle: Some(handle),
         }
     }
 }
@@ -219,19 +220,39 @@ fn stat(dir: &Path, key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {key} in {}", dir.join("cpu.stat").display()))
 }
 
-/// The quota over time (see [`Sandbox::watch_quota`]).
+/// The quota over time (see [`Sandbox::watch_quota`]); polling stops when
+/// it is finished or dropped.
 pub struct QuotaWatcher {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<(f64, f64)>>>,
-    handle: std::thread::JoinHandle<()>,
+    handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl QuotaWatcher {
     /// Stops polling; `(Unix seconds, cores)` (NaN: unlimited).
-    pub fn finish(self) -> Vec<(f64, f64)> {
+    pub fn finish(mut self) -> Vec<(f64, f64)> {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
         std::mem::take(&mut *self.samples.lock().expect("lock"))
+    }
+
+    /// The highest limited quota seen so far, cores (-inf: none yet).
+    pub fn max_cores(&self) -> f64 {
+        self.samples
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|&(_, cores)| cores)
+            .filter(|c| c.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+impl Drop for QuotaWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -1,8 +1,11 @@
-//! The actuator against the real kernel: v1 knobs written under cgroups the
-//! tests create and read back from cgroupfs; the hard memory cap refused
-//! below what a real process holds; a SIGKILLed writer's originals put back
-//! by the next open; dry runs that change nothing. v2 knobs are checked over
-//! a tree mimicking cgroupfs (hybrid hosts have no cpu/memory/io in v2).
+//! The actuator against the real kernel, on the hierarchy that holds each
+//! controller here (v1 on the hybrid development hosts, v2 in the guest
+//! tier's pure v2 kernel, `cargo xtask vm test`): every knob written under
+//! cgroups the tests create and read back from cgroupfs; the memory ceiling
+//! refused below what a real process holds; a SIGKILLed writer's originals
+//! put back by the next open; dry runs that change nothing. The v2 knobs
+//! are also checked over a tree mimicking cgroupfs, so a hybrid host runs
+//! them too.
 //!
 //! Two `#[ignore]`d tests are not tests: they are the child processes that
 //! the real tests start (this executable run again with an environment
@@ -17,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use shadow_common::mounts::Mounts;
 use shadow_orchestrator::actuator::{
     Actuator, Bytes, CpuQuota, Guardrails, Knob, Layout, Mode, Outcome, Refusal, Resource, Setting,
     fake::{Capture, FakeTree},
@@ -28,14 +32,8 @@ const CHILD: &str = "SHADOW_ACTUATOR_CHILD";
 /// What a child prints once it has done its part.
 const READY: &str = "SHADOW-CHILD-READY";
 
-const V1: [&str; 3] = ["cpu", "memory", "blkio"];
-const V1_KNOBS: [Knob; 5] = [
-    Knob::CpuCfsQuota,
-    Knob::CpuShares,
-    Knob::MemorySoftLimit,
-    Knob::MemoryLimit,
-    Knob::BlkioWeight,
-];
+/// The controllers each test cgroup gets (v1 names; v2 where not on v1).
+const CONTROLLERS: [&str; 3] = ["cpu", "memory", "blkio"];
 
 /// A private state directory, removed on drop.
 struct StateDir(PathBuf);
@@ -70,13 +68,31 @@ fn open(state: &Path, mode: Mode) -> Actuator {
     act
 }
 
-/// The exact text of each v1 knob file of `cgroup`, as the kernel shows it.
-fn v1_files(cgroup: &str) -> BTreeMap<Knob, String> {
+/// Whether this host binds the cpu controller to v1 (hybrid) rather than
+/// v2 (pure v2).
+fn hybrid() -> bool {
+    Mounts::from_system()
+        .expect("cgroup mounts")
+        .v1
+        .contains_key("cpu")
+}
+
+/// The knobs the actuator writes for `cgroup` here: CPU, memory, I/O.
+fn knobs(cgroup: &str) -> Vec<Knob> {
     let layout = layout();
-    V1_KNOBS
-        .iter()
-        .map(|&k| {
-            let path = layout.file(cgroup, k).expect("v1 knob path");
+    [Resource::Cpu, Resource::Memory, Resource::Io]
+        .into_iter()
+        .flat_map(|r| layout.knobs_for(cgroup, r).expect("knobs_for"))
+        .collect()
+}
+
+/// The exact text of each knob file of `cgroup`, as the kernel shows it.
+fn files(cgroup: &str) -> BTreeMap<Knob, String> {
+    let layout = layout();
+    knobs(cgroup)
+        .into_iter()
+        .map(|k| {
+            let path = layout.file(cgroup, k).expect("knob path");
             let text =
                 fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             (k, text)
@@ -84,76 +100,106 @@ fn v1_files(cgroup: &str) -> BTreeMap<Knob, String> {
         .collect()
 }
 
-/// New values for every v1 knob, with the kernel's text for each.
-fn v1_changes(act: &Actuator, cgroup: &str) -> Vec<(Knob, Setting, &'static str)> {
-    let Setting::CpuQuota(q) = act.read(cgroup, Knob::CpuCfsQuota).expect("read quota") else {
-        panic!("cpu.cfs_quota_us is not a quota");
-    };
-    assert_eq!(q.period_us, 100_000, "the kernel's default CFS period");
-    vec![
-        (
-            Knob::CpuCfsQuota,
-            Setting::CpuQuota(CpuQuota::from_cores(1.5, q.period_us)),
-            "150000\n",
-        ),
-        (Knob::CpuShares, Setting::Weight(2048), "2048\n"),
-        (
-            Knob::MemorySoftLimit,
-            Setting::Bytes(Bytes::Limit(256 << 20)),
-            "268435456\n",
-        ),
-        (
-            Knob::MemoryLimit,
-            Setting::Bytes(Bytes::Limit(512 << 20)),
-            "536870912\n",
-        ),
-        (Knob::BlkioWeight, Setting::Weight(500), "500\n"),
-    ]
+/// A new value for every knob of `cgroup`, with the kernel's text for it.
+fn changes(act: &Actuator, cgroup: &str) -> Vec<(Knob, Setting, &'static str)> {
+    knobs(cgroup)
+        .into_iter()
+        .map(|knob| {
+            let (new, text) = match knob {
+                Knob::CpuCfsQuota | Knob::CpuMax => {
+                    let Setting::CpuQuota(q) = act.read(cgroup, knob).expect("read quota") else {
+                        panic!("{knob} is not a quota");
+                    };
+                    assert_eq!(q.period_us, 100_000, "the kernel's default CFS period");
+                    let text = if knob == Knob::CpuMax {
+                        "150000 100000\n"
+                    } else {
+                        "150000\n"
+                    };
+                    (
+                        Setting::CpuQuota(CpuQuota::from_cores(1.5, q.period_us)),
+                        text,
+                    )
+                }
+                Knob::CpuShares => (Setting::Weight(2048), "2048\n"),
+                Knob::CpuWeight => (Setting::Weight(200), "200\n"),
+                Knob::MemorySoftLimit | Knob::MemoryLow => {
+                    (Setting::Bytes(Bytes::Limit(256 << 20)), "268435456\n")
+                }
+                Knob::MemoryLimit | Knob::MemoryHigh => {
+                    (Setting::Bytes(Bytes::Limit(512 << 20)), "536870912\n")
+                }
+                Knob::BlkioWeight => (Setting::Weight(500), "500\n"),
+                Knob::IoWeight => (Setting::Weight(500), "default 500\n"),
+            };
+            (knob, new, text)
+        })
+        .collect()
 }
 
-/// On this host the cgroup's cpu, memory and io knobs are the v1 ones
-/// (the v2 tree has none of those controllers), and they all exist.
+/// Each controller's knobs come from the hierarchy that holds it: v1 on a
+/// hybrid host (its v2 tree has no cpu, memory nor io), v2 on a pure v2
+/// one; and they all exist.
 #[test]
-fn layout_picks_v1_knobs_on_a_hybrid_host() {
-    let cg = TestCgroup::new("act-layout", &V1);
+fn layout_picks_the_knobs_of_the_hierarchy_holding_each_controller() {
+    let cg = TestCgroup::new("act-layout", &CONTROLLERS);
     let layout = layout();
     let v2 = layout.v2_controllers(&cg.path).expect("cgroup.controllers");
+    let hybrid = hybrid();
     for c in ["cpu", "memory", "io"] {
-        assert!(
-            !v2.iter().any(|x| x == c),
-            "v2 has {c} here: this test assumes the hybrid development hosts"
+        assert_eq!(
+            v2.iter().any(|x| x == c),
+            !hybrid,
+            "{c} in this cgroup's v2 cgroup.controllers {v2:?} (hybrid host: {hybrid})"
         );
     }
     let knobs = |r| layout.knobs_for(&cg.path, r).expect("knobs_for");
-    assert_eq!(knobs(Resource::Cpu), [Knob::CpuShares, Knob::CpuCfsQuota]);
-    assert_eq!(
-        knobs(Resource::Memory),
-        [Knob::MemorySoftLimit, Knob::MemoryLimit]
-    );
+    let (cpu, memory, io, other) = if hybrid {
+        (
+            [Knob::CpuShares, Knob::CpuCfsQuota],
+            [Knob::MemorySoftLimit, Knob::MemoryLimit],
+            Knob::BlkioWeight,
+            Knob::CpuMax,
+        )
+    } else {
+        (
+            [Knob::CpuWeight, Knob::CpuMax],
+            [Knob::MemoryLow, Knob::MemoryHigh],
+            Knob::IoWeight,
+            Knob::CpuCfsQuota,
+        )
+    };
+    assert_eq!(knobs(Resource::Cpu), cpu);
+    assert_eq!(knobs(Resource::Memory), memory);
     assert_eq!(
         knobs(Resource::Io),
-        [Knob::BlkioWeight],
-        "blkio.bfq.weight missing: the kernel needs BFQ (CONFIG_IOSCHED_BFQ)"
+        [io],
+        "no I/O weight: the kernel needs BFQ (v1 blkio.bfq.weight) or blk-iocost (v2 io.weight)"
     );
     assert!(knobs(Resource::Net).is_empty());
-    // A v2 knob that does not exist here is a read error naming the file,
-    // not "gone": the cgroup is there.
+    // A knob of the other hierarchy is a read error naming its file, not
+    // "gone": the cgroup is there.
     let act = open(&StateDir::new("layout").0, Mode::DryRun);
-    let err = act.read(&cg.path, Knob::CpuMax).unwrap_err();
+    let err = act.read(&cg.path, other).unwrap_err();
     assert!(!err.is_gone(), "{err}");
-    assert!(err.to_string().contains("cpu.max"), "{err}");
+    assert!(err.to_string().contains(other.file_name()), "{err}");
 }
 
-/// Every v1 knob written for real and read back from the kernel; then
+/// Every knob written for real and read back from the kernel; then
 /// restore_all puts back exactly the text the kernel showed before.
 #[test]
-fn v1_knobs_are_written_and_restored_exactly() {
-    let cg = TestCgroup::new("act-v1", &V1);
-    let state = StateDir::new("v1");
-    let before = v1_files(&cg.path);
+fn knobs_are_written_and_restored_exactly() {
+    let cg = TestCgroup::new("act-knobs", &CONTROLLERS);
+    let state = StateDir::new("knobs");
+    let before = files(&cg.path);
+    assert_eq!(
+        before.len(),
+        5,
+        "cpu (2), memory (2) and io (1) knobs: {before:?}"
+    );
     let mut act = open(&state.0, Mode::Write);
     let now = Instant::now();
-    for (knob, new, text) in v1_changes(&act, &cg.path) {
+    for (knob, new, text) in changes(&act, &cg.path) {
         let out = act.write(&cg.path, knob, new, "test", now).expect("write");
         assert!(matches!(out, Outcome::Written { .. }), "{knob}: {out:?}");
         let path = act.layout().file(&cg.path, knob).unwrap();
@@ -167,81 +213,85 @@ fn v1_knobs_are_written_and_restored_exactly() {
     let journal = state.0.join("journal.jsonl");
     assert_eq!(
         fs::read_to_string(&journal).unwrap().lines().count(),
-        V1_KNOBS.len()
+        before.len()
     );
     let report = act.restore_all().expect("restore");
-    assert_eq!(report.restored.len(), V1_KNOBS.len(), "{report:?}");
-    assert_eq!(v1_files(&cg.path), before);
+    assert_eq!(report.restored.len(), before.len(), "{report:?}");
+    assert_eq!(files(&cg.path), before);
     assert!(!journal.exists(), "journal left after a full restore");
 }
 
-/// A child holding 64 MiB in the cgroup: memory.limit_in_bytes is not
-/// lowered below memory.usage_in_bytes, and is lowered to above it.
+/// A child holding 64 MiB in the cgroup: the memory ceiling (v1
+/// memory.limit_in_bytes, v2 memory.high) is not lowered below what the
+/// kernel says the cgroup uses, and is lowered to above it.
 #[test]
-fn hard_memory_limit_is_refused_below_real_usage() {
+fn memory_ceiling_is_refused_below_real_usage() {
     let cg = TestCgroup::new("act-usage", &["memory"]);
     let state = StateDir::new("usage");
     let mut child = ChildGuard(cg.spawn(&mut child_command("hold", &[])));
     wait_ready(&mut child.0);
     let layout = layout();
-    let usage_file = layout
-        .dir(&cg.path, Knob::MemoryLimit)
-        .unwrap()
-        .join("memory.usage_in_bytes");
+    let ceiling = layout
+        .knobs_for(&cg.path, Resource::Memory)
+        .expect("knobs_for")[1];
+    let usage_file = layout.dir(&cg.path, ceiling).unwrap().join(
+        ceiling
+            .usage_file()
+            .expect("a memory knob has a usage file"),
+    );
     let usage: u64 = fs::read_to_string(&usage_file)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
     assert!(usage >= 64 << 20, "child holds 64 MiB, usage is {usage}");
+    let path = layout.file(&cg.path, ceiling).unwrap();
+    let original = fs::read_to_string(&path).unwrap();
     let mut act = open(&state.0, Mode::Write);
     let now = Instant::now();
     let limit = |n| Setting::Bytes(Bytes::Limit(n));
     let out = act
-        .write(&cg.path, Knob::MemoryLimit, limit(usage / 2), "cut", now)
+        .write(&cg.path, ceiling, limit(usage / 2), "cut", now)
         .unwrap();
     assert!(
         matches!(out, Outcome::Refused(Refusal::BelowMemoryUsage { usage: u, .. }) if u >= usage / 2),
         "{out:?}"
     );
-    let path = layout.file(&cg.path, Knob::MemoryLimit).unwrap();
     assert_eq!(
-        fs::read_to_string(&path).unwrap().trim(),
-        "9223372036854771712",
-        "refused write changed the limit"
+        fs::read_to_string(&path).unwrap(),
+        original,
+        "refused write changed {ceiling}"
     );
     let roomy = (usage + (64 << 20)) / 4096 * 4096;
     let out = act
-        .write(&cg.path, Knob::MemoryLimit, limit(roomy), "cut", now)
+        .write(&cg.path, ceiling, limit(roomy), "cut", now)
         .unwrap();
     assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
     assert_eq!(fs::read_to_string(&path).unwrap().trim(), roomy.to_string());
     assert!(
         child.0.try_wait().unwrap().is_none(),
-        "the child died under the new limit"
+        "the child died under the new ceiling"
     );
     drop(child);
     let report = act.restore_all().unwrap();
     assert_eq!(report.restored.len(), 1);
-    assert_eq!(
-        fs::read_to_string(&path).unwrap().trim(),
-        "9223372036854771712"
-    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), original);
 }
 
-/// A child writes every v1 knob and is SIGKILLed; the next open restores
+/// A child writes every knob and is SIGKILLed; the next open restores
 /// the kernel's original text of each, before returning.
 #[test]
 fn originals_are_restored_after_sigkill() {
-    let cg = TestCgroup::new("act-crash", &V1);
+    let cg = TestCgroup::new("act-crash", &CONTROLLERS);
     let state = StateDir::new("crash");
-    let before = v1_files(&cg.path);
+    let before = files(&cg.path);
     let mut cmd = child_command("crash", &[&cg.path, &state.0.to_string_lossy()]);
     let mut child = ChildGuard(cmd.stdout(Stdio::piped()).spawn().expect("spawn child"));
     wait_ready(&mut child.0);
-    let during = v1_files(&cg.path);
-    for k in V1_KNOBS {
-        assert_ne!(during[&k], before[&k], "{k} was not changed by the child");
+    let during = files(&cg.path);
+    assert_eq!(during.len(), 5, "{during:?}");
+    for (k, text) in &during {
+        assert_ne!(text, &before[k], "{k} was not changed by the child");
     }
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) }, 0);
@@ -250,23 +300,23 @@ fn originals_are_restored_after_sigkill() {
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
     );
-    assert_eq!(v1_files(&cg.path), during, "nothing restored yet");
+    assert_eq!(files(&cg.path), during, "nothing restored yet");
     let (act, report) =
         Actuator::open(layout(), &state.0, Mode::Write, Guardrails::default()).expect("reopen");
-    assert_eq!(report.restored.len(), V1_KNOBS.len(), "{report:?}");
+    assert_eq!(report.restored.len(), during.len(), "{report:?}");
     assert!(report.failed.is_empty() && report.gone.is_empty());
-    assert_eq!(v1_files(&cg.path), before);
+    assert_eq!(files(&cg.path), before);
     assert!(act.originals().is_empty());
     assert!(!state.0.join("journal.jsonl").exists());
 }
 
-/// Dry run over every v1 knob: a JSON line for each, and no file changed,
+/// Dry run over every knob: a JSON line for each, and no file changed,
 /// no journal, no state directory.
 #[test]
 fn dry_run_changes_no_file() {
-    let cg = TestCgroup::new("act-dry", &V1);
+    let cg = TestCgroup::new("act-dry", &CONTROLLERS);
     let state = StateDir::new("dry");
-    let before = v1_files(&cg.path);
+    let before = files(&cg.path);
     let out = Capture::default();
     let (mut act, _) = Actuator::open_with_output(
         layout(),
@@ -277,7 +327,7 @@ fn dry_run_changes_no_file() {
     )
     .expect("open");
     let now = Instant::now();
-    for (knob, new, text) in v1_changes(&act, &cg.path) {
+    for (knob, new, text) in changes(&act, &cg.path) {
         let outcome = act.write(&cg.path, knob, new, "dry", now).unwrap();
         assert!(
             matches!(outcome, Outcome::DryRun { .. }),
@@ -290,7 +340,7 @@ fn dry_run_changes_no_file() {
         assert_eq!(line["reason"], "dry");
     }
     act.restore_all().unwrap();
-    assert_eq!(v1_files(&cg.path), before);
+    assert_eq!(files(&cg.path), before);
     assert!(!state.0.exists(), "dry run created its state directory");
 }
 
@@ -301,14 +351,16 @@ fn a_removed_cgroup_is_dropped_quietly() {
     let mut act = open(&state.0, Mode::Write);
     let cg = TestCgroup::new("act-gone", &["cpu"]);
     let path = cg.path.clone();
+    // The CPU weight: v1 cpu.shares or v2 cpu.weight.
+    let weight = knobs(&path)[0];
     let now = Instant::now();
-    act.write(&path, Knob::CpuShares, Setting::Weight(512), "x", now)
+    act.write(&path, weight, Setting::Weight(512), "x", now)
         .unwrap();
     drop(cg);
     let err = act
         .write(
             &path,
-            Knob::CpuShares,
+            weight,
             Setting::Weight(256),
             "x",
             now + Duration::from_secs(60),
@@ -320,8 +372,8 @@ fn a_removed_cgroup_is_dropped_quietly() {
     assert!(report.failed.is_empty());
 }
 
-/// The v2 knobs over a tree mimicking cgroupfs (the v2 controllers are not
-/// enabled here): written in the kernel's format, restored exactly.
+/// The v2 knobs over a tree mimicking cgroupfs (so that hybrid hosts check
+/// them too): written in the kernel's format, restored exactly.
 #[test]
 fn v2_knobs_over_a_mimicked_tree() {
     require_root();
@@ -386,8 +438,8 @@ fn v2_knobs_over_a_mimicked_tree() {
     assert_eq!(after, before);
 }
 
-/// Child of `hard_memory_limit_is_refused_below_real_usage`: holds 64 MiB.
-/// Child of `originals_are_restored_after_sigkill`: writes every v1 knob.
+/// Child of `memory_ceiling_is_refused_below_real_usage`: holds 64 MiB.
+/// Child of `originals_are_restored_after_sigkill`: writes every knob.
 /// Both print READY and wait to be killed.
 #[test]
 #[ignore = "a child process of the actuator tests, started by them"]
@@ -409,7 +461,7 @@ fn child() {
         "crash" => {
             let (cgroup, state) = (&args[1], Path::new(&args[2]));
             let mut act = open(state, Mode::Write);
-            for (knob, new, _) in v1_changes(&act, cgroup) {
+            for (knob, new, _) in changes(&act, cgroup) {
                 let out = act.write(cgroup, knob, new, "crash test", Instant::now());
                 assert!(
                     matches!(out, Ok(Outcome::Written { .. })),

@@ -13,6 +13,10 @@ fn page_faults_match_rusage() {
     let out = finish(cg.spawn(&mut workload(&["touch", "50000"])));
     let samples = agent.stop(Duration::from_millis(600));
     let rusage = out["minflt"].as_u64().unwrap() + out["majflt"].as_u64().unwrap();
+    assert!(
+        rusage >= 50_000,
+        "one fault per touched page expected: {out}"
+    );
     let r = ratio(
         "page_faults",
         total(&samples, &cg.path, "page_faults"),

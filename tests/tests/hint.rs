@@ -9,7 +9,7 @@ use std::{
 };
 
 use serde_json::Value;
-use shadow_tests::{TestCgroup, hint::HintAgent};
+use shadow_tests::{TestCgroup, hint::HintAgent, scenario::Sandbox};
 
 /// A trickle of CPU (a shell forking `sleep`), so the cgroup is sampled
 /// every interval while its model band stays far below a 1-core hint.
@@ -213,20 +213,24 @@ fn now() -> f64 {
 
 #[test]
 fn a_component_that_hints_4_cores_and_uses_half_a_core_is_trusted_less() {
-    let a = TestCgroup::new("hint-trust", &["cpu"]);
-    let mounts = shadow_common::mounts::Mounts::from_system().unwrap();
-    let cpu_dir = mounts.v1_dir("cpu", &a.path).unwrap();
-    std::fs::write(cpu_dir.join("cpu.cfs_quota_us"), "50000").unwrap();
+    // Half a core of quota (v1 cpu.cfs_quota_us or v2 cpu.max).
+    let sandbox = Sandbox::create(
+        &format!("/shadow-test-hint-trust-{}", std::process::id()),
+        0.5,
+        false,
+    )
+    .expect("sandbox");
+    let a = &sandbox.cg;
     let agent = HintAgent::start("hint-trust", &a.path, &[]);
     let burn = a.spawn(&mut shadow_tests::workload(&["burn", "20"]));
     std::thread::sleep(Duration::from_secs(1));
     let hint = ["--cpu", "4", "--duration", "2s"];
-    let (ok, first) = agent.hint_from(&a, &hint);
+    let (ok, first) = agent.hint_from(a, &hint);
     assert!(ok, "{first}");
     let end = first["end"].as_f64().unwrap();
     // The window, then the grace of 1.5 intervals before it is judged.
     std::thread::sleep(Duration::from_secs_f64((end - now()).max(0.0) + 1.0));
-    let (ok, second) = agent.hint_from(&a, &hint);
+    let (ok, second) = agent.hint_from(a, &hint);
     assert!(ok, "{second}");
     stop(burn);
     let rows = agent.agent.stop(Duration::from_millis(300));

@@ -11,23 +11,22 @@ use std::{
 };
 
 use shadow_common::host::unix_now;
-
-use shadow_common::mounts::Mounts;
 use shadow_tests::{
-    TestCgroup,
     hint::HintAgent,
     orchestrator::{Orchestrator, TempDir},
+    scenario::Sandbox,
 };
 
 #[test]
 fn the_quota_is_raised_before_a_hinted_window() {
-    let a = TestCgroup::new("hint-ahead", &["cpu"]);
-    let cpu = Mounts::from_system()
-        .unwrap()
-        .v1_dir("cpu", &a.path)
-        .unwrap();
-    let quota = cpu.join("cpu.cfs_quota_us");
-    fs::write(&quota, "30000").unwrap();
+    // 0.3 cores of quota (v1 cpu.cfs_quota_us or v2 cpu.max).
+    let sandbox = Sandbox::create(
+        &format!("/shadow-test-hint-ahead-{}", std::process::id()),
+        0.3,
+        false,
+    )
+    .expect("sandbox");
+    let a = &sandbox.cg;
     let dir = TempDir::new("hint-ahead-orch");
     let config = dir.0.join("shadow.toml");
     fs::write(
@@ -45,21 +44,18 @@ fn the_quota_is_raised_before_a_hinted_window() {
     );
     let socket = o.socket.to_str().unwrap().to_owned();
     let agent = HintAgent::start("hint-ahead", &a.path, &["--orchestrator", &socket]);
-    // A trickle of CPU so the cgroup is sampled every interval.
-    let mut load = a.spawn(Command::new("sh").args(["-c", "while :; do sleep 0.02; done"]));
+    // A trickle of CPU so the cgroup is sampled every interval (ten forks
+    // a second: cheap in the emulated guest tier too).
+    let mut load = a.spawn(Command::new("sh").args(["-c", "while :; do sleep 0.1; done"]));
     std::thread::sleep(Duration::from_secs(3));
-    let (ok, reply) = agent.hint_from(
-        &a,
-        &["--cpu", "1.5", "--start-in", "3s", "--duration", "2s"],
-    );
+    let (ok, reply) = agent.hint_from(a, &["--cpu", "1.5", "--start-in", "3s", "--duration", "2s"]);
     assert!(ok && reply["status"] == "accepted", "{reply}");
     let start = reply["start"].as_f64().unwrap();
     // The first moment the kernel's quota is at least a core.
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut raised_at = None;
     while Instant::now() < deadline && raised_at.is_none() {
-        let q: f64 = fs::read_to_string(&quota).unwrap().trim().parse().unwrap();
-        if q >= 100_000.0 {
+        if sandbox.cores().unwrap() >= 1.0 {
             raised_at = Some(unix_now());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -78,9 +74,5 @@ fn the_quota_is_raised_before_a_hinted_window() {
         "raised {:.2} s after the window began:\n{log}",
         -lead
     );
-    assert_eq!(
-        fs::read_to_string(&quota).unwrap().trim(),
-        "30000",
-        "restored"
-    );
+    assert!(sandbox.as_created().unwrap(), "quota and weight restored");
 }

@@ -1,53 +1,66 @@
 //! The orchestrator end to end on this host: the agent (real BPF) reports a
-//! burning cgroup, the orchestrator raises the cgroup's v1 CPU quota above
-//! the static half core for its demand, and every original value comes back: on SIGTERM, and
-//! after SIGKILL at the next start. Dry-run writes nothing; a cgroup that
-//! is not opted in is never written.
+//! burning cgroup, the orchestrator raises the cgroup's CPU quota (v1
+//! `cpu.cfs_quota_us` or v2 `cpu.max`, whichever holds cpu here) above the
+//! static half core for its demand, and every original value comes back:
+//! on SIGTERM, and after SIGKILL at the next start. Dry-run writes nothing;
+//! a cgroup that is not opted in is never written.
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicI64, Ordering},
-    },
     time::{Duration, Instant},
 };
 
-use shadow_common::mounts::Mounts;
 use shadow_tests::{
-    Agent, TestCgroup,
+    Agent,
     orchestrator::{Orchestrator, TempDir, orchestrator_bin},
+    scenario::{QuotaWatcher, Sandbox},
     workload,
 };
 
 /// The static setting the operator gave the cgroup: half a core.
-const QUOTA: &str = "50000";
+const STATIC_CORES: f64 = 0.5;
 
-/// A v1 cpu test cgroup with a 0.5-core quota, and its knob files.
+/// A test cgroup under a static half-core quota, with the kernel's text of
+/// its quota and weight as created.
 struct Managed {
-    cg: TestCgroup,
-    quota: PathBuf,
-    shares: PathBuf,
+    sandbox: Sandbox,
+    quota: String,
+    weight: String,
 }
 
 impl Managed {
     fn new(name: &str) -> Self {
-        let cg = TestCgroup::new(name, &["cpu"]);
-        let mounts = Mounts::from_system().unwrap();
-        let dir = mounts.v1_dir("cpu", &cg.path).unwrap();
-        let quota = dir.join("cpu.cfs_quota_us");
-        fs::write(&quota, QUOTA).unwrap();
+        let path = format!("/shadow-test-{name}-{}", std::process::id());
+        let sandbox = Sandbox::create(&path, STATIC_CORES, false).expect("sandbox");
         Self {
-            cg,
-            quota,
-            shares: dir.join("cpu.shares"),
+            quota: read(&sandbox.quota_file()),
+            weight: read(&sandbox.weight_file()),
+            sandbox,
         }
     }
 
-    fn read(path: &Path) -> String {
-        fs::read_to_string(path).unwrap().trim().to_owned()
+    fn path(&self) -> &str {
+        &self.sandbox.cg.path
     }
+
+    /// `(quota, weight)` as the kernel shows them now.
+    fn now(&self) -> (String, String) {
+        (
+            read(&self.sandbox.quota_file()),
+            read(&self.sandbox.weight_file()),
+        )
+    }
+
+    /// The quota file's name, as the orchestrator's dry-run lines name it.
+    fn quota_knob(&self) -> String {
+        let file = self.sandbox.quota_file();
+        file.file_name().unwrap().to_string_lossy().into_owned()
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
 fn config(dir: &Path, managed: &str) -> PathBuf {
@@ -59,55 +72,22 @@ fn config(dir: &Path, managed: &str) -> PathBuf {
     path
 }
 
-/// Records the highest quota seen while the test runs.
-struct Watch {
-    max: Arc<AtomicI64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Watch {
-    fn start(file: PathBuf) -> Self {
-        let max = Arc::new(AtomicI64::new(i64::MIN));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (max.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(v) = Managed::read(&file).parse::<i64>() {
-                    m.fetch_max(v, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        Self { max, stop }
-    }
-
-    fn max(&self) -> i64 {
-        self.max.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Burns a CPU in the managed cgroup with the agent reporting to `o`,
 /// until the quota was raised above the static half core (or 20 s).
-fn burn_until_raised(m: &Managed, o: &Orchestrator, watch: &Watch) -> Agent {
+fn burn_until_raised(m: &Managed, o: &Orchestrator, watch: &QuotaWatcher) -> Agent {
     let socket = o.socket.to_str().unwrap().to_owned();
-    let agent = Agent::start_with(&m.cg.path, "200ms", &["--orchestrator", &socket]);
-    let mut child = m.cg.spawn(&mut workload(&["burn", "25"]));
+    let agent = Agent::start_with(m.path(), "200ms", &["--orchestrator", &socket]);
+    let mut child = m.sandbox.cg.spawn(&mut workload(&["burn", "25"]));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while watch.max() <= 50_000 && Instant::now() < deadline {
+    while watch.max_cores() <= STATIC_CORES && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
     let _ = child.wait();
     assert!(
-        watch.max() > 50_000,
+        watch.max_cores() > STATIC_CORES,
         "the quota was never raised above the static 0.5 core (max seen {}); log:\n{}",
-        watch.max(),
+        watch.max_cores(),
         o.stderr()
     );
     agent
@@ -117,31 +97,27 @@ fn burn_until_raised(m: &Managed, o: &Orchestrator, watch: &Watch) -> Agent {
 /// everything that got it there.
 struct Raised {
     m: Managed,
-    /// Its `cpu.shares` before the orchestrator started.
-    shares: String,
     dir: TempDir,
     cfg: PathBuf,
     o: Orchestrator,
-    watch: Watch,
+    watch: QuotaWatcher,
     agent: Agent,
 }
 
 impl Raised {
     fn new(name: &str) -> Self {
         let m = Managed::new(name);
-        let shares = Managed::read(&m.shares);
         let dir = TempDir::new(name);
-        let cfg = config(&dir.0, &m.cg.path);
+        let cfg = config(&dir.0, m.path());
         let o = Orchestrator::start(
             &dir.0.join("o.sock"),
             &dir.0.join("state"),
             &["--config", cfg.to_str().unwrap()],
         );
-        let watch = Watch::start(m.quota.clone());
+        let watch = m.sandbox.watch_quota();
         let agent = burn_until_raised(&m, &o, &watch);
         Self {
             m,
-            shares,
             dir,
             cfg,
             o,
@@ -156,7 +132,6 @@ fn quota_is_raised_for_demand_and_restored_on_sigterm() {
     // Every part bound: what is not would be dropped (removed) at once.
     let Raised {
         m,
-        shares,
         dir: _dir,
         cfg: _cfg,
         o,
@@ -168,22 +143,24 @@ fn quota_is_raised_for_demand_and_restored_on_sigterm() {
     assert!(
         samples
             .iter()
-            .any(|s| s["cgroup"] == m.cg.path.as_str() && s["cpu_reservation_managed"] == true),
+            .any(|s| s["cgroup"] == m.path() && s["cpu_reservation_managed"] == true),
         "the agent never showed a managed reservation"
     );
     let log = o.stderr();
     assert!(log.contains("cgroup knob written"), "{log}");
     let status = o.signal(libc::SIGTERM);
     assert!(status.success(), "{status}");
-    assert_eq!(Managed::read(&m.quota), QUOTA, "quota restored exactly");
-    assert_eq!(Managed::read(&m.shares), shares, "shares restored exactly");
+    assert_eq!(
+        m.now(),
+        (m.quota.clone(), m.weight.clone()),
+        "quota and weight restored exactly"
+    );
 }
 
 #[test]
 fn originals_come_back_at_the_next_start_after_sigkill() {
     let Raised {
         m,
-        shares,
         dir,
         cfg: _cfg,
         o,
@@ -195,11 +172,7 @@ fn originals_come_back_at_the_next_start_after_sigkill() {
     let status = o.signal(libc::SIGKILL);
     assert!(!status.success());
     drop(agent);
-    assert_ne!(
-        Managed::read(&m.quota),
-        QUOTA,
-        "SIGKILL left the raise in place"
-    );
+    assert_ne!(m.now().0, m.quota, "SIGKILL left the raise in place");
     // The next start restores before anything else; --restore stops there.
     let out = std::process::Command::new(orchestrator_bin())
         .arg("--restore")
@@ -213,8 +186,11 @@ fn originals_come_back_at_the_next_start_after_sigkill() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("after a crash"), "{log}");
-    assert_eq!(Managed::read(&m.quota), QUOTA, "quota restored exactly");
-    assert_eq!(Managed::read(&m.shares), shares, "shares restored exactly");
+    assert_eq!(
+        m.now(),
+        (m.quota.clone(), m.weight.clone()),
+        "quota and weight restored exactly"
+    );
 }
 
 #[test]
@@ -222,24 +198,24 @@ fn dry_run_and_cgroups_not_opted_in_are_never_written() {
     let m = Managed::new("orch-dry");
     let other = Managed::new("orch-other");
     let dir = TempDir::new("orch-dry");
-    let cfg = config(&dir.0, &m.cg.path);
+    let cfg = config(&dir.0, m.path());
     let o = Orchestrator::start(
         &dir.0.join("o.sock"),
         &dir.0.join("state"),
         &["--config", cfg.to_str().unwrap(), "--dry-run"],
     );
-    let watch = Watch::start(m.quota.clone());
-    let watch_other = Watch::start(other.quota.clone());
+    let watch = m.sandbox.watch_quota();
+    let watch_other = other.sandbox.watch_quota();
     let socket = o.socket.to_str().unwrap().to_owned();
     // One agent observing both cgroups (their common parent is the root).
     let agent = Agent::start_with("/", "200ms", &["--orchestrator", &socket]);
-    let mut a = m.cg.spawn(&mut workload(&["burn", "25"]));
-    let mut b = other.cg.spawn(&mut workload(&["burn", "25"]));
-    let path = m.cg.path.clone();
+    let mut a = m.sandbox.cg.spawn(&mut workload(&["burn", "25"]));
+    let mut b = other.sandbox.cg.spawn(&mut workload(&["burn", "25"]));
+    let (path, knob) = (m.path().to_owned(), m.quota_knob());
     o.wait_for(Duration::from_secs(20), |lines| {
         lines
             .iter()
-            .any(|l| l["cgroup"] == path.as_str() && l["knob"] == "cpu.cfs_quota_us")
+            .any(|l| l["cgroup"] == path.as_str() && l["knob"] == knob.as_str())
     });
     for c in [&mut a, &mut b] {
         let _ = c.kill();
@@ -247,22 +223,19 @@ fn dry_run_and_cgroups_not_opted_in_are_never_written() {
     }
     drop(agent);
     let lines = o.lines();
-    let line = lines
-        .iter()
-        .find(|l| l["knob"] == "cpu.cfs_quota_us")
-        .unwrap();
-    assert_eq!(line["old"], QUOTA, "{line}");
+    let line = lines.iter().find(|l| l["knob"] == knob.as_str()).unwrap();
+    assert_eq!(line["old"], m.quota.as_str(), "{line}");
     assert!(line["reason"].as_str().unwrap().contains("band"), "{line}");
     assert!(
-        lines.iter().all(|l| l["cgroup"] != other.cg.path.as_str()),
+        lines.iter().all(|l| l["cgroup"] != other.path()),
         "a cgroup not opted in appeared in the writes"
     );
     let status = o.signal(libc::SIGTERM);
     assert!(status.success(), "{status}");
-    assert_eq!(watch.max(), 50_000, "dry run changed the quota");
+    assert_eq!(watch.max_cores(), STATIC_CORES, "dry run changed the quota");
     assert_eq!(
-        watch_other.max(),
-        50_000,
+        watch_other.max_cores(),
+        STATIC_CORES,
         "a cgroup not opted in was written"
     );
     assert!(
@@ -275,7 +248,6 @@ fn dry_run_and_cgroups_not_opted_in_are_never_written() {
 fn sighup_reloads_keeps_the_running_config_on_error_and_restores_what_it_no_longer_manages() {
     let Raised {
         m,
-        shares,
         dir: _dir,
         cfg,
         o,
@@ -295,30 +267,21 @@ fn sighup_reloads_keeps_the_running_config_on_error_and_restores_what_it_no_long
         log.contains("line 1") && log.contains("outside 1..=6"),
         "{log}"
     );
-    assert_ne!(
-        Managed::read(&m.quota),
-        QUOTA,
-        "a failed reload undid the raise"
-    );
+    assert_ne!(m.now().0, m.quota, "a failed reload undid the raise");
     // A file without the rule: the cgroup is released at once.
     fs::write(&cfg, "lead = 3\n").unwrap();
     o.send(libc::SIGHUP);
     o.wait_for_log(Duration::from_secs(5), "configuration reloaded");
     let log = o.stderr();
     assert!(log.contains("no longer managed"), "{log}");
-    assert_eq!(Managed::read(&m.quota), QUOTA, "quota restored on reload");
     assert_eq!(
-        Managed::read(&m.shares),
-        shares,
-        "shares restored on reload"
+        m.now(),
+        (m.quota.clone(), m.weight.clone()),
+        "quota and weight restored on reload"
     );
     // And it stays released while the agent keeps reporting.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        Managed::read(&m.quota),
-        QUOTA,
-        "written again after release"
-    );
+    assert_eq!(m.now().0, m.quota, "written again after release");
     drop(agent);
     let status = o.signal(libc::SIGTERM);
     assert!(status.success(), "{status}");

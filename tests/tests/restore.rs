@@ -11,31 +11,37 @@ use std::{
     process::Command,
 };
 
-use shadow_orchestrator::actuator::{Knob, journal::Original};
+use shadow_orchestrator::actuator::{Layout, Resource, journal::Original};
 use shadow_tests::{
     TestCgroup,
     orchestrator::{TempDir, orchestrator_bin},
 };
 
-/// A test cgroup whose `cpu.shares` a "crashed" orchestrator left at 4096,
-/// with its original (1024) in a journal in `state`.
+/// A test cgroup whose CPU weight (v1 `cpu.shares`, v2 `cpu.weight`) a
+/// "crashed" orchestrator left at 4 times its default, with the original
+/// in a journal in `state`.
 struct Crashed {
     _cg: TestCgroup,
-    shares: PathBuf,
+    weight: PathBuf,
+    original: String,
 }
 
 impl Crashed {
     fn new(name: &str, state: &Path) -> Self {
         let cg = TestCgroup::new(name, &["cpu"]);
-        let dir = cg.v1_dir("cpu").expect("v1 cpu mount");
-        let shares = dir.join("cpu.shares");
-        assert_eq!(read(&shares), "1024");
+        let layout = Layout::from_system().expect("cgroup mounts");
+        let knob = layout
+            .knobs_for(&cg.path, Resource::Cpu)
+            .expect("cpu knobs")[0];
+        let weight = layout.file(&cg.path, knob).expect("weight file");
+        let original = read(&weight);
+        let default: u64 = original.parse().expect("a weight");
         let entry = Original {
             cgroup: cg.path.clone(),
-            knob: Knob::CpuShares,
-            path: shares.clone(),
-            original: "1024".into(),
-            id: Some(fs::metadata(&dir).unwrap().ino()),
+            knob,
+            path: weight.clone(),
+            original: original.clone(),
+            id: Some(fs::metadata(weight.parent().unwrap()).unwrap().ino()),
         };
         fs::create_dir_all(state).unwrap();
         fs::write(
@@ -43,8 +49,16 @@ impl Crashed {
             serde_json::to_string(&entry).unwrap() + "\n",
         )
         .unwrap();
-        fs::write(&shares, "4096").unwrap();
-        Self { _cg: cg, shares }
+        fs::write(&weight, (default * 4).to_string()).unwrap();
+        Self {
+            _cg: cg,
+            weight,
+            original,
+        }
+    }
+
+    fn restored(&self) -> bool {
+        read(&self.weight) == self.original
     }
 }
 
@@ -83,14 +97,14 @@ fn a_broken_configuration_does_not_stop_restore_nor_the_restore_at_start() {
     );
     assert!(ok, "--restore exits 0 once the originals are back:\n{log}");
     assert!(log.contains("does not load"), "{log}");
-    assert_eq!(read(&c.shares), "1024", "--restore:\n{log}");
+    assert!(c.restored(), "--restore:\n{log}");
     drop(c);
 
     let c = Crashed::new("restore-broken-start", &state);
     let (ok, log) = orchestrator(&dir.0, &["--config", cfg, "--state-dir", state_s]);
     assert!(!ok, "a start with a broken file refuses to run:\n{log}");
     assert!(log.contains("TOML parse error"), "{log}");
-    assert_eq!(read(&c.shares), "1024", "start:\n{log}");
+    assert!(c.restored(), "start:\n{log}");
 }
 
 #[test]
@@ -108,5 +122,5 @@ fn without_the_flag_the_files_own_state_dir_is_used_when_it_can_be_read() {
     let (ok, log) = orchestrator(&dir.0, &["--config", cfg.to_str().unwrap(), "--restore"]);
     assert!(ok, "{log}");
     assert!(log.contains("the file's state_dir"), "{log}");
-    assert_eq!(read(&c.shares), "1024", "{log}");
+    assert!(c.restored(), "{log}");
 }

@@ -16,7 +16,12 @@ pub fn root() -> PathBuf {
 
 /// Runs `cmd` in the workspace root, printing it first; fails if it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    cmd.current_dir(root());
+    run_in(&root(), cmd)
+}
+
+/// Runs `cmd` in `dir`, printing it first; fails if it fails.
+pub fn run_in(dir: &std::path::Path, cmd: &mut Command) -> anyhow::Result<()> {
+    cmd.current_dir(dir);
     eprintln!("xtask: $ {}", show(cmd));
     let status = cmd
         .status()
@@ -72,6 +77,16 @@ pub struct TestTotals {
     pub failed: u64,
 }
 
+impl TestTotals {
+    /// Adds a libtest `test result: ...` line; other lines are ignored.
+    pub fn add_line(&mut self, line: &str) {
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            self.passed += count(rest, " passed");
+            self.failed += count(rest, " failed");
+        }
+    }
+}
+
 /// Runs `cargo test` like [`run`], echoing its output and adding up its
 /// `test result:` lines into `totals`.
 pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<()> {
@@ -84,10 +99,7 @@ pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<(
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            totals.passed += count(rest, " passed");
-            totals.failed += count(rest, " failed");
-        }
+        totals.add_line(&line);
     }
     let status = child.wait()?;
     if !status.success() {

@@ -2,11 +2,13 @@
 //! first (`test` runs `setup` and `build-ebpf`), so one command works on a
 //! fresh machine.
 //!
-//! Layout: `setup` (toolchain, bpf-linker, Debian packages), `build` (the BPF
-//! object and the binaries), `cmd` (running commands with clear failures),
-//! `bench` (overhead benchmarks), `chaos` (fault injection), `e2e` (the end-to-end benchmark), `memory` (its memory counterpart), `stack`
-//! (orchestrator and agent started together), `demo` (the guided
-//! demonstration), `stop` (Ctrl-C handling), `dist` (the release tarball).
+//! Layout: `setup` (toolchain, bpf-linker, Debian packages, the guest
+//! kernel), `build` (the BPF object and the binaries), `cmd` (running
+//! commands with clear failures), `bench` (overhead benchmarks), `chaos`
+//! (fault injection), `e2e` (the end-to-end benchmark), `memory` (its memory
+//! counterpart), `stack` (orchestrator and agent started together), `demo`
+//! (the guided demonstration), `stop` (Ctrl-C handling), `dist` (the release
+//! tarball), `vm` (real guests and the guest tier of the tests).
 
 mod bench;
 mod build;
@@ -20,6 +22,7 @@ mod setup;
 mod stack;
 mod stop;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -36,7 +39,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install what is missing: the pinned nightly with rust-src, bpf-linker
-    /// built against that nightly's LLVM, and the Debian packages tests need.
+    /// built against that nightly's LLVM, the Debian packages tests need,
+    /// and the guest kernel and initramfs of `vm` (in target/vm).
     /// Example: `cargo xtask setup`
     Setup,
     /// Build the BPF object that the agent embeds (target/ebpf).
@@ -99,23 +103,33 @@ enum Command {
     /// injection"). Uses SHADOW_ORCHESTRATOR_BIN and SHADOW_AGENT_BIN when
     /// both are set, else builds. Example: `sudo cargo xtask chaos --kills 100`
     Chaos(chaos::ChaosArgs),
+    /// Real guests (QEMU, Debian's 6.1 kernel, pure cgroup v2, the host's
+    /// root shared read-only so the workspace's binaries run there; needs
+    /// root for the tests). `vm run -- CMD` runs one command in a fresh
+    /// guest and exits with its status; `vm test` runs the guest tier of
+    /// the integration tests (also part of `cargo xtask test`).
+    /// Example: `sudo cargo xtask vm run -- target/release/shadow-agent check`
+    Vm(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |()| 0;
     let result = match cli.command {
-        Command::Setup => setup::run(),
-        Command::BuildEbpf => build::ebpf(),
-        Command::Build => build::all(),
-        Command::Run { args } => stack::run(&args),
-        Command::Demo { bursts, out } => demo::run(out, bursts),
-        Command::Dist => dist::run(),
-        Command::Test => test::run(),
-        Command::Bench(args) => bench::run(&args),
-        Command::Chaos(args) => chaos::run(&args),
+        Command::Setup => setup::run().map(done),
+        Command::BuildEbpf => build::ebpf().map(done),
+        Command::Build => build::all().map(done),
+        Command::Run { args } => stack::run(&args).map(done),
+        Command::Demo { bursts, out } => demo::run(out, bursts).map(done),
+        Command::Dist => dist::run().map(done),
+        Command::Test => test::run().map(done),
+        Command::Bench(args) => bench::run(&args).map(done),
+        Command::Chaos(args) => chaos::run(&args).map(done),
+        // A guest command's own exit status is passed on.
+        Command::Vm(args) => vm::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(err) => {
             eprintln!("xtask: error: {err:#}");
             ExitCode::FAILURE

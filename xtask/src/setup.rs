@@ -10,7 +10,10 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::PathBuf, process::Command
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{self, cargo};
+use crate::{
+    cmd::{self, cargo},
+    vm,
+};
 
 /// The dated nightly that builds the BPF object (rustc 1.97, LLVM 22).
 pub const NIGHTLY: &str = "nightly-2026-05-20";
@@ -19,7 +22,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// and the pgbench benchmark, perf for the overhead benchmark, tmux for the
 /// `top` test (a real terminal), PostgreSQL 15 with pgbench for `bench e2e
 /// --scenario pgbench` (it runs a private cluster; the package's own
-/// cluster is not used).
+/// cluster is not used); QEMU, busybox-static, kmod and cpio for the guests
+/// of `cargo xtask vm` (docs/guests.md).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("losetup", "util-linux"),
     ("setpriv", "util-linux"),
@@ -27,12 +31,18 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("tmux", "tmux"),
     ("/usr/lib/postgresql/15/bin/postgres", "postgresql"),
     ("pgbench", "postgresql"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("depmod", "kmod"),
+    ("cpio", "cpio"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
     nightly()?;
     bpf_linker()?;
     debian_packages()?;
+    // The guest kernel and initramfs: fetched and built once, then cached.
+    vm::image::prepare()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }

@@ -4,11 +4,14 @@
 use crate::{
     build::{self, binary},
     cmd::{self, cargo},
+    vm,
 };
 
 /// `cargo xtask test`: every test. Lints and unit tests need no root; the
 /// integration tests in `tests/` load the real programs, so they run as
-/// root, one at a time (they create cgroups and measure the whole host).
+/// root, one at a time (they create cgroups and measure the whole host),
+/// then again in a guest on Debian's 6.1 kernel with pure cgroup v2 (the
+/// guest tier, `cargo xtask vm test`).
 pub fn run() -> anyhow::Result<()> {
     build::all()?;
     cmd::run(cargo(None).args(["fmt", "--all", "--", "--check"]))?;
@@ -39,7 +42,10 @@ pub fn run() -> anyhow::Result<()> {
             .env("SHADOW_ORCHESTRATOR_BIN", binary("shadow-orchestrator")),
         &mut totals,
     )?;
+    // The same tests on a second kernel with pure cgroup v2 (docs/guests.md).
+    vm::test_into(&mut totals)?;
     // One closing line for the whole run (CI reads the last one).
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    anyhow::ensure!(totals.failed == 0, "{} tests failed", totals.failed);
     Ok(())
 }
